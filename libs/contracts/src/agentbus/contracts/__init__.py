@@ -1,0 +1,84 @@
+"""Agentbus contracts: every message on the bus, its subject and the streams that hold it."""
+
+from . import subjects
+from .analytics import AnalyticsQuery, AnalyticsQueryName, AnalyticsResult
+from .base import Contract, Event, TenantContract, new_id, utcnow
+from .catalog import SUBJECTS, SubjectSpec, all_models, spec_for
+from .events import DomainEvent
+from .health import SERVICES, ComponentHealth, ServiceHealth, ServiceName
+from .ingest import (
+    ChunkingOverrides,
+    DocumentIndexed,
+    IngestFailed,
+    IngestProgress,
+    IngestRequested,
+)
+from .retrieval import (
+    GraphQuery,
+    GraphResult,
+    SearchFilters,
+    SearchHit,
+    SearchRequest,
+    SearchResult,
+)
+from .runs import (
+    RunControl,
+    RunEvent,
+    RunRequested,
+    RunStatus,
+    ThreadCheckpoint,
+    ThreadState,
+    ThreadStateRequest,
+)
+from .streams import BUCKETS, CONSUMERS, STREAMS, BucketSpec, ConsumerSpec, StreamSpec
+from .telemetry import LlmUsage, RunFinished, ToolCalled
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BUCKETS",
+    "CONSUMERS",
+    "SERVICES",
+    "STREAMS",
+    "SUBJECTS",
+    "AnalyticsQuery",
+    "AnalyticsQueryName",
+    "AnalyticsResult",
+    "BucketSpec",
+    "ChunkingOverrides",
+    "ComponentHealth",
+    "ConsumerSpec",
+    "Contract",
+    "DocumentIndexed",
+    "DomainEvent",
+    "Event",
+    "GraphQuery",
+    "GraphResult",
+    "IngestFailed",
+    "IngestProgress",
+    "IngestRequested",
+    "LlmUsage",
+    "RunControl",
+    "RunEvent",
+    "RunFinished",
+    "RunRequested",
+    "RunStatus",
+    "SearchFilters",
+    "SearchHit",
+    "SearchRequest",
+    "SearchResult",
+    "ServiceHealth",
+    "ServiceName",
+    "StreamSpec",
+    "SubjectSpec",
+    "TenantContract",
+    "ThreadCheckpoint",
+    "ThreadState",
+    "ThreadStateRequest",
+    "ToolCalled",
+    "all_models",
+    "new_id",
+    "spec_for",
+    "subjects",
+    "utcnow",
+]

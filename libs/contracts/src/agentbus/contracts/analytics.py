@@ -1,0 +1,27 @@
+"""Named, read-only analytics queries over the event store."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import TenantContract
+
+AnalyticsQueryName = Literal["usage", "runs", "dora", "anomalies"]
+Scalar = str | int | float | bool | None
+
+
+class AnalyticsQuery(TenantContract):
+    """A named query with validated parameters. Never SQL text from a caller or a model."""
+
+    name: AnalyticsQueryName
+    params: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class AnalyticsResult(TenantContract):
+    name: AnalyticsQueryName
+    columns: list[str] = Field(default_factory=list)
+    rows: list[list[Scalar]] = Field(default_factory=list)
+    took_ms: float = Field(default=0.0, ge=0)
+    error: str | None = None

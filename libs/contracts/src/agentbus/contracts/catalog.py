@@ -1,0 +1,189 @@
+"""Who publishes and who consumes each subject, with its payload: DESIGN.md §3 as data.
+
+The contract tests check that every subject has a producer and a consumer and that every model is
+carried by some subject; the deploy layer derives NATS permissions from the same table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from . import subjects as s
+from .analytics import AnalyticsQuery, AnalyticsResult
+from .base import Contract
+from .events import DomainEvent
+from .health import SERVICES, ServiceHealth
+from .ingest import DocumentIndexed, IngestFailed, IngestProgress, IngestRequested
+from .retrieval import GraphQuery, GraphResult, SearchRequest, SearchResult
+from .runs import RunControl, RunEvent, RunRequested, ThreadState, ThreadStateRequest
+from .telemetry import LlmUsage, RunFinished, ToolCalled
+
+Kind = Literal["stream", "core", "request"]
+
+# Parties that are not our services: other systems feeding the bus, and operators' tools.
+EXTERNAL = "external"
+OPERATOR = "operator"
+
+
+@dataclass(frozen=True)
+class SubjectSpec:
+    subject: str
+    kind: Kind
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    payloads: tuple[type[Contract], ...]
+    reply: type[Contract] | None = None
+    stream: str | None = None
+    queue_group: str | None = None
+    description: str = ""
+
+
+SUBJECTS: tuple[SubjectSpec, ...] = (
+    SubjectSpec(
+        s.RUNS_SUBMIT,
+        "stream",
+        producers=("gateway",),
+        consumers=("orchestrator",),
+        payloads=(RunRequested,),
+        stream="RUNS",
+        description="Runs to execute (work queue)",
+    ),
+    SubjectSpec(
+        s.RUN_EVENTS_ALL,
+        "stream",
+        producers=("orchestrator",),
+        consumers=("gateway",),
+        payloads=(RunEvent,),
+        stream="RUN_EVENTS",
+        description="Events of run <run_id>, replayable by seq",
+    ),
+    SubjectSpec(
+        s.RUN_CONTROL_ALL,
+        "core",
+        producers=("gateway",),
+        consumers=("orchestrator",),
+        payloads=(RunControl,),
+        description="Cancel or interrupt run <run_id>",
+    ),
+    SubjectSpec(
+        s.THREADS_STATE,
+        "request",
+        producers=("gateway",),
+        consumers=("orchestrator",),
+        payloads=(ThreadStateRequest,),
+        reply=ThreadState,
+        queue_group="orchestrator",
+        description="Current values, next nodes, checkpoint and history of a thread",
+    ),
+    SubjectSpec(
+        s.RETRIEVAL_SEARCH,
+        "request",
+        producers=("orchestrator", "gateway"),
+        consumers=("retrieval",),
+        payloads=(SearchRequest,),
+        reply=SearchResult,
+        queue_group="retrieval",
+        description="Vector, keyword or hybrid search over a tenant's chunks",
+    ),
+    SubjectSpec(
+        s.GRAPH_QUERY,
+        "request",
+        producers=("orchestrator", "gateway"),
+        consumers=("retrieval",),
+        payloads=(GraphQuery,),
+        reply=GraphResult,
+        queue_group="retrieval",
+        description="Named knowledge-graph queries",
+    ),
+    SubjectSpec(
+        s.ANALYTICS_QUERY,
+        "request",
+        producers=("orchestrator", "gateway"),
+        consumers=("analytics",),
+        payloads=(AnalyticsQuery,),
+        reply=AnalyticsResult,
+        queue_group="analytics",
+        description="Named usage, runs, DORA and anomaly queries",
+    ),
+    SubjectSpec(
+        s.INGEST_SUBMIT,
+        "stream",
+        producers=("gateway", EXTERNAL),
+        consumers=("ingest",),
+        payloads=(IngestRequested,),
+        stream="INGEST",
+        description="Documents to index; bytes in the `documents` object store",
+    ),
+    SubjectSpec(
+        s.INGEST_PROGRESS_ALL,
+        "stream",
+        producers=("ingest",),
+        consumers=("gateway", "analytics"),
+        payloads=(IngestProgress, DocumentIndexed, IngestFailed),
+        stream="INGEST_EVENTS",
+        description="Progress and outcome of document <doc_id>",
+    ),
+    SubjectSpec(
+        s.EVENTS_ALL,
+        "stream",
+        producers=(EXTERNAL,),
+        consumers=("analytics", "ingest"),
+        payloads=(DomainEvent,),
+        stream="EVENTS",
+        description="Domain events: agentbus.v1.events.<tenant>.<source>.<type>",
+    ),
+    SubjectSpec(
+        s.TELEMETRY_LLM_USAGE,
+        "stream",
+        producers=("orchestrator", "ingest"),
+        consumers=("analytics",),
+        payloads=(LlmUsage,),
+        stream="TELEMETRY",
+        description="One model call: tokens, cost, latency",
+    ),
+    SubjectSpec(
+        s.TELEMETRY_RUN_FINISHED,
+        "stream",
+        producers=("orchestrator",),
+        consumers=("analytics",),
+        payloads=(RunFinished,),
+        stream="TELEMETRY",
+        description="Outcome of one run",
+    ),
+    SubjectSpec(
+        s.TELEMETRY_TOOL_CALLED,
+        "stream",
+        producers=("orchestrator",),
+        consumers=("analytics",),
+        payloads=(ToolCalled,),
+        stream="TELEMETRY",
+        description="One tool call of a run",
+    ),
+    SubjectSpec(
+        s.HEALTH_ALL,
+        "request",
+        producers=("gateway", OPERATOR),
+        consumers=SERVICES,
+        payloads=(),
+        reply=ServiceHealth,
+        description="Health of service <name> and the engines it depends on (NATS micro endpoint)",
+    ),
+)
+
+
+def all_models() -> tuple[type[Contract], ...]:
+    """Every contract model carried by a subject, payloads and replies, without duplicates."""
+    seen: dict[str, type[Contract]] = {}
+    for spec in SUBJECTS:
+        for model in (*spec.payloads, *((spec.reply,) if spec.reply else ())):
+            seen.setdefault(model.__name__, model)
+    return tuple(seen.values())
+
+
+def spec_for(subject: str) -> SubjectSpec:
+    """The catalog entry whose pattern matches a concrete subject."""
+    for spec in SUBJECTS:
+        if s.matches(spec.subject, subject):
+            return spec
+    raise KeyError(f"no contract declares subject {subject!r}")

@@ -1,0 +1,231 @@
+"""JetStream streams, durable consumers and KV/Object Store buckets, as data.
+
+The runtime provisions these idempotently at start-up; the deploy layer (KEDA triggers, NATS
+permissions) is generated from the same definitions, so names cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from . import subjects as s
+
+Retention = Literal["limits", "workqueue", "interest"]
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    retention: Retention
+    max_age_s: float
+    duplicate_window_s: float
+    description: str
+    max_bytes: int = -1
+    storage: Literal["file", "memory"] = "file"
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable pull consumer. `service` is the only service that binds it."""
+
+    stream: str
+    durable: str
+    service: str
+    filter_subject: str
+    ack_wait_s: float
+    max_deliver: int
+    backoff_s: tuple[float, ...] = ()
+    max_ack_pending: int = 1000
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    name: str
+    kind: Literal["kv", "object"]
+    description: str
+    ttl_s: float | None = None
+    history: int = 1
+    users: tuple[str, ...] = field(default_factory=tuple)
+
+
+RUNS = StreamSpec(
+    name="RUNS",
+    subjects=(s.RUNS_SUBMIT,),
+    retention="workqueue",
+    max_age_s=DAY,
+    duplicate_window_s=10 * 60,
+    description="Runs waiting for an orchestrator; dedupe by Nats-Msg-Id = run_id",
+)
+RUN_EVENTS = StreamSpec(
+    name="RUN_EVENTS",
+    subjects=(s.RUN_EVENTS_ALL,),
+    retention="limits",
+    max_age_s=HOUR,
+    duplicate_window_s=10 * 60,
+    description="Every event of every run, replayable by sequence; dedupe by run_id:seq",
+)
+INGEST = StreamSpec(
+    name="INGEST",
+    subjects=(s.INGEST_SUBMIT,),
+    retention="workqueue",
+    max_age_s=7 * DAY,
+    duplicate_window_s=10 * 60,
+    description="Documents waiting to be indexed; dedupe by content hash",
+)
+INGEST_EVENTS = StreamSpec(
+    name="INGEST_EVENTS",
+    subjects=(s.INGEST_PROGRESS_ALL,),
+    retention="limits",
+    max_age_s=DAY,
+    duplicate_window_s=2 * 60,
+    description="Ingest progress and outcomes per document",
+)
+EVENTS = StreamSpec(
+    name="EVENTS",
+    subjects=(s.EVENTS_ALL,),
+    retention="limits",
+    max_age_s=30 * DAY,
+    duplicate_window_s=10 * 60,
+    description="Domain events from other systems (CloudEvents-shaped)",
+)
+TELEMETRY = StreamSpec(
+    name="TELEMETRY",
+    subjects=(s.TELEMETRY_ALL,),
+    retention="limits",
+    max_age_s=7 * DAY,
+    duplicate_window_s=2 * 60,
+    description="Usage and outcome telemetry for analytics",
+)
+DEAD_LETTERS = StreamSpec(
+    name="DEAD_LETTERS",
+    subjects=(s.MAX_DELIVERIES_ADVISORY_ALL, s.TERMINATED_ADVISORY_ALL),
+    retention="limits",
+    max_age_s=30 * DAY,
+    duplicate_window_s=2 * 60,
+    description="Advisories for messages that exhausted max_deliver or were terminated",
+)
+
+STREAMS: tuple[StreamSpec, ...] = (
+    RUNS,
+    RUN_EVENTS,
+    INGEST,
+    INGEST_EVENTS,
+    EVENTS,
+    TELEMETRY,
+    DEAD_LETTERS,
+)
+
+ORCHESTRATOR_RUNS = ConsumerSpec(
+    stream="RUNS",
+    durable="orchestrator",
+    service="orchestrator",
+    filter_subject=s.RUNS_SUBMIT,
+    ack_wait_s=30,
+    max_deliver=5,
+    backoff_s=(1, 5, 15, 30),
+    max_ack_pending=256,
+    description="Run workers; heartbeats with in_progress() while a run executes",
+)
+INGEST_JOBS = ConsumerSpec(
+    stream="INGEST",
+    durable="ingest",
+    service="ingest",
+    filter_subject=s.INGEST_SUBMIT,
+    ack_wait_s=60,
+    max_deliver=5,
+    backoff_s=(2, 10, 30, 60),
+    max_ack_pending=64,
+    description="Document indexing workers",
+)
+INGEST_DOMAIN_EVENTS = ConsumerSpec(
+    stream="EVENTS",
+    durable="ingest-graph",
+    service="ingest",
+    filter_subject=s.EVENTS_ALL,
+    ack_wait_s=30,
+    max_deliver=10,
+    backoff_s=(1, 5, 30),
+    description="Projects people/team/repo/skill facts into the graph",
+)
+ANALYTICS_DOMAIN_EVENTS = ConsumerSpec(
+    stream="EVENTS",
+    durable="analytics-events",
+    service="analytics",
+    filter_subject=s.EVENTS_ALL,
+    ack_wait_s=30,
+    max_deliver=10,
+    backoff_s=(1, 5, 30),
+    max_ack_pending=10_000,
+    description="Stores domain events in ClickHouse in batches",
+)
+ANALYTICS_TELEMETRY = ConsumerSpec(
+    stream="TELEMETRY",
+    durable="analytics-telemetry",
+    service="analytics",
+    filter_subject=s.TELEMETRY_ALL,
+    ack_wait_s=30,
+    max_deliver=10,
+    backoff_s=(1, 5, 30),
+    max_ack_pending=10_000,
+    description="Stores usage and run telemetry in ClickHouse in batches",
+)
+ANALYTICS_INGEST_EVENTS = ConsumerSpec(
+    stream="INGEST_EVENTS",
+    durable="analytics-ingest",
+    service="analytics",
+    filter_subject=s.INGEST_PROGRESS_ALL,
+    ack_wait_s=30,
+    max_deliver=10,
+    backoff_s=(1, 5, 30),
+    max_ack_pending=10_000,
+    description="Stores ingest outcomes in ClickHouse",
+)
+
+CONSUMERS: tuple[ConsumerSpec, ...] = (
+    ORCHESTRATOR_RUNS,
+    INGEST_JOBS,
+    INGEST_DOMAIN_EVENTS,
+    ANALYTICS_DOMAIN_EVENTS,
+    ANALYTICS_TELEMETRY,
+    ANALYTICS_INGEST_EVENTS,
+)
+
+DOCUMENTS = BucketSpec(
+    name="documents",
+    kind="object",
+    description="Uploaded file bytes, keyed by object name",
+    users=("gateway", "ingest"),
+)
+THREAD_RUNS = BucketSpec(
+    name="thread_runs",
+    kind="kv",
+    description="Active run per thread; compare-and-set admits runs (multitask strategy)",
+    history=1,
+    users=("gateway", "orchestrator"),
+)
+RATE_LIMITS = BucketSpec(
+    name="rate_limits",
+    kind="kv",
+    description="Rate-limit windows per tenant and route, shared by gateway replicas",
+    ttl_s=HOUR,
+    users=("gateway",),
+)
+
+BUCKETS: tuple[BucketSpec, ...] = (DOCUMENTS, THREAD_RUNS, RATE_LIMITS)
+
+
+def stream(name: str) -> StreamSpec:
+    for spec in STREAMS:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+def consumers_of(service: str) -> tuple[ConsumerSpec, ...]:
+    return tuple(c for c in CONSUMERS if c.service == service)

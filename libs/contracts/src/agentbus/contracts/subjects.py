@@ -1,0 +1,84 @@
+"""Subject names and builders. Everything on the bus lives under `agentbus.v1.`."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+PREFIX: Final = "agentbus.v1"
+
+RUNS_SUBMIT: Final = f"{PREFIX}.runs.submit"
+RUN_EVENTS_ALL: Final = f"{PREFIX}.runs.events.>"
+RUN_CONTROL_ALL: Final = f"{PREFIX}.runs.control.*"
+THREADS_STATE: Final = f"{PREFIX}.threads.state"
+RETRIEVAL_SEARCH: Final = f"{PREFIX}.retrieval.search"
+GRAPH_QUERY: Final = f"{PREFIX}.graph.query"
+ANALYTICS_QUERY: Final = f"{PREFIX}.analytics.query"
+INGEST_SUBMIT: Final = f"{PREFIX}.ingest.submit"
+INGEST_PROGRESS_ALL: Final = f"{PREFIX}.ingest.progress.>"
+EVENTS_ALL: Final = f"{PREFIX}.events.>"
+TELEMETRY_ALL: Final = f"{PREFIX}.telemetry.>"
+TELEMETRY_LLM_USAGE: Final = f"{PREFIX}.telemetry.llm_usage"
+TELEMETRY_RUN_FINISHED: Final = f"{PREFIX}.telemetry.run_finished"
+TELEMETRY_TOOL_CALLED: Final = f"{PREFIX}.telemetry.tool_called"
+HEALTH_ALL: Final = f"{PREFIX}.health.*"
+
+# JetStream publishes this advisory when a message exhausts max_deliver; the DEAD_LETTERS stream
+# keeps it as the durable dead-letter record.
+MAX_DELIVERIES_ADVISORY_ALL: Final = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"
+TERMINATED_ADVISORY_ALL: Final = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>"
+
+_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+class SubjectError(ValueError):
+    """A value that cannot be a subject token (empty, dotted, wildcard, whitespace)."""
+
+
+def token(value: str, what: str = "token") -> str:
+    """Check one subject token: a dot, `*`, `>` or space would change which subjects match."""
+    if not _TOKEN.fullmatch(value) or len(value) > 128:
+        raise SubjectError(f"invalid {what} for a subject: {value!r}")
+    return value
+
+
+def run_events(run_id: str) -> str:
+    return f"{PREFIX}.runs.events.{token(run_id, 'run id')}"
+
+
+def run_control(run_id: str) -> str:
+    return f"{PREFIX}.runs.control.{token(run_id, 'run id')}"
+
+
+def ingest_progress(document_id: str) -> str:
+    return f"{PREFIX}.ingest.progress.{token(document_id, 'document id')}"
+
+
+def domain_event(tenant_id: str, source: str, event_type: str) -> str:
+    return (
+        f"{PREFIX}.events.{token(tenant_id, 'tenant id')}"
+        f".{token(source, 'event source')}.{token(event_type, 'event type')}"
+    )
+
+
+def health(service: str) -> str:
+    return f"{PREFIX}.health.{token(service, 'service name')}"
+
+
+def parse_domain_event(subject: str) -> tuple[str, str, str]:
+    """Split `agentbus.v1.events.<tenant>.<source>.<type>` into its three tokens."""
+    parts = subject.split(".")
+    if len(parts) != 6 or ".".join(parts[:3]) != f"{PREFIX}.events":
+        raise SubjectError(f"not a domain event subject: {subject!r}")
+    return parts[3], parts[4], parts[5]
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: `*` is one token, `>` one or more trailing tokens."""
+    p_tokens, s_tokens = pattern.split("."), subject.split(".")
+    for i, p in enumerate(p_tokens):
+        if p == ">":
+            return len(s_tokens) > i
+        if i >= len(s_tokens) or (p != "*" and p != s_tokens[i]):
+            return False
+    return len(p_tokens) == len(s_tokens)
