@@ -73,7 +73,7 @@ def test_every_consumer_binds_a_subject_its_service_consumes() -> None:
         for spec in covered:
             assert consumer.service in spec.consumers, (consumer.durable, spec.subject)
         assert consumer.max_deliver > 1
-        assert len(consumer.backoff_s) < consumer.max_deliver
+        assert len(consumer.nak_delays_s) < consumer.max_deliver
 
 
 def test_work_queues_have_exactly_one_consumer() -> None:

@@ -12,9 +12,7 @@ import agentbus.contracts as c
 from agentbus.contracts import subjects as s
 
 EXAMPLES: list[c.Contract] = [
-    c.RunRequested(
-        tenant_id="acme", run_id="r1", thread_id="t1", input={"messages": []}
-    ),
+    c.RunRequested(tenant_id="acme", run_id="r1", thread_id="t1", input={"messages": []}),
     c.RunEvent(tenant_id="acme", run_id="r1", thread_id="t1", seq=0, type="metadata"),
     c.RunControl(tenant_id="acme", run_id="r1", action="cancel"),
     c.ThreadStateRequest(tenant_id="acme", thread_id="t1", history_limit=5),

@@ -41,7 +41,7 @@ def render() -> dict[str, str]:
             for spec in SUBJECTS
         ],
         "streams": [vars(x) | {"subjects": list(x.subjects)} for x in STREAMS],
-        "consumers": [vars(x) | {"backoff_s": list(x.backoff_s)} for x in CONSUMERS],
+        "consumers": [vars(x) | {"nak_delays_s": list(x.nak_delays_s)} for x in CONSUMERS],
         "buckets": [vars(x) | {"users": list(x.users)} for x in BUCKETS],
     }
     files["catalog.json"] = _dump(catalog)
@@ -68,7 +68,9 @@ def write(directory: Path = DEFAULT_DIR) -> list[str]:
 def diff(directory: Path = DEFAULT_DIR) -> list[str]:
     """Names of files that are missing, stale or different from the code."""
     wanted = render()
-    present = {p.name: p.read_text() for p in directory.glob("*.json")} if directory.exists() else {}
+    present = (
+        {p.name: p.read_text() for p in directory.glob("*.json")} if directory.exists() else {}
+    )
     return sorted(
         {n for n, t in wanted.items() if present.get(n) != t} | (present.keys() - wanted.keys())
     )

@@ -36,13 +36,15 @@ class RunRequested(Event):
     run_id: SubjectToken
     thread_id: SubjectToken
     assistant_id: str = Field(default="agent", min_length=1, max_length=128)
-    input: JsonObject | None = Field(default=None, description="Graph input, e.g. {'messages': [...]}")
+    input: JsonObject | None = Field(
+        default=None, description="Graph input, e.g. {'messages': [...]}"
+    )
     command: JsonObject | None = Field(
         default=None, description="LangGraph Command to resume an interrupted thread"
     )
     config: JsonObject = Field(default_factory=dict)
     metadata: JsonObject = Field(default_factory=dict)
-    stream_modes: list[StreamMode] = Field(default_factory=lambda: ["values"])
+    stream_modes: list[StreamMode] = Field(default_factory=lambda: list[StreamMode](["values"]))
     multitask_strategy: MultitaskStrategy = "reject"
     user_id: str | None = None
 

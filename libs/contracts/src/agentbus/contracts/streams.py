@@ -31,7 +31,12 @@ class StreamSpec:
 
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """A durable pull consumer. `service` is the only service that binds it."""
+    """A durable pull consumer. `service` is the only service that binds it.
+
+    `nak_delays_s` are the redelivery delays our handlers pass to an explicit NAK after a failed
+    attempt (attempt n waits nak_delays_s[min(n, len-1)]). They are not JetStream's `backoff`,
+    which would also shorten the first ack wait and redeliver long runs that are still healthy.
+    """
 
     stream: str
     durable: str
@@ -39,7 +44,7 @@ class ConsumerSpec:
     filter_subject: str
     ack_wait_s: float
     max_deliver: int
-    backoff_s: tuple[float, ...] = ()
+    nak_delays_s: tuple[float, ...] = ()
     max_ack_pending: int = 1000
     description: str = ""
 
@@ -128,7 +133,7 @@ ORCHESTRATOR_RUNS = ConsumerSpec(
     filter_subject=s.RUNS_SUBMIT,
     ack_wait_s=30,
     max_deliver=5,
-    backoff_s=(1, 5, 15, 30),
+    nak_delays_s=(1, 5, 15, 30),
     max_ack_pending=256,
     description="Run workers; heartbeats with in_progress() while a run executes",
 )
@@ -139,7 +144,7 @@ INGEST_JOBS = ConsumerSpec(
     filter_subject=s.INGEST_SUBMIT,
     ack_wait_s=60,
     max_deliver=5,
-    backoff_s=(2, 10, 30, 60),
+    nak_delays_s=(2, 10, 30, 60),
     max_ack_pending=64,
     description="Document indexing workers",
 )
@@ -150,7 +155,7 @@ INGEST_DOMAIN_EVENTS = ConsumerSpec(
     filter_subject=s.EVENTS_ALL,
     ack_wait_s=30,
     max_deliver=10,
-    backoff_s=(1, 5, 30),
+    nak_delays_s=(1, 5, 30),
     description="Projects people/team/repo/skill facts into the graph",
 )
 ANALYTICS_DOMAIN_EVENTS = ConsumerSpec(
@@ -160,7 +165,7 @@ ANALYTICS_DOMAIN_EVENTS = ConsumerSpec(
     filter_subject=s.EVENTS_ALL,
     ack_wait_s=30,
     max_deliver=10,
-    backoff_s=(1, 5, 30),
+    nak_delays_s=(1, 5, 30),
     max_ack_pending=10_000,
     description="Stores domain events in ClickHouse in batches",
 )
@@ -171,7 +176,7 @@ ANALYTICS_TELEMETRY = ConsumerSpec(
     filter_subject=s.TELEMETRY_ALL,
     ack_wait_s=30,
     max_deliver=10,
-    backoff_s=(1, 5, 30),
+    nak_delays_s=(1, 5, 30),
     max_ack_pending=10_000,
     description="Stores usage and run telemetry in ClickHouse in batches",
 )
@@ -182,7 +187,7 @@ ANALYTICS_INGEST_EVENTS = ConsumerSpec(
     filter_subject=s.INGEST_PROGRESS_ALL,
     ack_wait_s=30,
     max_deliver=10,
-    backoff_s=(1, 5, 30),
+    nak_delays_s=(1, 5, 30),
     max_ack_pending=10_000,
     description="Stores ingest outcomes in ClickHouse",
 )

@@ -1,0 +1,46 @@
+# Agentbus: `make run` brings the platform up on this machine, `make test` runs every test.
+# Both install what they need first (a virtualenv in .venv), so a fresh clone needs nothing else.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+SERVICES := gateway orchestrator retrieval ingest analytics
+PACKAGES := -e libs/contracts -e "libs/runtime[embedded]" \
+            $(foreach s,$(filter-out analytics,$(SERVICES)),-e services/$(s)) \
+            -e "services/analytics[embedded]"
+PYPROJECTS := libs/contracts/pyproject.toml libs/runtime/pyproject.toml \
+              $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
+MYPY_PACKAGES := -p agentbus.contracts -p agentbus.runtime $(foreach s,$(SERVICES),-p agentbus.$(s))
+
+.PHONY: setup run test lint format contracts clean
+
+setup: $(STAMP)
+
+$(STAMP): $(PYPROJECTS) requirements-dev.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt $(PACKAGES)
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/agentbus up
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(MYPY_PACKAGES)
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+contracts: $(STAMP)
+	$(BIN)/python -m agentbus.contracts.export
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,46 @@
+"""The one way a service gets a FastStream NATS broker: telemetry and metrics installed."""
+
+from __future__ import annotations
+
+import logging
+
+from faststream.nats import NatsBroker
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from faststream.nats.prometheus import NatsPrometheusMiddleware
+from faststream.security import BaseSecurity
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry
+
+from .settings import Settings
+
+
+def _security(settings: Settings) -> BaseSecurity | None:
+    from faststream.nats import NatsCredentials, NatsUserPassword
+
+    if settings.nats_creds is not None:
+        return NatsCredentials(str(settings.nats_creds))
+    if settings.nats_user:
+        password = settings.nats_password.get_secret_value() if settings.nats_password else ""
+        return NatsUserPassword(settings.nats_user, password)
+    return None
+
+
+def make_broker(service: str, settings: Settings, registry: CollectorRegistry) -> NatsBroker:
+    """A broker for `service`, labelled in NATS monitoring as `agentbus-<service>`."""
+    return NatsBroker(
+        settings.nats_url,
+        name=f"agentbus-{service}",
+        connect_timeout=max(1, round(settings.nats_connect_timeout_s)),
+        # Reconnect for ever once connected: a NATS restart must not kill a worker. The first
+        # connect is checked separately (see service.connect) so bad URLs still fail fast.
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        graceful_timeout=settings.shutdown_timeout_s,
+        security=_security(settings),
+        middlewares=(
+            NatsTelemetryMiddleware(tracer_provider=trace.get_tracer_provider()),
+            NatsPrometheusMiddleware(registry=registry, app_name=f"agentbus-{service}"),
+        ),
+        logger=logging.getLogger(f"agentbus.{service}.broker"),
+        description=f"Agentbus {service} service",
+    )

@@ -1,0 +1,114 @@
+"""Create or update the JetStream streams, consumers and buckets declared in the contracts.
+
+Idempotent and safe to run from every replica at once: an existing object with the same config
+is left alone, a changed one is updated in place where JetStream allows it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+
+from agentbus.contracts.streams import BUCKETS, CONSUMERS, BucketSpec, ConsumerSpec, StreamSpec
+from agentbus.contracts.streams import STREAMS as ALL_STREAMS
+
+log = logging.getLogger("agentbus.provisioning")
+
+
+class ProvisioningError(RuntimeError):
+    pass
+
+
+def stream_config(spec: StreamSpec) -> js_api.StreamConfig:
+    return js_api.StreamConfig(
+        name=spec.name,
+        description=spec.description,
+        subjects=list(spec.subjects),
+        retention=js_api.RetentionPolicy(spec.retention),
+        max_age=spec.max_age_s,
+        max_bytes=spec.max_bytes,
+        duplicate_window=spec.duplicate_window_s,
+        storage=js_api.StorageType(spec.storage),
+        discard=js_api.DiscardPolicy.OLD,
+    )
+
+
+def consumer_config(spec: ConsumerSpec) -> js_api.ConsumerConfig:
+    return js_api.ConsumerConfig(
+        durable_name=spec.durable,
+        description=spec.description,
+        filter_subject=spec.filter_subject,
+        ack_policy=js_api.AckPolicy.EXPLICIT,
+        ack_wait=spec.ack_wait_s,
+        max_deliver=spec.max_deliver,
+        max_ack_pending=spec.max_ack_pending,
+        deliver_policy=js_api.DeliverPolicy.ALL,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, spec: StreamSpec) -> None:
+    wanted = stream_config(spec)
+    try:
+        info = await js.stream_info(spec.name)
+    except NotFoundError:
+        try:
+            await js.add_stream(wanted)
+            log.info("created stream", extra={"stream": spec.name})
+            return
+        except BadRequestError:
+            info = await js.stream_info(spec.name)  # another replica won the race
+    have = info.config
+    if (
+        sorted(have.subjects or []) != sorted(wanted.subjects or [])
+        or have.max_age != wanted.max_age
+        or have.duplicate_window != wanted.duplicate_window
+        or have.description != wanted.description
+    ):
+        if have.retention != wanted.retention:
+            raise ProvisioningError(
+                f"stream {spec.name} exists with retention {have.retention}, contracts say "
+                f"{wanted.retention}: JetStream cannot change it in place"
+            )
+        await js.update_stream(wanted)
+        log.info("updated stream", extra={"stream": spec.name})
+
+
+async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
+    # add_consumer with the same config is a no-op; a changed one updates the durable in place.
+    await js.add_consumer(spec.stream, consumer_config(spec))
+
+
+async def ensure_bucket(js: JetStreamContext, spec: BucketSpec) -> None:
+    if spec.kind == "kv":
+        try:
+            await js.key_value(spec.name)
+        except BucketNotFoundError:
+            await js.create_key_value(
+                js_api.KeyValueConfig(
+                    bucket=spec.name,
+                    description=spec.description,
+                    history=spec.history,
+                    ttl=spec.ttl_s,
+                )
+            )
+    else:
+        try:
+            await js.object_store(spec.name)
+        except BucketNotFoundError:
+            await js.create_object_store(
+                spec.name, js_api.ObjectStoreConfig(description=spec.description)
+            )
+
+
+async def provision(js: JetStreamContext, service: str | None = None) -> None:
+    """Ensure every stream and bucket exists, and the durable consumers `service` binds."""
+    for stream in ALL_STREAMS:
+        await ensure_stream(js, stream)
+    for bucket in BUCKETS:
+        await ensure_bucket(js, bucket)
+    for consumer in CONSUMERS:
+        if service is None or consumer.service == service:
+            await ensure_consumer(js, consumer)

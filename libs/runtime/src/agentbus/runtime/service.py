@@ -1,0 +1,285 @@
+"""How every Agentbus service starts, reports health and stops.
+
+`python -m agentbus.<service>` builds a `Service` and hands it to `main()`, which
+- reads settings (a bad value is one clear line, exit code 2),
+- binds the HTTP port first if the service has one (a port in use fails before anything else),
+- checks NATS is reachable (an unreachable URL fails fast instead of retrying for ever),
+- provisions streams, buckets and the service's durable consumers from the contracts,
+- starts the FastStream broker, registers a NATS micro service (`$SRV.PING/INFO/STATS` plus the
+  `health` endpoint on `agentbus.v1.health.<service>`),
+- runs until SIGTERM/SIGINT, then stops the micro service, drains the broker (in-flight handlers
+  finish and ack/nak within `shutdown_timeout_s`) and flushes traces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, TypeVar
+
+import nats
+from nats.micro import add_service
+from nats.micro.request import Request as MicroRequest
+from nats.micro.service import Service as MicroService
+from faststream.nats import NatsBroker
+from faststream.specification import AsyncAPI
+from nats.aio.client import Client as NatsClient
+from prometheus_client import CollectorRegistry, start_http_server
+
+from agentbus.contracts import ServiceHealth, ServiceName
+from agentbus.contracts import subjects as s
+
+from .broker import make_broker
+from .health import HealthCheck, probe_nats, timed
+from .logs import setup_logging
+from .provisioning import provision
+from .settings import ConfigError, Settings, load
+from .traces import setup_tracing, shutdown_tracing
+
+log = logging.getLogger("agentbus.service")
+
+Hook = Callable[[], Awaitable[None]]
+S = TypeVar("S", bound=Settings)
+
+
+class StartupError(RuntimeError):
+    """A problem that stops a service from starting. The message is one line."""
+
+
+@dataclass
+class HttpServer:
+    """An ASGI app served next to the broker (the gateway's API)."""
+
+    app: Any
+    host: str
+    port: int
+
+
+@dataclass
+class Service:
+    name: ServiceName
+    version: str
+    settings: Settings
+    broker: NatsBroker
+    registry: CollectorRegistry
+    checks: dict[str, HealthCheck] = field(default_factory=dict)
+    on_startup: list[Hook] = field(default_factory=list)
+    on_shutdown: list[Hook] = field(default_factory=list)
+    http: HttpServer | None = None
+    description: str = ""
+    _micro: MicroService | None = field(default=None, init=False, repr=False)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+
+    @property
+    def connection(self) -> NatsClient:
+        return self.broker.connection
+
+    def asyncapi(self) -> AsyncAPI:
+        """The AsyncAPI document of this service, generated from its broker's handlers."""
+        return AsyncAPI(
+            self.broker,
+            title=f"agentbus-{self.name}",
+            version=self.version,
+            description=self.description or None,
+        )
+
+    async def health(self) -> ServiceHealth:
+        """This instance's health: its NATS connection plus every engine it depends on."""
+        timeout = self.settings.health_timeout_s
+        names = ["nats", *self.checks]
+        results = await asyncio.gather(
+            timed(lambda: probe_nats(self.connection), timeout),
+            *(check() for check in self.checks.values()),
+        )
+        checks = dict(zip(names, results, strict=True))
+        return ServiceHealth(
+            service=self.name,
+            version=self.version,
+            instance=self.settings.instance,
+            ok=all(c.ok for c in checks.values()),
+            checks=checks,
+        )
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        sock = _bind(self.http.host, self.http.port) if self.http else None
+        await _check_nats(self.settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.broker.connect()
+        try:
+            await provision(self.connection.jetstream(), self.name)
+            for hook in self.on_startup:
+                await hook()
+            await self.broker.start()
+            self._micro = await add_service(
+                self.connection,
+                name=f"agentbus-{self.name}",
+                version=self.version,
+                description=self.description or f"Agentbus {self.name} service",
+                metadata={"platform": "agentbus", "instance": self.settings.instance},
+            )
+            await self._micro.add_endpoint(
+                name="health", subject=s.health(self.name), handler=self._answer_health
+            )
+            if self.settings.metrics_port and self.http is None:
+                start_http_server(self.settings.metrics_port, "0.0.0.0", self.registry)
+            log.info(
+                "service ready",
+                extra={"nats": self.settings.nats_url, "version": self.version},
+            )
+            if self.http is not None and sock is not None:
+                await self._serve_http(self.http, sock)
+            else:
+                await self._stopping.wait()
+        finally:
+            await self._shutdown()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    async def _serve_http(self, http: HttpServer, sock: socket.socket) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(
+            http.app,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(self.settings.shutdown_timeout_s),
+        )
+        server = uvicorn.Server(config)
+
+        async def stop_when_asked() -> None:
+            await self._stopping.wait()
+            server.should_exit = True
+
+        watcher = asyncio.create_task(stop_when_asked())
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            watcher.cancel()
+
+    async def _answer_health(self, request: MicroRequest) -> None:
+        health = await self.health()
+        await request.respond(health.model_dump_json().encode())
+
+    async def _shutdown(self) -> None:
+        log.info("service stopping")
+        if self._micro is not None:
+            with contextlib.suppress(Exception):
+                await self._micro.stop()
+        for hook in self.on_shutdown:
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook failed")
+        # Drains subscriptions: in-flight handlers finish (ack or nak) before the connection closes.
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        log.info("service stopped")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind the HTTP port before anything else so a busy port fails fast and clearly."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"port {port} on {host} is already in use") from None
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def _check_nats(settings: Settings) -> None:
+    """One connection attempt without retries, so a wrong URL is an error, not a hang."""
+    kwargs: dict[str, Any] = {
+        "servers": [settings.nats_url],
+        "allow_reconnect": False,
+        "connect_timeout": settings.nats_connect_timeout_s,
+        "max_reconnect_attempts": 0,
+    }
+    if settings.nats_creds is not None:
+        kwargs["user_credentials"] = str(settings.nats_creds)
+    elif settings.nats_user:
+        kwargs["user"] = settings.nats_user
+        kwargs["password"] = (
+            settings.nats_password.get_secret_value() if settings.nats_password else ""
+        )
+
+    async def _quiet(_: Exception) -> None:
+        return None
+
+    try:
+        nc = await nats.connect(**kwargs, error_cb=_quiet)
+    except Exception as exc:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        raise StartupError(f"cannot reach NATS at {settings.nats_url}: {reason}") from None
+    await nc.close()
+
+
+def fail(service: str, message: str) -> NoReturn:
+    print(f"agentbus-{service}: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def main(
+    name: ServiceName, version: str, settings_cls: type[S], build: Callable[[S], Service]
+) -> None:
+    """Entry point of `python -m agentbus.<name>`."""
+    try:
+        settings = load(settings_cls)
+    except ConfigError as exc:
+        fail(name, str(exc))
+    setup_logging(name, settings.log_level, settings.log_format)
+    try:
+        settings.traces_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(name, f"data dir {settings.data_dir} is not writable: {exc.strerror}")
+    # Tracing first: the broker's telemetry middleware and the HTTP instrumentation use it.
+    setup_tracing(name, version, settings.traces_dir, settings.instance)
+    try:
+        service = build(settings)
+    except StartupError as exc:
+        fail(name, str(exc))
+    try:
+        asyncio.run(service.run())
+    except StartupError as exc:
+        fail(name, str(exc))
+    finally:
+        shutdown_tracing()
+
+
+def new_service(
+    name: ServiceName,
+    version: str,
+    settings: Settings,
+    *,
+    description: str = "",
+) -> Service:
+    """A service with its broker (telemetry + metrics installed) and its metrics registry."""
+    registry = CollectorRegistry()
+    broker = make_broker(name, settings, registry)
+    return Service(
+        name=name,
+        version=version,
+        settings=settings,
+        broker=broker,
+        registry=registry,
+        description=description,
+    )

@@ -1,0 +1,148 @@
+"""OpenTelemetry tracing: OTLP export when configured, otherwise OTLP-JSON lines under var/traces/.
+
+The file exporter writes one OTLP/JSON `ExportTraceServiceRequest` per line (ids in hex, as the
+OTLP JSON encoding requires), so the files can be replayed into any collector and read by
+`agentbus traces` without Jaeger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+_provider: TracerProvider | None = None
+
+
+def _any_value(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}  # OTLP JSON carries 64-bit ints as strings
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, str):
+        return {"stringValue": value}
+    if isinstance(value, (list, tuple)):
+        return {"arrayValue": {"values": [_any_value(v) for v in value]}}
+    return {"stringValue": str(value)}
+
+
+def _attributes(attrs: Any) -> list[dict[str, Any]]:
+    return [{"key": k, "value": _any_value(v)} for k, v in dict(attrs or {}).items()]
+
+
+def _span(span: ReadableSpan) -> dict[str, Any]:
+    ctx = span.get_span_context()
+    assert ctx is not None
+    out: dict[str, Any] = {
+        "traceId": format(ctx.trace_id, "032x"),
+        "spanId": format(ctx.span_id, "016x"),
+        "name": span.name,
+        "kind": span.kind.value + 1,  # OTLP enum is SDK enum + 1 (0 = unspecified)
+        "startTimeUnixNano": str(span.start_time or 0),
+        "endTimeUnixNano": str(span.end_time or 0),
+        "attributes": _attributes(span.attributes),
+        "status": {"code": span.status.status_code.value},
+    }
+    if span.parent is not None:
+        out["parentSpanId"] = format(span.parent.span_id, "016x")
+    if span.status.description:
+        out["status"]["message"] = span.status.description
+    if span.events:
+        out["events"] = [
+            {
+                "timeUnixNano": str(e.timestamp),
+                "name": e.name,
+                "attributes": _attributes(e.attributes),
+            }
+            for e in span.events
+        ]
+    return out
+
+
+def encode(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
+    """Group spans by resource and scope into one OTLP/JSON export request."""
+    resources: dict[int, tuple[Resource, dict[str, list[dict[str, Any]]]]] = {}
+    for span in spans:
+        res = span.resource
+        _, scopes = resources.setdefault(id(res), (res, {}))
+        scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
+        scopes.setdefault(scope, []).append(_span(span))
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": _attributes(res.attributes)},
+                "scopeSpans": [
+                    {"scope": {"name": name}, "spans": items} for name, items in scopes.items()
+                ],
+            }
+            for res, scopes in resources.values()
+        ]
+    }
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends each batch as one line to `<directory>/<service>.jsonl`."""
+
+    def __init__(self, directory: Path, service: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{service}.jsonl"
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        line = json.dumps(encode(spans), separators=(",", ":"))
+        try:
+            with self._lock, self.path.open("a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+        except OSError:
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+def setup_tracing(service: str, version: str, traces_dir: Path, instance: str) -> TracerProvider:
+    """Install the global tracer provider for this process (once)."""
+    global _provider
+    if _provider is not None:
+        return _provider
+    resource = Resource.create(
+        {
+            "service.name": f"agentbus-{service}",
+            "service.version": version,
+            "service.namespace": "agentbus",
+            "service.instance.id": instance,
+        }
+    )
+    provider = TracerProvider(resource=resource)
+    exporter: SpanExporter
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    ):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter()
+    else:
+        exporter = JsonLinesSpanExporter(traces_dir, service)
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    return provider
+
+
+def shutdown_tracing() -> None:
+    """Flush buffered spans; called on clean shutdown so no span of the last requests is lost."""
+    global _provider
+    if _provider is not None:
+        _provider.shutdown()
+        _provider = None

@@ -1,0 +1,80 @@
+"""Provisioning against a real nats-server: idempotent, concurrent-safe, updates in place."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+import pytest
+from nats.js import api as js_api
+
+from agentbus.contracts import BUCKETS, CONSUMERS, STREAMS
+from agentbus.contracts.streams import StreamSpec
+from agentbus.runtime.provisioning import ProvisioningError, ensure_stream, provision
+
+
+async def test_provision_is_idempotent_and_complete(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        # Several replicas starting at once must not trip over each other.
+        await asyncio.gather(*(provision(js) for _ in range(3)))
+        await provision(js)
+        for spec in STREAMS:
+            info = await js.stream_info(spec.name)
+            assert sorted(info.config.subjects or []) == sorted(spec.subjects)
+            assert info.config.retention == js_api.RetentionPolicy(spec.retention)
+            assert info.config.duplicate_window == spec.duplicate_window_s
+        for consumer in CONSUMERS:
+            cinfo = await js.consumer_info(consumer.stream, consumer.durable)
+            assert cinfo.config.ack_policy == js_api.AckPolicy.EXPLICIT
+            assert cinfo.config.max_deliver == consumer.max_deliver
+            assert cinfo.config.filter_subject == consumer.filter_subject
+        for bucket in BUCKETS:
+            if bucket.kind == "kv":
+                await js.key_value(bucket.name)
+            else:
+                await js.object_store(bucket.name)
+    finally:
+        await nc.close()
+
+
+async def test_dedupe_window_drops_a_republished_run(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        await provision(js)
+        first = await js.publish(
+            "agentbus.v1.runs.submit", b"{}", headers={"Nats-Msg-Id": "dedupe-run-1"}
+        )
+        second = await js.publish(
+            "agentbus.v1.runs.submit", b"{}", headers={"Nats-Msg-Id": "dedupe-run-1"}
+        )
+        assert second.duplicate and second.seq == first.seq
+    finally:
+        await nc.close()
+
+
+async def test_changed_stream_is_updated_and_retention_change_is_refused(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    spec = StreamSpec(
+        name="PROVISION_TEST",
+        subjects=("provision.test.a",),
+        retention="limits",
+        max_age_s=60,
+        duplicate_window_s=10,
+        description="test",
+    )
+    try:
+        await ensure_stream(js, spec)
+        wider = StreamSpec(**{**vars(spec), "subjects": ("provision.test.a", "provision.test.b")})
+        await ensure_stream(js, wider)
+        info = await js.stream_info("PROVISION_TEST")
+        assert sorted(info.config.subjects or []) == ["provision.test.a", "provision.test.b"]
+        queue = StreamSpec(**{**vars(wider), "retention": "workqueue", "max_age_s": 30})
+        with pytest.raises(ProvisioningError, match="retention"):
+            await ensure_stream(js, queue)
+    finally:
+        await js.delete_stream("PROVISION_TEST")
+        await nc.close()

@@ -1,0 +1,52 @@
+"""The ClickHouse connection: a server over HTTP, or embedded chDB, behind one client API."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+
+class ClickHouseStore:
+    """Owns the client. chDB runs in this process and allows one owner per data directory."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._client: Client | None = None
+        # clickhouse-connect clients are not safe for concurrent queries from several threads.
+        self._lock = threading.Lock()
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn.startswith("chdb://")
+
+    def open(self) -> None:
+        if self.embedded:
+            from pathlib import Path
+
+            Path(self.dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
+        self._client = clickhouse_connect.get_client(dsn=self.dsn)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        if self._client is None:
+            raise RuntimeError("ClickHouse client is not open")
+        with self._lock:
+            return [tuple(row) for row in self._client.query(sql, parameters=parameters).result_rows]
+
+    async def query(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        return await asyncio.to_thread(self._query, sql, parameters)
+
+    async def version(self) -> str:
+        rows = await self.query("SELECT version()")
+        kind = "chDB (embedded)" if self.embedded else "server"
+        return f"ClickHouse {rows[0][0]} {kind}"

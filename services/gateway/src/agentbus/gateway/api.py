@@ -1,0 +1,71 @@
+"""The gateway's HTTP API: health and readiness now; threads, runs and documents grow here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agentbus.runtime.health import Readiness, readiness
+from agentbus.runtime.service import Service
+
+from . import __version__
+from .settings import GatewaySettings
+
+
+def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": err["msg"]}
+        for err in exc.errors()
+    ]
+    return JSONResponse({"detail": "Validation error", "errors": errors}, status_code=422)
+
+
+def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(
+        {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers or None
+    )
+
+
+def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
+    api = FastAPI(
+        title="Agentbus gateway",
+        version=__version__,
+        description="HTTP and Server-Sent Events front door of the Agentbus platform.",
+    )
+    api.add_exception_handler(RequestValidationError, _validation_error)
+    api.add_exception_handler(StarletteHTTPException, _http_error)
+    if settings.cors_origins:
+        api.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Content-Location", "Location", "Retry-After"],
+        )
+    api.mount("/metrics", make_asgi_app(registry=service.registry))
+
+    @api.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, Any]:
+        """The process is alive and serving HTTP."""
+        return {"status": "ok", "service": "gateway", "version": __version__}
+
+    @api.get(
+        "/readyz",
+        tags=["health"],
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "Something is not ready"}},
+    )
+    async def readyz() -> JSONResponse:
+        """Every engine and every service reachable; 503 naming what is not."""
+        report = await readiness(service.connection, settings, self_health=await service.health())
+        return JSONResponse(report.model_dump(), status_code=200 if report.ready else 503)
+
+    return api

@@ -1,0 +1,40 @@
+"""The gateway over the real bus and real HTTP: liveness, readiness naming what is missing."""
+
+from __future__ import annotations
+
+import httpx
+
+from agentbus.gateway.app import build
+from agentbus.gateway.settings import GatewaySettings
+from agentbus.runtime.testing import running
+
+
+async def test_healthz_readyz_and_error_shape(service_env: dict[str, str]) -> None:
+    settings = GatewaySettings()
+    service = build(settings)
+    base = f"http://127.0.0.1:{settings.gateway_port}"
+    async with running(service), httpx.AsyncClient(base_url=base, timeout=30) as http:
+        alive = await http.get("/healthz")
+        assert alive.status_code == 200
+        assert alive.json()["service"] == "gateway"
+
+        ready = await http.get("/readyz")
+        body = ready.json()
+        # Engines are up, but the other four services are not running in this test.
+        assert ready.status_code == 503
+        assert body["ready"] is False
+        assert sorted(body["not_ready"]) == sorted(
+            ["orchestrator", "retrieval", "ingest", "analytics", "clickhouse"]
+        )
+        assert body["services"]["gateway"]["ok"] is True
+        for engine in ("nats", "postgres", "graph"):
+            assert body["engines"][engine]["ok"] is True, body["engines"][engine]
+        assert "analytics" in body["engines"]["clickhouse"]["detail"]
+
+        missing = await http.get("/no/such/route")
+        assert missing.status_code == 404
+        assert missing.json() == {"detail": "Not Found"}
+
+        metrics = await http.get("/metrics/")
+        assert metrics.status_code == 200
+    assert service.broker._connection is None
