@@ -25,8 +25,8 @@ async def test_healthz_readyz_and_error_shape(service_env: dict[str, str]) -> No
         assert body["ready"] is False
         assert sorted(body["not_ready"]) == sorted(
             ["orchestrator", "retrieval", "ingest", "analytics", "clickhouse"]
-        )
-        assert body["services"]["gateway"]["ok"] is True
+        ), body
+        assert body["services"]["gateway"]["ok"] is True, body
         for engine in ("nats", "postgres", "graph"):
             assert body["engines"][engine]["ok"] is True, body["engines"][engine]
         assert "analytics" in body["engines"]["clickhouse"]["detail"]

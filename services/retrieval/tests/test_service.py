@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import httpx
 import nats
+import pytest
 
 from agentbus.contracts import CONSUMERS
 from agentbus.retrieval.app import build
 from agentbus.retrieval.settings import RetrievalSettings
+from agentbus.runtime.engines import free_port
 from agentbus.runtime.testing import ask_health, running
 
 
@@ -30,3 +33,21 @@ async def test_starts_reports_health_and_stops(service_env: dict[str, str]) -> N
             await nc.close()
     # Stopped as on SIGTERM: the broker drained and closed its connection.
     assert service.broker._connection is None
+
+
+async def test_ops_port_serves_probes_and_metrics(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    monkeypatch.setenv("AGENTBUS_OPS_PORT", str(port))
+    service = build(RetrievalSettings())
+    async with running(service), httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        assert (await http.get("/healthz")).json() == {"status": "ok", "service": "retrieval"}
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["graph"]["ok"] is True
+        metrics = await http.get("/metrics")
+        assert metrics.status_code == 200
+        assert "text/plain" in metrics.headers["content-type"]
+        assert (await http.get("/nope")).status_code == 404
+        assert (await http.post("/healthz")).status_code == 405

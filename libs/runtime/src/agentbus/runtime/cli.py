@@ -23,7 +23,7 @@ import httpx
 import nats
 
 from . import __version__
-from .health import Readiness, readiness
+from .health import EngineProbes, Readiness, readiness
 from .platform import Platform, PlatformError, pid_alive, read_state, state_path
 from .settings import ConfigError, Settings, load
 
@@ -174,9 +174,11 @@ async def _status(settings: Settings) -> tuple[Readiness | None, str]:
         )
     except Exception as exc:
         return None, f"cannot reach NATS at {settings.nats_url}: {exc or type(exc).__name__}"
+    probes = EngineProbes(settings)
     try:
-        return await readiness(nc, settings), ""
+        return await readiness(nc, settings, probes), ""
     finally:
+        await probes.close()
         await nc.close()
 
 

@@ -8,13 +8,15 @@ process and allows a single owner, so analytics reports it in its own health rep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 import nats.errors
 from nats.aio.client import Client as NatsClient
-from neo4j import AsyncGraphDatabase
+from neo4j import AsyncDriver, AsyncGraphDatabase
+from neo4j.exceptions import DriverError, Neo4jError
 from pydantic import BaseModel, Field
 
 from agentbus.contracts import SERVICES, ComponentHealth, ServiceHealth
@@ -57,31 +59,84 @@ async def probe_postgres(dsn: str) -> str:
     return f"PostgreSQL {version}, pgvector {vector or 'not installed'}"
 
 
-async def probe_graph(url: str, user: str, password: str) -> str:
-    auth = (user, password) if user else None
-    driver = AsyncGraphDatabase.driver(url, auth=auth, connection_timeout=5)
-    try:
-        records, _, _ = await driver.execute_query("RETURN 1 AS ok")
-        if records[0]["ok"] != 1:
-            raise RuntimeError("unexpected reply")
-    finally:
-        await driver.close()
-    return "Bolt reachable"
+class GraphProbe:
+    """Checks the Bolt server with one long-lived driver, retrying once on a fresh connection.
+
+    Why not a driver per check: FalkorDB's Bolt listener sometimes leaves the first connection
+    opened after another client's disconnect unanswered for seconds. A kept-open driver avoids
+    the churn, and a retry on a new connection gets past a stalled one.
+    """
+
+    def __init__(self, url: str, user: str, password: str, timeout: float) -> None:
+        self.url = url
+        self.auth = (user, password) if user else None
+        self.timeout = timeout
+        self._driver: AsyncDriver | None = None
+
+    def _new_driver(self) -> AsyncDriver:
+        return AsyncGraphDatabase.driver(
+            self.url, auth=self.auth, connection_timeout=self.timeout, max_connection_pool_size=2
+        )
+
+    async def __call__(self) -> str:
+        attempt_timeout = self.timeout / 2
+        for attempt in (1, 2):
+            if self._driver is None:
+                self._driver = self._new_driver()
+            try:
+                records, _, _ = await asyncio.wait_for(
+                    self._driver.execute_query("RETURN 1 AS ok"), attempt_timeout
+                )
+            except (TimeoutError, Neo4jError, DriverError, OSError):
+                self._discard()
+                if attempt == 2:
+                    raise
+                continue
+            if records[0]["ok"] != 1:
+                raise RuntimeError("unexpected reply")
+            return "Bolt reachable"
+        raise AssertionError("unreachable")
+
+    def _discard(self) -> None:
+        # Closing may wait on the stalled connection: do it in the background.
+        if self._driver is not None:
+            task = asyncio.get_running_loop().create_task(self._driver.close())
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+            self._driver = None
+
+    async def close(self) -> None:
+        if self._driver is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._driver.close(), self.timeout)
+            self._driver = None
 
 
-def engine_checks(settings: Settings, *names: str) -> dict[str, HealthCheck]:
-    """Checks for the named engines that a process reaches over the network."""
-    timeout = settings.health_timeout_s
-    all_checks: dict[str, HealthCheck] = {
-        "postgres": lambda: timed(lambda: probe_postgres(settings.postgres_dsn), timeout),
-        "graph": lambda: timed(
-            lambda: probe_graph(
-                settings.graph_url, settings.graph_user, settings.graph_password.get_secret_value()
-            ),
-            timeout,
-        ),
-    }
-    return {name: all_checks[name] for name in names}
+_background: set[asyncio.Task[None]] = set()
+
+
+class EngineProbes:
+    """The engine checks of one process; keeps the graph driver open between checks."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.graph = GraphProbe(
+            settings.graph_url,
+            settings.graph_user,
+            settings.graph_password.get_secret_value(),
+            settings.health_timeout_s,
+        )
+
+    def checks(self, *names: str) -> dict[str, HealthCheck]:
+        timeout = self.settings.health_timeout_s
+        available: dict[str, HealthCheck] = {
+            "postgres": lambda: timed(lambda: probe_postgres(self.settings.postgres_dsn), timeout),
+            "graph": lambda: timed(self.graph, timeout),
+        }
+        return {name: available[name] for name in names}
+
+    async def close(self) -> None:
+        await self.graph.close()
 
 
 async def ask_service(nc: NatsClient, service: str, timeout: float) -> ServiceHealth | None:
@@ -114,6 +169,7 @@ class Readiness(BaseModel):
 async def readiness(
     nc: NatsClient,
     settings: Settings,
+    probes: EngineProbes,
     *,
     self_health: ServiceHealth | None = None,
 ) -> Readiness:
@@ -123,7 +179,7 @@ async def readiness(
     answers for itself instead of asking itself over the bus).
     """
     timeout = settings.health_timeout_s
-    checks = engine_checks(settings, "postgres", "graph")
+    checks = probes.checks("postgres", "graph")
     others = [svc for svc in SERVICES if self_health is None or svc != self_health.service]
     nats_task = timed(lambda: probe_nats(nc), timeout)
     engine_results, nats_result, replies = await asyncio.gather(

@@ -120,6 +120,9 @@ class Platform:
             self.write_state(ready=False)
             self.wait_ready(max(1.0, deadline - time.monotonic()))
             self.write_state(ready=True)
+        except EngineError as exc:
+            self.stop()
+            raise PlatformError(str(exc)) from None
         except BaseException:
             self.stop()
             raise

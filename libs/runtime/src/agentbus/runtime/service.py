@@ -25,20 +25,21 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
 import nats
-from nats.micro import add_service
-from nats.micro.request import Request as MicroRequest
-from nats.micro.service import Service as MicroService
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 from nats.aio.client import Client as NatsClient
-from prometheus_client import CollectorRegistry, start_http_server
+from nats.micro import add_service
+from nats.micro.request import Request as MicroRequest
+from nats.micro.service import Service as MicroService
+from prometheus_client import CollectorRegistry
 
 from agentbus.contracts import ServiceHealth, ServiceName
 from agentbus.contracts import subjects as s
 
 from .broker import make_broker
-from .health import HealthCheck, probe_nats, timed
+from .health import EngineProbes, HealthCheck, probe_nats, timed
 from .logs import setup_logging
+from .ops_http import OpsServer
 from .provisioning import provision
 from .settings import ConfigError, Settings, load
 from .traces import setup_tracing, shutdown_tracing
@@ -69,12 +70,14 @@ class Service:
     settings: Settings
     broker: NatsBroker
     registry: CollectorRegistry
+    probes: EngineProbes
     checks: dict[str, HealthCheck] = field(default_factory=dict)
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
     http: HttpServer | None = None
     description: str = ""
     _micro: MicroService | None = field(default=None, init=False, repr=False)
+    _ops: OpsServer | None = field(default=None, init=False, repr=False)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     @property
@@ -132,8 +135,9 @@ class Service:
             await self._micro.add_endpoint(
                 name="health", subject=s.health(self.name), handler=self._answer_health
             )
-            if self.settings.metrics_port and self.http is None:
-                start_http_server(self.settings.metrics_port, "0.0.0.0", self.registry)
+            if self.settings.ops_port and self.http is None:
+                self._ops = OpsServer(self.name, self.health, self.registry)
+                await self._ops.start(self.settings.ops_host, self.settings.ops_port)
             log.info(
                 "service ready",
                 extra={"nats": self.settings.nats_url, "version": self.version},
@@ -174,6 +178,8 @@ class Service:
 
     async def _shutdown(self) -> None:
         log.info("service stopping")
+        if self._ops is not None:
+            await self._ops.stop()
         if self._micro is not None:
             with contextlib.suppress(Exception):
                 await self._micro.stop()
@@ -185,6 +191,7 @@ class Service:
         # Drains subscriptions: in-flight handlers finish (ack or nak) before the connection closes.
         with contextlib.suppress(Exception):
             await self.broker.stop()
+        await self.probes.close()
         log.info("service stopped")
 
 
@@ -281,5 +288,6 @@ def new_service(
         settings=settings,
         broker=broker,
         registry=registry,
+        probes=EngineProbes(settings),
         description=description,
     )

@@ -43,8 +43,12 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
-    metrics_port: int = Field(
-        default=0, ge=0, le=65535, description="Prometheus port of a bus service; 0 = off"
+    ops_host: str = Field(default="127.0.0.1", description="Bind address of the ops port")
+    ops_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="HTTP port of a bus service for /healthz, /readyz, /metrics; 0 = off",
     )
     health_timeout_s: float = Field(default=2.0, gt=0, description="Per-check readiness timeout")
     shutdown_timeout_s: float = Field(default=15.0, gt=0, description="Drain budget on SIGTERM")

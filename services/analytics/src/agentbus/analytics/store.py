@@ -39,7 +39,9 @@ class ClickHouseStore:
         if self._client is None:
             raise RuntimeError("ClickHouse client is not open")
         with self._lock:
-            return [tuple(row) for row in self._client.query(sql, parameters=parameters).result_rows]
+            return [
+                tuple(row) for row in self._client.query(sql, parameters=parameters).result_rows
+            ]
 
     async def query(
         self, sql: str, parameters: dict[str, Any] | None = None

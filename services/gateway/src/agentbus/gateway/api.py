@@ -65,7 +65,9 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
     )
     async def readyz() -> JSONResponse:
         """Every engine and every service reachable; 503 naming what is not."""
-        report = await readiness(service.connection, settings, self_health=await service.health())
+        report = await readiness(
+            service.connection, settings, service.probes, self_health=await service.health()
+        )
         return JSONResponse(report.model_dump(), status_code=200 if report.ready else 503)
 
     return api

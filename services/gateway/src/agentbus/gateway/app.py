@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-from agentbus.runtime.health import engine_checks
 from agentbus.runtime.service import HttpServer, Service, new_service
 
 from . import __version__
@@ -20,7 +19,7 @@ def build(settings: GatewaySettings) -> Service:
         description="HTTP/SSE front door: submits runs, streams run events, accepts documents",
     )
     # Postgres holds users, tenants, API keys and threads.
-    service.checks.update(engine_checks(settings, "postgres"))
+    service.checks.update(service.probes.checks("postgres"))
     api = create_api(service, settings)
     # The HTTP span is the root of each request's trace; NATS hops continue it.
     FastAPIInstrumentor.instrument_app(api, excluded_urls="healthz,readyz,metrics")

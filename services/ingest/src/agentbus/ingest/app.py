@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from agentbus.runtime.health import engine_checks
 from agentbus.runtime.service import Service, new_service
 
 from . import __version__
@@ -16,5 +15,5 @@ def build(settings: IngestSettings) -> Service:
         settings,
         description="Parses, chunks, embeds and stores documents; projects events into the graph",
     )
-    service.checks.update(engine_checks(settings, "postgres", "graph"))
+    service.checks.update(service.probes.checks("postgres", "graph"))
     return service

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from agentbus.runtime.health import engine_checks
 from agentbus.runtime.service import Service, new_service
 
 from . import __version__
@@ -17,5 +16,5 @@ def build(settings: OrchestratorSettings) -> Service:
         description="Executes LangGraph runs from the RUNS work queue and streams their events",
     )
     # Postgres holds the LangGraph checkpoints.
-    service.checks.update(engine_checks(settings, "postgres"))
+    service.checks.update(service.probes.checks("postgres"))
     return service
