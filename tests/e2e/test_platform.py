@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -97,19 +98,19 @@ def test_agentbus_status_agrees_with_readyz(platform: Platform) -> None:
 
 
 async def _micro(nats_url: str, subject: str, wait: float = 1.0) -> list[dict]:
+    """Every reply to a request sent to all instances (the micro API answers from each)."""
     nc = await nats.connect(nats_url)
-    replies: list[dict] = []
     inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox, cb=lambda m: _collect(replies, m))
+    sub = await nc.subscribe(inbox)
     await nc.publish(subject, b"", reply=inbox)
-    await asyncio.sleep(wait)
+    replies: list[dict] = []
+    with contextlib.suppress(nats.errors.TimeoutError):
+        while True:
+            msg = await sub.next_msg(timeout=wait)
+            replies.append(json.loads(msg.data))
     await sub.unsubscribe()
     await nc.close()
     return replies
-
-
-async def _collect(replies: list[dict], msg) -> None:
-    replies.append(json.loads(msg.data))
 
 
 def test_every_service_answers_the_nats_micro_api(platform: Platform) -> None:

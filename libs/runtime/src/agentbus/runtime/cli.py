@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 
 from . import __version__
 from .health import EngineProbes, Readiness, readiness
 from .platform import Platform, PlatformError, pid_alive, read_state, state_path
+from .service import StartupError, connect_once
 from .settings import ConfigError, Settings, load
 
 
@@ -169,11 +169,9 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 async def _status(settings: Settings) -> tuple[Readiness | None, str]:
     try:
-        nc = await nats.connect(
-            settings.nats_url, allow_reconnect=False, connect_timeout=settings.health_timeout_s
-        )
-    except Exception as exc:
-        return None, f"cannot reach NATS at {settings.nats_url}: {exc or type(exc).__name__}"
+        nc = await connect_once(settings, timeout=settings.health_timeout_s)
+    except StartupError as exc:
+        return None, str(exc)
     probes = EngineProbes(settings)
     try:
         return await readiness(nc, settings, probes), ""

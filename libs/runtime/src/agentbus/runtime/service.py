@@ -41,7 +41,7 @@ from .health import EngineProbes, HealthCheck, probe_nats, timed
 from .logs import setup_logging
 from .ops_http import OpsServer
 from .provisioning import provision
-from .settings import ConfigError, Settings, load
+from .settings import ConfigError, Settings, load, nats_auth
 from .traces import setup_tracing, shutdown_tracing
 
 log = logging.getLogger("agentbus.service")
@@ -211,32 +211,42 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _check_nats(settings: Settings) -> None:
-    """One connection attempt without retries, so a wrong URL is an error, not a hang."""
-    kwargs: dict[str, Any] = {
-        "servers": [settings.nats_url],
-        "allow_reconnect": False,
-        "connect_timeout": settings.nats_connect_timeout_s,
-        "max_reconnect_attempts": 0,
-    }
-    if settings.nats_creds is not None:
-        kwargs["user_credentials"] = str(settings.nats_creds)
-    elif settings.nats_user:
-        kwargs["user"] = settings.nats_user
-        kwargs["password"] = (
-            settings.nats_password.get_secret_value() if settings.nats_password else ""
-        )
+async def connect_once(settings: Settings, timeout: float | None = None) -> NatsClient:
+    """One bounded connection attempt, so a wrong URL or refused login is an error, not a hang.
 
-    async def _quiet(_: Exception) -> None:
-        return None
+    nats-py keeps retrying a refused first connection whatever its reconnect options say, so the
+    attempt is bounded here, and the error it reports to its callback is kept for the message.
+    """
+    budget = timeout or settings.nats_connect_timeout_s
+    seen: list[Exception] = []
+
+    async def _remember(exc: Exception) -> None:
+        seen.append(exc)
 
     try:
-        nc = await nats.connect(**kwargs, error_cb=_quiet)
+        return await asyncio.wait_for(
+            nats.connect(
+                servers=[settings.nats_url],
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                connect_timeout=budget,
+                error_cb=_remember,
+                **nats_auth(settings),
+            ),
+            budget + 1.0,
+        )
     except Exception as exc:
-        reason = str(exc) or type(exc).__name__
-        if isinstance(exc, OSError) and exc.strerror:
-            reason = exc.strerror
+        cause = seen[0] if seen else exc
+        reason = str(cause) or type(cause).__name__
+        if isinstance(cause, OSError) and cause.strerror:
+            reason = cause.strerror
+        if isinstance(exc, TimeoutError) and not seen:
+            reason = f"no answer within {budget:g}s"
         raise StartupError(f"cannot reach NATS at {settings.nats_url}: {reason}") from None
+
+
+async def _check_nats(settings: Settings) -> None:
+    nc = await connect_once(settings)
     await nc.close()
 
 

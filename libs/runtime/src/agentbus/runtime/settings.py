@@ -67,6 +67,16 @@ class Settings(BaseSettings):
         return self.data_dir / "traces"
 
 
+def nats_auth(settings: Settings) -> dict[str, str]:
+    """nats-py connect() keyword arguments for the configured credentials."""
+    if settings.nats_creds is not None:
+        return {"user_credentials": str(settings.nats_creds)}
+    if settings.nats_user:
+        password = settings.nats_password.get_secret_value() if settings.nats_password else ""
+        return {"user": settings.nats_user, "password": password}
+    return {}
+
+
 class ConfigError(RuntimeError):
     """Configuration that cannot work. The message is one line for the operator."""
 

@@ -1,0 +1,152 @@
+"""The generated NATS permissions follow the catalog: pure logic, no server.
+
+deploy/tests/test_nats_permissions.py checks the same rules against a real nats-server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentbus.contracts import BUCKETS, CONSUMERS, SERVICES, STREAMS, SUBJECTS
+from agentbus.contracts import permissions as p
+from agentbus.contracts import subjects as s
+from agentbus.contracts.catalog import EXTERNAL, OPERATOR
+
+# Who stands for the catalog's non-service parties: written out here, not imported, so the test
+# is an independent statement of the rule.
+PARTY_USERS = {EXTERNAL: {"publisher", "operator"}, OPERATOR: {"operator"}}
+USERS = (*SERVICES, "operator", "publisher")
+CATALOG_PATTERNS = {spec.subject for spec in SUBJECTS} | {s.health(x) for x in SERVICES}
+
+
+def users_of(parties: tuple[str, ...]) -> set[str]:
+    return set().union(*(PARTY_USERS.get(party, {party}) for party in parties))
+
+
+def expected_publish(user: str) -> set[str]:
+    return {spec.subject for spec in SUBJECTS if user in users_of(spec.producers)}
+
+
+def expected_subscribe(user: str) -> set[str]:
+    wanted = set()
+    for spec in SUBJECTS:
+        if user in users_of(spec.consumers):
+            wanted.add(s.health(user) if spec.subject == s.HEALTH_ALL else spec.subject)
+    return wanted
+
+
+def catalog_part(subjects: tuple[str, ...]) -> set[str]:
+    return {x for x in subjects if x in CATALOG_PATTERNS}
+
+
+@pytest.fixture(scope="module")
+def users() -> dict[str, p.UserPermissions]:
+    return {u.user: u for u in p.all_users()}
+
+
+def test_one_user_per_service_plus_operator_and_publisher(
+    users: dict[str, p.UserPermissions],
+) -> None:
+    assert tuple(users) == USERS
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_catalog_subjects_are_exactly_what_the_user_produces_and_consumes(
+    users: dict[str, p.UserPermissions], user: str
+) -> None:
+    perms = users[user]
+    assert catalog_part(perms.publish_subjects()) == expected_publish(user)
+    assert catalog_part(perms.subscribe_subjects()) == expected_subscribe(user)
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_no_blanket_wildcards(users: dict[str, p.UserPermissions], user: str) -> None:
+    blanket = {">", "*.>", "$JS.>", "$JS.API.>", "$JS.API.*.>", "agentbus.>", "agentbus.v1.>"}
+    perms = users[user]
+    for subject in (*perms.publish_subjects(), *perms.subscribe_subjects()):
+        assert subject not in blanket, (user, subject)
+        assert not subject.startswith("$JS.API.STREAM.DELETE"), (user, subject)
+        assert not subject.startswith("$JS.API.CONSUMER.DELETE.") or subject.endswith(".*")
+
+
+def test_subscriptions_beyond_the_catalog_are_only_inbox_and_micro(
+    users: dict[str, p.UserPermissions],
+) -> None:
+    for user, perms in users.items():
+        extra = set(perms.subscribe_subjects()) - expected_subscribe(user)
+        allowed = {"_INBOX.>"}
+        if user in SERVICES:
+            name = p.micro_name(user)
+            allowed |= {"$SRV.*", f"$SRV.*.{name}", f"$SRV.*.{name}.*"}
+        assert extra == allowed, user
+
+
+def test_durable_consumers_belong_to_their_service_only(
+    users: dict[str, p.UserPermissions],
+) -> None:
+    for consumer in CONSUMERS:
+        pull = f"$JS.API.CONSUMER.MSG.NEXT.{consumer.stream}.{consumer.durable}"
+        ack = f"$JS.ACK.{consumer.stream}.{consumer.durable}.>"
+        for user, perms in users.items():
+            has = {pull, ack} <= set(perms.publish_subjects())
+            assert has == (user == consumer.service), (user, consumer.durable)
+
+
+def test_bucket_data_only_for_bucket_users_and_payload_producers(
+    users: dict[str, p.UserPermissions],
+) -> None:
+    ingest_submitters = users_of(
+        next(spec.producers for spec in SUBJECTS if spec.subject == s.INGEST_SUBMIT)
+    )
+    for bucket in BUCKETS:
+        data = p.bucket_subjects(bucket)
+        for user, perms in users.items():
+            writers = set(bucket.users)
+            if bucket.name == "documents":
+                writers |= ingest_submitters
+            assert (data in perms.publish_subjects()) == (user in writers), (user, bucket.name)
+
+
+def test_only_services_answer_requests(users: dict[str, p.UserPermissions]) -> None:
+    for user, perms in users.items():
+        assert perms.allow_responses == (user in SERVICES), user
+
+
+def test_every_service_may_provision_every_stream(users: dict[str, p.UserPermissions]) -> None:
+    names = [x.name for x in STREAMS] + [p.bucket_stream(b) for b in BUCKETS]
+    for service in SERVICES:
+        publish = set(users[service].publish_subjects())
+        for name in names:
+            assert f"$JS.API.STREAM.CREATE.{name}" in publish
+            assert f"$JS.API.STREAM.UPDATE.{name}" in publish
+    assert not any(".CREATE." in x for x in users["publisher"].publish_subjects())
+
+
+def test_render_uses_environment_references_not_passwords() -> None:
+    text = p.render_config()
+    for user in USERS:
+        assert f'user: "{user}"' in text
+        assert f"password: $NATS_{user.upper()}_PASSWORD" in text
+    assert "jetstream: enabled" in text
+    assert "jetstream" not in p.render_config(jetstream=False).split("authorization {")[1]
+    assert text == p.render_config()  # deterministic, so the checked-in file can be compared
+
+
+def test_cli_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "nats" / "auth.conf"
+    assert p.main(["--out", str(out), "--check"]) == 1
+    assert "stale" in capsys.readouterr().err
+    assert p.main(["--out", str(out)]) == 0
+    assert out.read_text() == p.render_config()
+    assert p.main(["--out", str(out), "--check"]) == 0
+    out.write_text(out.read_text() + "# edited\n")
+    assert p.main(["--out", str(out), "--check"]) == 1
+    assert p.main([]) == 0
+    assert capsys.readouterr().out == p.render_config()
+
+
+def test_unknown_service_is_refused() -> None:
+    with pytest.raises(KeyError):
+        p.service_permissions("billing")

@@ -1,0 +1,29 @@
+"""Embedded engines: NATS, PostgreSQL + pgvector, FalkorDB (Bolt) and chDB, run from pip packages.
+
+`agentbus up` and the tests start these as child processes on loopback, with their data under
+one root directory, so the platform runs on one machine without Docker.
+"""
+
+from .base import Engine, ProcessEngine
+from .clickhouse import ClickHouseEngine
+from .errors import EngineError
+from .graph import GraphEngine, unjam_bolt
+from .nats import NatsEngine
+from .ports import ensure_writable_dir, free_port, port_in_use
+from .postgres import PostgresEngine
+from .set import EngineSet
+
+__all__ = [
+    "ClickHouseEngine",
+    "Engine",
+    "EngineError",
+    "EngineSet",
+    "GraphEngine",
+    "NatsEngine",
+    "PostgresEngine",
+    "ProcessEngine",
+    "ensure_writable_dir",
+    "free_port",
+    "port_in_use",
+    "unjam_bolt",
+]
