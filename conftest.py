@@ -73,8 +73,16 @@ def service_env(
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """The whole platform, as `agentbus up` runs it: engines plus five service processes."""
-    data_dir = tmp_path_factory.mktemp("platform") / "var"
-    plat = Platform(data_dir, gateway_port=free_port())
+    root = tmp_path_factory.mktemp("platform")
+    # Small embedding batches make a document's indexing long enough to interrupt in the tests,
+    # and a small size limit makes "file too large" cheap to show.
+    pipeline = root / "pipeline.yaml"
+    pipeline.write_text("embedding:\n  batch_size: 4\nmax_file_bytes: 2000000\n")
+    plat = Platform(
+        root / "var",
+        gateway_port=free_port(),
+        extra_env={"AGENTBUS_PIPELINE_CONFIG": str(pipeline)},
+    )
     plat.start(timeout=120)
     try:
         yield plat

@@ -35,6 +35,7 @@ from agentbus.contracts import SERVICES, SUBJECTS
 from agentbus.contracts import subjects as s
 from agentbus.contracts.catalog import EXTERNAL, OPERATOR, SubjectSpec
 from agentbus.contracts.permissions import all_users, password_env, render_config
+from agentbus.runtime.engines import GraphEngine, PostgresEngine
 from agentbus.runtime.provisioning import provision
 
 NATS_AUTH_CONF = Path(__file__).resolve().parents[1] / "nats" / "nats-auth.conf"
@@ -430,10 +431,14 @@ class Processes:
 
 
 @pytest.fixture
-def services(auth_nats: AuthNats, tmp_path: Path) -> Iterator[Processes]:
+def services(
+    auth_nats: AuthNats,
+    tmp_path: Path,
+    postgres_engine: PostgresEngine,
+    graph_engine: GraphEngine,
+) -> Iterator[Processes]:
     """The five services as real processes, each with its own NATS user; always stopped."""
     gateway_port = free_port()
-    dead = f"127.0.0.1:{free_port()}"  # nothing listens: engine checks fail fast, startup does not
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTBUS_", "OTEL_"))}
     running = Processes({}, {}, gateway_port)
     try:
@@ -442,8 +447,9 @@ def services(auth_nats: AuthNats, tmp_path: Path) -> Iterator[Processes]:
                 **base,
                 **auth_nats.service_env(svc),
                 "AGENTBUS_DATA_DIR": str(tmp_path / svc),
-                "AGENTBUS_POSTGRES_DSN": f"postgresql://agentbus@{dead}/agentbus",
-                "AGENTBUS_GRAPH_URL": f"bolt://{dead}",
+                # Ingest and retrieval prepare their tables at start-up: real engines.
+                **postgres_engine.env(),
+                **graph_engine.env(),
                 "AGENTBUS_GATEWAY_PORT": str(gateway_port),
                 "AGENTBUS_HEALTH_TIMEOUT_S": "1",
                 "AGENTBUS_LOG_FORMAT": "text",

@@ -12,7 +12,14 @@ from agentbus.contracts.catalog import EXTERNAL, OPERATOR
 PARTIES = {*c.SERVICES, EXTERNAL, OPERATOR}
 STREAM_NAMES = {x.name for x in c.STREAMS}
 # Models only ever nested inside another message.
-NESTED = {"SearchHit", "SearchFilters", "ThreadCheckpoint", "ChunkingOverrides", "ComponentHealth"}
+NESTED = {
+    "SearchHit",
+    "SearchFilters",
+    "ThreadCheckpoint",
+    "ChunkingOverrides",
+    "ComponentHealth",
+    "ErrorReply",  # the reply to an unreadable request on any request/reply subject
+}
 
 
 def test_every_subject_has_a_declared_producer_and_consumer() -> None:

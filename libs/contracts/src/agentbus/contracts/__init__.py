@@ -2,7 +2,7 @@
 
 from . import subjects
 from .analytics import AnalyticsQuery, AnalyticsQueryName, AnalyticsResult
-from .base import Contract, Event, TenantContract, new_id, utcnow
+from .base import Contract, ErrorReply, Event, TenantContract, new_id, utcnow
 from .catalog import SUBJECTS, SubjectSpec, all_models, spec_for
 from .events import DomainEvent
 from .health import SERVICES, ComponentHealth, ServiceHealth, ServiceName
@@ -51,6 +51,7 @@ __all__ = [
     "Contract",
     "DocumentIndexed",
     "DomainEvent",
+    "ErrorReply",
     "Event",
     "GraphQuery",
     "GraphResult",

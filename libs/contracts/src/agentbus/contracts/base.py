@@ -63,3 +63,13 @@ class Event(TenantContract):
 
     id: str = Field(default_factory=new_id, min_length=1, max_length=128)
     ts: Timestamp = Field(default_factory=utcnow, description="When the fact happened (UTC).")
+
+
+class ErrorReply(Contract):
+    """The reply of any request/reply subject to a request that does not match its contract.
+
+    Carries no tenant: the request could not be read far enough to know it.
+    """
+
+    error: str = Field(min_length=1)
+    reason: str = Field(description="Short code, e.g. `invalid_json` or `schema`")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .base import Contract, ErrorReply
 from .catalog import SUBJECTS, all_models
 from .streams import BUCKETS, CONSUMERS, STREAMS
 
@@ -24,7 +25,8 @@ def _dump(obj: Any) -> str:
 
 def render() -> dict[str, str]:
     """File name -> content for everything that belongs in the schemas directory."""
-    files = {f"{m.__name__}.json": _dump(m.model_json_schema()) for m in all_models()}
+    models: tuple[type[Contract], ...] = (*all_models(), ErrorReply)
+    files = {f"{m.__name__}.json": _dump(m.model_json_schema()) for m in models}
     catalog = {
         "subjects": [
             {

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from .base import Contract, Event, JsonObject, SubjectToken
 
-ChunkStrategy = Literal["sentence", "token", "markdown", "semantic"]
+ChunkStrategy = Literal["sentence", "token", "markdown"]
 IngestStage = Literal["received", "parsed", "chunked", "embedded", "stored", "graphed"]
 
 
@@ -39,6 +39,7 @@ class IngestRequested(Event):
 
 class IngestProgress(Event):
     document_id: SubjectToken
+    sha256: str | None = Field(default=None, description="The document version being indexed")
     stage: IngestStage
     done: int = Field(default=0, ge=0)
     total: int = Field(default=0, ge=0)
@@ -57,6 +58,7 @@ class DocumentIndexed(Event):
 
 class IngestFailed(Event):
     document_id: SubjectToken
+    sha256: str | None = Field(default=None, description="The document version that failed")
     stage: IngestStage | Literal["validate"]
     reason: str = Field(min_length=1)
     retryable: bool = False

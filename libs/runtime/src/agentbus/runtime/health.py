@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import nats.errors
 from nats.aio.client import Client as NatsClient
-from neo4j import AsyncDriver, AsyncGraphDatabase
+from neo4j import AsyncDriver
 from neo4j.exceptions import DriverError, Neo4jError
 from pydantic import BaseModel, Field
 
@@ -23,6 +23,7 @@ from agentbus.contracts import SERVICES, ComponentHealth, ServiceHealth
 from agentbus.contracts import subjects as s
 
 from .settings import Settings
+from .stores.graph import async_driver
 
 HealthCheck = Callable[[], Awaitable[ComponentHealth]]
 
@@ -74,8 +75,11 @@ class GraphProbe:
         self._driver: AsyncDriver | None = None
 
     def _new_driver(self) -> AsyncDriver:
-        return AsyncGraphDatabase.driver(
-            self.url, auth=self.auth, connection_timeout=self.timeout, max_connection_pool_size=2
+        return async_driver(
+            self.url,
+            *(self.auth or ("", "")),
+            connection_timeout=self.timeout,
+            max_connection_pool_size=2,
         )
 
     async def __call__(self) -> str:

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from agentbus.contracts import SERVICES
 
-from .engines import EngineError, EngineSet, ensure_writable_dir, port_in_use
+from .engines import EngineError, EngineSet, ensure_writable_dir, free_port, port_in_use
 
 
 class PlatformError(RuntimeError):
@@ -37,6 +37,7 @@ class PlatformState(BaseModel):
     gateway_url: str
     engines: dict[str, str]
     pids: dict[str, int]
+    ops_ports: dict[str, int] = {}
     ready: bool = False
 
 
@@ -86,6 +87,8 @@ class Platform:
         self.echo = echo
         self.engines = EngineSet(self.data_dir)
         self.procs: dict[str, subprocess.Popen[str]] = {}
+        # Each bus service gets its own ops port (/healthz, /readyz, /metrics) on this machine.
+        self.ops_ports: dict[str, int] = {}
         self._pumps: dict[str, threading.Thread] = {}
         self._echo_lock = threading.Lock()
 
@@ -179,9 +182,13 @@ class Platform:
             raise PlatformError(f"{name} is already running (pid {old.pid})")
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
+        env = self.env()
+        if name != "gateway":
+            self.ops_ports[name] = self.ops_ports.get(name) or free_port()
+            env["AGENTBUS_OPS_PORT"] = str(self.ops_ports[name])
         proc = subprocess.Popen(
             [sys.executable, "-m", f"agentbus.{name}"],
-            env=self.env(),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -270,6 +277,7 @@ class Platform:
             gateway_url=self.gateway_url,
             engines=self.engines.urls(),
             pids=self.pids(),
+            ops_ports=self.ops_ports,
             ready=ready,
         )
         path = state_path(self.data_dir)

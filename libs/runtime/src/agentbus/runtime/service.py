@@ -37,6 +37,7 @@ from agentbus.contracts import ServiceHealth, ServiceName
 from agentbus.contracts import subjects as s
 
 from .broker import make_broker
+from .consuming import Rejects
 from .health import EngineProbes, HealthCheck, probe_nats, timed
 from .logs import setup_logging
 from .ops_http import OpsServer
@@ -71,6 +72,7 @@ class Service:
     broker: NatsBroker
     registry: CollectorRegistry
     probes: EngineProbes
+    rejects: Rejects
     checks: dict[str, HealthCheck] = field(default_factory=dict)
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
@@ -299,5 +301,6 @@ def new_service(
         broker=broker,
         registry=registry,
         probes=EngineProbes(settings),
+        rejects=Rejects(name, registry),
         description=description,
     )

@@ -1,9 +1,15 @@
-"""Ingest settings (`AGENTBUS_*`): the shared ones; service-specific ones grow here."""
+"""Ingest settings (`AGENTBUS_*`): the shared ones plus the pipeline config file."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
 
 from agentbus.runtime.settings import Settings
 
 
 class IngestSettings(Settings):
-    pass
+    pipeline_config: Path | None = Field(
+        default=None, description="Pipeline YAML (chunking, embedding, extraction); None = default"
+    )

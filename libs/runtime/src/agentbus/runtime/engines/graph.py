@@ -175,13 +175,14 @@ class GraphEngine(ProcessEngine):
         return self._bolt_query_works()
 
     def _bolt_query_works(self) -> bool:
-        from neo4j import GraphDatabase
         from neo4j.exceptions import DriverError, Neo4jError
+
+        from ..stores.graph import sync_driver
 
         try:
             with (
                 # Short timeouts: a hung handshake must not outlast the start-up deadline by much.
-                GraphDatabase.driver(
+                sync_driver(
                     self.url, connection_timeout=2.0, connection_acquisition_timeout=3.0
                 ) as driver,
                 driver.session() as session,

@@ -1,0 +1,131 @@
+"""Submit documents the way any system may: bytes into the `documents` Object Store, then
+`IngestRequested` on `agentbus.v1.ingest.submit`; follow progress on the INGEST_EVENTS stream."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import mimetypes
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from nats.aio.client import Client as NatsClient
+from nats.js import api as js_api
+from pydantic import TypeAdapter
+
+from agentbus.contracts import (
+    ChunkingOverrides,
+    DocumentIndexed,
+    IngestFailed,
+    IngestProgress,
+    IngestRequested,
+)
+from agentbus.contracts import subjects as s
+from agentbus.contracts.streams import DOCUMENTS, INGEST_EVENTS
+
+IngestEvent = IngestProgress | DocumentIndexed | IngestFailed
+_EVENT = TypeAdapter(IngestEvent)
+
+CONTENT_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".txt": "text/plain"}
+
+
+def document_id(tenant_id: str, source: str) -> str:
+    """A stable id per tenant and source: re-submitting a file replaces its earlier version."""
+    return hashlib.sha256(f"{tenant_id}\x00{source}".encode()).hexdigest()[:24]
+
+
+def content_type(path: Path) -> str:
+    return CONTENT_TYPES.get(path.suffix.lower()) or (
+        mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    )
+
+
+@dataclass(frozen=True)
+class Submission:
+    document_id: str
+    sha256: str
+    duplicate: bool  # the same bytes were already queued within the dedupe window
+
+
+async def submit(
+    nc: NatsClient,
+    tenant_id: str,
+    data: bytes,
+    *,
+    filename: str,
+    source: str | None = None,
+    title: str | None = None,
+    tags: list[str] | None = None,
+    chunking: ChunkingOverrides | None = None,
+    content_type_: str | None = None,
+) -> Submission:
+    js = nc.jetstream()
+    sha = hashlib.sha256(data).hexdigest()
+    src = source or filename
+    doc = document_id(tenant_id, src)
+    name = f"{tenant_id}/{doc}/{sha}"
+    store = await js.object_store(DOCUMENTS.name)
+    await store.put(name, data)
+    job = IngestRequested(
+        tenant_id=tenant_id,
+        document_id=doc,
+        object_name=name,
+        filename=filename,
+        content_type=content_type_ or content_type(Path(filename)),
+        size=len(data),
+        sha256=sha,
+        title=title,
+        source=src,
+        tags=tags or [],
+        chunking=chunking or ChunkingOverrides(),
+    )
+    ack = await js.publish(
+        s.INGEST_SUBMIT,
+        job.model_dump_json().encode(),
+        headers={"Nats-Msg-Id": f"{tenant_id}:{doc}:{sha}"},
+    )
+    return Submission(document_id=doc, sha256=sha, duplicate=bool(ack.duplicate))
+
+
+async def submit_file(
+    nc: NatsClient, tenant_id: str, path: Path, *, tags: list[str] | None = None
+) -> Submission:
+    """Submit a file; its absolute path is the source, so re-submitting it replaces it."""
+    data, source = await asyncio.to_thread(lambda: (path.read_bytes(), str(path.resolve())))
+    return await submit(nc, tenant_id, data, filename=path.name, source=source, tags=tags)
+
+
+async def follow(
+    nc: NatsClient, document_id: str, *, sha256: str | None = None, timeout: float = 300.0
+) -> AsyncIterator[IngestEvent]:
+    """Progress events of a document from the start of the stream, until its outcome.
+
+    With `sha256`, events of other versions are skipped (a document id is reused when a file is
+    re-submitted).
+    """
+    js = nc.jetstream()
+    sub = await js.subscribe(
+        s.ingest_progress(document_id),
+        stream=INGEST_EVENTS.name,
+        ordered_consumer=True,
+        deliver_policy=js_api.DeliverPolicy.ALL,
+    )
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise TimeoutError(f"no outcome for document {document_id} within {timeout:g}s")
+            try:
+                msg = await sub.next_msg(timeout=min(left, 5.0))
+            except TimeoutError:
+                continue
+            event = _EVENT.validate_json(msg.data)
+            if sha256 is not None and event.sha256 not in (None, sha256):
+                continue  # an earlier version of the same document
+            yield event
+            if isinstance(event, DocumentIndexed | IngestFailed):
+                return
+    finally:
+        await sub.unsubscribe()

@@ -1,0 +1,1 @@
+"""Clients and schemas of the stores that more than one service uses."""

@@ -1,0 +1,145 @@
+"""Writes to the knowledge graph over Bolt (Neo4j in production, FalkorDB embedded).
+
+Queries stay within the Cypher both servers speak: MERGE/CREATE/UNWIND/MATCH, no APOC, no
+procedures. Every node carries `tenant_id`, and every write is idempotent: a document's chunks,
+mentions and co-occurrence edges are replaced as a whole, and a domain event's edges are keyed by
+the event id, so redelivery never double-counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from neo4j import AsyncDriver
+from neo4j.exceptions import Neo4jError
+
+from agentbus.runtime.stores.graph import async_driver
+
+log = logging.getLogger("agentbus.ingest.graph")
+
+INDEXES = (
+    ("Document", ("tenant_id", "document_id")),
+    ("Chunk", ("tenant_id", "document_id")),
+    ("Entity", ("tenant_id", "key")),
+    ("Person", ("tenant_id", "key")),
+    ("Team", ("tenant_id", "key")),
+    ("Repository", ("tenant_id", "key")),
+    ("Skill", ("tenant_id", "key")),
+)
+
+
+@dataclass(frozen=True)
+class Mention:
+    chunk_index: int
+    key: str
+    name: str
+    kind: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Cooccurrence:
+    source: str
+    target: str
+    weight: float
+
+
+class GraphWriter:
+    def __init__(self, url: str, user: str = "", password: str = "") -> None:
+        self.driver: AsyncDriver = async_driver(url, user, password)
+
+    async def close(self) -> None:
+        await self.driver.close()
+
+    async def run(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        records, _, _ = await self.driver.execute_query(query, params)
+        return [r.data() for r in records]
+
+    async def ensure_indexes(self) -> None:
+        for label, props in INDEXES:
+            fields = ", ".join(f"n.{p}" for p in props)
+            # Same statement on both servers; "already exists" is the expected answer on restart.
+            with contextlib.suppress(Neo4jError):
+                await self.run(f"CREATE INDEX FOR (n:{label}) ON ({fields})")
+
+    async def write_document(
+        self,
+        tenant_id: str,
+        document_id: str,
+        title: str | None,
+        chunks: list[dict[str, Any]],
+        mentions: list[Mention],
+        related: list[Cooccurrence],
+    ) -> None:
+        t, doc = tenant_id, document_id
+        await self.run(
+            "MERGE (d:Document {tenant_id: $t, document_id: $doc}) SET d.title = $title",
+            t=t,
+            doc=doc,
+            title=title or doc,
+        )
+        await self.run(
+            "MATCH (c:Chunk {tenant_id: $t, document_id: $doc}) DETACH DELETE c", t=t, doc=doc
+        )
+        await self.run(
+            "MATCH (:Entity {tenant_id: $t})-[r:RELATED {document_id: $doc}]->(:Entity) DELETE r",
+            t=t,
+            doc=doc,
+        )
+        await self.run(
+            """
+            MATCH (d:Document {tenant_id: $t, document_id: $doc})
+            UNWIND $chunks AS ch
+            CREATE (c:Chunk {tenant_id: $t, document_id: $doc, chunk_index: ch.chunk_index,
+                             page: ch.page})
+            CREATE (d)-[:HAS_CHUNK]->(c)
+            """,
+            t=t,
+            doc=doc,
+            chunks=[{"chunk_index": c["chunk_index"], "page": c["page"]} for c in chunks],
+        )
+        if mentions:
+            await self.run(
+                """
+                UNWIND $mentions AS m
+                MATCH (c:Chunk {tenant_id: $t, document_id: $doc, chunk_index: m.chunk_index})
+                MERGE (e:Entity {tenant_id: $t, key: m.key})
+                ON CREATE SET e.name = m.name, e.kind = m.kind
+                CREATE (c)-[:MENTIONS {count: m.count}]->(e)
+                """,
+                t=t,
+                doc=doc,
+                mentions=[vars(m) for m in mentions],
+            )
+        if related:
+            await self.run(
+                """
+                UNWIND $related AS r
+                MATCH (a:Entity {tenant_id: $t, key: r.source})
+                MATCH (b:Entity {tenant_id: $t, key: r.target})
+                CREATE (a)-[:RELATED {document_id: $doc, weight: r.weight}]->(b)
+                """,
+                t=t,
+                doc=doc,
+                related=[vars(r) for r in related],
+            )
+
+    async def delete_document(self, tenant_id: str, document_id: str) -> None:
+        await self.run(
+            "MATCH (:Entity {tenant_id: $t})-[r:RELATED {document_id: $doc}]->(:Entity) DELETE r",
+            t=tenant_id,
+            doc=document_id,
+        )
+        await self.run(
+            "MATCH (c:Chunk {tenant_id: $t, document_id: $doc}) DETACH DELETE c",
+            t=tenant_id,
+            doc=document_id,
+        )
+        await self.run(
+            "MATCH (d:Document {tenant_id: $t, document_id: $doc}) DETACH DELETE d",
+            t=tenant_id,
+            doc=document_id,
+        )

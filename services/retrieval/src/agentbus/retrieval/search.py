@@ -1,0 +1,152 @@
+"""Vector, keyword and hybrid search over one tenant's chunks, each in one SQL round trip.
+
+Hybrid is reciprocal rank fusion (k = 60) of the vector ranking (pgvector HNSW, cosine) and the
+keyword ranking (PostgreSQL full text, `ts_rank_cd`), computed inside the database; equal fused
+scores (common when the two rankings swap two chunks) go to the closer meaning. Keyword
+matching ORs the query's stemmed terms, so a question phrased differently from the text still
+finds chunks sharing some words; ranking then prefers chunks sharing more of them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import asyncpg
+
+from agentbus.contracts import SearchHit, SearchRequest, SearchResult
+from agentbus.runtime.models.embeddings import embed
+
+RRF_K = 60
+# Each ranking contributes this many candidates to the fusion.
+CANDIDATES = 50
+
+_QUERY = (
+    "to_tsquery('simple', array_to_string(tsvector_to_array(to_tsvector('english', $3)), ' | '))"
+)
+
+
+def _filters(req: SearchRequest, first_param: int) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    n = first_param
+    if req.filters.document_ids:
+        clauses.append(f"document_id = ANY(${n}::text[])")
+        params.append(req.filters.document_ids)
+        n += 1
+    if req.filters.source:
+        clauses.append(f"source = ${n}")
+        params.append(req.filters.source)
+        n += 1
+    if req.filters.tags:
+        clauses.append(f"tags @> ${n}::text[]")
+        params.append(req.filters.tags)
+        n += 1
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+def hybrid_sql(where: str) -> str:
+    return f"""
+WITH q AS (SELECT {_QUERY} AS tsq),
+v AS (
+    SELECT document_id, chunk_index, 1 - (embedding <=> $2) AS vscore,
+           row_number() OVER (ORDER BY embedding <=> $2) AS vrank
+    FROM chunks WHERE tenant_id = $1{where}
+    ORDER BY embedding <=> $2 LIMIT {CANDIDATES}
+),
+k AS (
+    SELECT document_id, chunk_index, ts_rank_cd(tsv, q.tsq) AS kscore,
+           row_number() OVER (ORDER BY ts_rank_cd(tsv, q.tsq) DESC) AS krank
+    FROM chunks, q WHERE tenant_id = $1 AND tsv @@ q.tsq{where}
+    ORDER BY kscore DESC LIMIT {CANDIDATES}
+),
+f AS (
+    SELECT document_id, chunk_index, v.vscore, k.kscore,
+           coalesce(1.0 / ({RRF_K} + v.vrank), 0) + coalesce(1.0 / ({RRF_K} + k.krank), 0) AS score
+    FROM v FULL OUTER JOIN k USING (document_id, chunk_index)
+)
+SELECT c.document_id, c.chunk_index, c.title, c.source, c.page, c.text, c.metadata,
+       f.score, f.vscore, f.kscore
+FROM f JOIN chunks c
+  ON c.tenant_id = $1 AND c.document_id = f.document_id AND c.chunk_index = f.chunk_index
+ORDER BY f.score DESC, f.vscore DESC NULLS LAST, c.document_id, c.chunk_index
+LIMIT $4
+"""
+
+
+def vector_sql(where: str) -> str:
+    return f"""
+SELECT document_id, chunk_index, title, source, page, text, metadata,
+       1 - (embedding <=> $2) AS score, 1 - (embedding <=> $2) AS vscore, NULL::real AS kscore
+FROM chunks WHERE tenant_id = $1{where}
+ORDER BY embedding <=> $2, document_id, chunk_index LIMIT $3
+"""
+
+
+def keyword_sql(where: str) -> str:
+    return f"""
+WITH q AS (SELECT {_QUERY.replace("$3", "$2")} AS tsq)
+SELECT document_id, chunk_index, title, source, page, text, metadata,
+       ts_rank_cd(tsv, q.tsq) AS score, NULL::real AS vscore, ts_rank_cd(tsv, q.tsq) AS kscore
+FROM chunks, q WHERE tenant_id = $1 AND tsv @@ q.tsq{where}
+ORDER BY score DESC, document_id, chunk_index LIMIT $3
+"""
+
+
+class Searcher:
+    def __init__(self, pool: asyncpg.Pool, model: str, dimensions: int) -> None:
+        self.pool = pool
+        self.model = model
+        self.dimensions = dimensions
+
+    async def search(self, req: SearchRequest) -> SearchResult:
+        started = time.perf_counter()
+        if req.mode == "keyword":
+            where, extra = _filters(req, 4)
+            rows = await self.pool.fetch(
+                keyword_sql(where), req.tenant_id, req.query, req.top_k, *extra
+            )
+        else:
+            vector = (await embed([req.query], self.model, dimensions=self.dimensions)).vectors[0]
+            if req.mode == "vector":
+                where, extra = _filters(req, 4)
+                rows = await self.pool.fetch(
+                    vector_sql(where), req.tenant_id, vector, req.top_k, *extra
+                )
+            else:
+                where, extra = _filters(req, 5)
+                rows = await self.pool.fetch(
+                    hybrid_sql(where), req.tenant_id, vector, req.query, req.top_k, *extra
+                )
+        hits = [_hit(r) for r in rows]
+        if req.min_score is not None:
+            hits = [h for h in hits if h.score >= req.min_score]
+        return SearchResult(
+            tenant_id=req.tenant_id,
+            query=req.query,
+            mode=req.mode,
+            hits=hits,
+            took_ms=(time.perf_counter() - started) * 1e3,
+        )
+
+
+def _hit(row: asyncpg.Record) -> SearchHit:
+    scores = {
+        name: float(row[col])
+        for name, col in (("vector", "vscore"), ("keyword", "kscore"))
+        if row[col] is not None
+    }
+    metadata = row["metadata"]
+    return SearchHit(
+        chunk_id=f"{row['document_id']}:{row['chunk_index']}",
+        document_id=row["document_id"],
+        title=row["title"],
+        source=row["source"],
+        page=row["page"],
+        chunk_index=row["chunk_index"],
+        text=row["text"],
+        score=float(row["score"]),
+        scores=scores,
+        metadata=json.loads(metadata) if isinstance(metadata, str) else dict(metadata or {}),
+    )
