@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from agentbus.contracts import SERVICES
+
 from . import __version__
 from .health import EngineProbes, Readiness, readiness
 from .platform import Platform, PlatformError, pid_alive, read_state, state_path
@@ -336,6 +338,29 @@ def cmd_search(args: argparse.Namespace) -> int:
     return code
 
 
+# -- asyncapi -------------------------------------------------------------------------------------
+
+
+def asyncapi_document(service: str) -> dict[str, Any]:
+    """The AsyncAPI document of a service, generated from its FastStream broker."""
+    import importlib
+    import json
+
+    app = importlib.import_module(f"agentbus.{service}.app")
+    settings_module = importlib.import_module(f"agentbus.{service}.settings")
+    settings_cls = getattr(settings_module, f"{service.capitalize()}Settings")
+    built = app.build(load(settings_cls))
+    document: dict[str, Any] = json.loads(built.asyncapi().to_specification().to_json())
+    return document
+
+
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    import json
+
+    print(json.dumps(asyncapi_document(args.service), indent=2))
+    return 0
+
+
 # -- entry point --------------------------------------------------------------------------------
 
 
@@ -375,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true")
     search.add_argument("--timeout", type=float, default=30.0)
     search.set_defaults(func=cmd_search)
+
+    spec = sub.add_parser("asyncapi", help="print a service's AsyncAPI document (from its code)")
+    spec.add_argument("service", choices=list(SERVICES))
+    spec.set_defaults(func=cmd_asyncapi)
     return parser
 
 
