@@ -9,7 +9,7 @@ DEPLOY_TOOLS := $(VENV)/.deploy-tools-stamp
 
 SERVICES := gateway orchestrator retrieval ingest analytics
 PACKAGES := -e libs/contracts -e "libs/runtime[embedded,llm,local-models]" \
-            -e services/gateway -e services/orchestrator \
+            -e services/gateway -e "services/orchestrator[local]" \
             -e "services/retrieval[local]" -e "services/ingest[local]" \
             -e "services/analytics[embedded]"
 PYPROJECTS := libs/contracts/pyproject.toml libs/runtime/pyproject.toml \

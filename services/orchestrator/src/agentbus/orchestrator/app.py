@@ -1,11 +1,29 @@
-"""The orchestrator's broker app: what it consumes and publishes is wired here."""
+"""The orchestrator's broker app: runs from the RUNS queue, run control, thread state."""
 
 from __future__ import annotations
 
-from agentbus.runtime.service import Service, new_service
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.nats import JStream, PullSub
+from faststream.nats.annotations import NatsMessage
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from agentbus.contracts import ErrorReply, ThreadState, ThreadStateRequest
+from agentbus.contracts import subjects as s
+from agentbus.contracts.streams import ORCHESTRATOR_RUNS
+from agentbus.runtime.consuming import parse_or_error
+from agentbus.runtime.provisioning import consumer_config
+from agentbus.runtime.service import Service, StartupError, new_service
 
 from . import __version__
+from .assistants import BUILDERS
+from .models import ModelConfigError, load_router
+from .runner import Runner
 from .settings import OrchestratorSettings
+from .threads import thread_state
 
 
 def build(settings: OrchestratorSettings) -> Service:
@@ -17,4 +35,66 @@ def build(settings: OrchestratorSettings) -> Service:
     )
     # Postgres holds the LangGraph checkpoints.
     service.checks.update(service.probes.checks("postgres"))
+    try:
+        router = load_router(settings.models_config)
+    except ModelConfigError as exc:
+        raise StartupError(f"invalid model config: {exc}") from None
+    state: dict[str, Any] = {}
+
+    async def start() -> None:
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            settings.postgres_dsn,
+            kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+            min_size=1,
+            max_size=settings.max_concurrent_runs + 2,
+            open=False,
+        )
+        try:
+            await pool.open(wait=True, timeout=10)
+            saver = AsyncPostgresSaver(pool)
+            await saver.setup()
+        except Exception as exc:
+            await pool.close()
+            raise StartupError(f"cannot prepare the checkpointer in PostgreSQL: {exc}") from None
+        graphs = {name: make(saver) for name, make in BUILDERS.items()}
+        state.update(pool=pool, saver=saver, graphs=graphs)
+        state["runner"] = Runner(service.connection, graphs, router, service.rejects)
+        await service.connection.subscribe(s.RUN_CONTROL_ALL, cb=_control)
+
+    async def _control(msg: Any) -> None:
+        await state["runner"].control(msg.data)
+
+    async def stop() -> None:
+        if "pool" in state:
+            await state["pool"].close()
+
+    service.on_startup.append(start)
+    service.on_shutdown.append(stop)
+
+    @service.broker.subscriber(
+        s.RUNS_SUBMIT,
+        stream=JStream(ORCHESTRATOR_RUNS.stream, declare=False),
+        durable=ORCHESTRATOR_RUNS.durable,
+        config=consumer_config(ORCHESTRATOR_RUNS),
+        pull_sub=PullSub(batch_size=1, timeout=5.0),
+        ack_policy=AckPolicy.MANUAL,
+        max_workers=settings.max_concurrent_runs,
+        title="runs.submit",
+        description="Execute one run (RunRequested) and stream its events",
+    )
+    async def on_run(msg: NatsMessage) -> None:
+        await state["runner"].handle(msg)
+
+    @service.broker.subscriber(
+        s.THREADS_STATE,
+        queue="orchestrator",
+        title="threads.state",
+        description="ThreadStateRequest -> ThreadState",
+    )
+    async def on_thread_state(msg: NatsMessage) -> ThreadState | ErrorReply:
+        req = parse_or_error(msg.body, ThreadStateRequest, service.rejects, s.THREADS_STATE)
+        if isinstance(req, ErrorReply):
+            return req
+        return await thread_state(req, state["saver"], state["graphs"])
+
     return service

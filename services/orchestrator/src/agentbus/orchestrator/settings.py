@@ -1,9 +1,16 @@
-"""Orchestrator settings (`AGENTBUS_*`): the shared ones; service-specific ones grow here."""
+"""Orchestrator settings (`AGENTBUS_*`): the shared ones plus models and concurrency."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
 
 from agentbus.runtime.settings import Settings
 
 
 class OrchestratorSettings(Settings):
-    pass
+    models_config: Path | None = Field(
+        default=None, description="LiteLLM Router config (model_list, router_settings)"
+    )
+    max_concurrent_runs: int = Field(default=8, ge=1, le=512, description="Runs per replica")

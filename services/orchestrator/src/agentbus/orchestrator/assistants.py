@@ -1,0 +1,220 @@
+"""The assistants: one LangGraph application each, compiled with the Postgres checkpointer.
+
+- `agent` (default): a supervisor that routes each question to specialists through tool calls —
+  documents (search), graph (people, skills, ownership), analytics (metrics) — and loops
+  (planner/executor) until the model answers without a tool or the step budget is spent.
+  Routing, tool calls and tokens are all events of the run.
+- `echo`: one node that streams the user's message back; the instant model of the benchmarks.
+- `steps`: `input.steps` nodes of `input.delay` seconds each with a checkpoint after each one;
+  a diagnostic assistant for durability and cancellation.
+Nodes receive the run's `RunContext` through LangGraph's runtime context; they never look at
+which model is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import operator
+import time
+from typing import Annotated, Any, TypedDict
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+
+from .context import RunContext
+from .models import complete
+from .tools import BY_NAME, TOOLS, citations, preview
+
+MAX_STEPS = 3
+
+SYSTEM = (
+    "You are Agentbus, an assistant for an engineering organisation. Use the tools to find "
+    "facts in documents, the people graph and metrics; answer only from what they return and "
+    "cite document, page and chunk."
+)
+
+
+class AgentState(TypedDict, total=False):
+    messages: Annotated[list[dict[str, Any]], operator.add]
+    citations: Annotated[list[dict[str, Any]], operator.add]
+    steps: int
+
+
+def pause_if_asked(ctx: RunContext) -> Any:
+    """Human in the loop. After a RunControl `interrupt`, pause at this node with LangGraph's
+    `interrupt()`: the run ends `interrupted`. A later run on the thread with a `command`
+    ({"resume": value}) re-enters the node, and the same call returns the value once."""
+    if ctx.resume_pending:
+        ctx.resume_pending = False
+        return interrupt({"question": "How should I continue?"})
+    if ctx.interrupt_reason is None:
+        return None
+    return interrupt({"reason": ctx.interrupt_reason, "question": "How should I continue?"})
+
+
+async def supervisor(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    await ctx.node_start("supervisor")
+    guidance = pause_if_asked(ctx)
+    if guidance:
+        state = {
+            **state,
+            "messages": [*state.get("messages", []), {"role": "user", "content": str(guidance)}],
+        }
+    steps = state.get("steps", 0)
+    messages = [{"role": "system", "content": SYSTEM}, *state.get("messages", [])]
+    can_use_tools = steps < MAX_STEPS
+    call = await complete(
+        ctx.router,
+        "fast",
+        messages,
+        tools=[t.schema() for t in TOOLS] if can_use_tools else None,
+        on_token=ctx.token_sink("supervisor"),
+    )
+    await ctx.model_used("supervisor", call)
+    update: dict[str, Any] = {"steps": steps + 1}
+    if call.tool_calls:
+        chosen = [tc["function"]["name"] for tc in call.tool_calls]
+        await ctx.emit(
+            "routing",
+            {
+                "specialists": sorted({BY_NAME[n].specialist for n in chosen if n in BY_NAME}),
+                "tools": chosen,
+                "step": steps + 1,
+            },
+            node="supervisor",
+        )
+        update["messages"] = [
+            {"role": "assistant", "content": call.content or None, "tool_calls": call.tool_calls}
+        ]
+    else:
+        await ctx.emit(
+            "routing", {"specialists": [], "answer": True, "step": steps + 1}, node="supervisor"
+        )
+        update["messages"] = [{"role": "assistant", "content": call.content}]
+    await ctx.node_end("supervisor")
+    return update
+
+
+def after_supervisor(state: AgentState) -> str:
+    last = (state.get("messages") or [{}])[-1]
+    return "tools" if last.get("tool_calls") else END
+
+
+async def run_tools(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    await ctx.node_start("tools")
+    last = state["messages"][-1]
+    results: list[dict[str, Any]] = []
+    found: list[dict[str, Any]] = []
+    for tc in last.get("tool_calls") or []:
+        name = tc["function"]["name"]
+        try:
+            arguments = json.loads(tc["function"]["arguments"] or "{}")
+        except ValueError:
+            arguments = {}
+        specialist = BY_NAME[name].specialist if name in BY_NAME else "unknown"
+        await ctx.emit(
+            "tool_start",
+            {"tool": name, "specialist": specialist, "arguments": arguments},
+            node="tools",
+        )
+        started = time.perf_counter()
+        result = await ctx.tools.call(ctx.tenant_id, name, arguments)
+        took = (time.perf_counter() - started) * 1e3
+        error = result.get("error") if isinstance(result.get("error"), str) else None
+        await ctx.tool_used(name, took, error)
+        await ctx.emit(
+            "tool_end",
+            {
+                "tool": name,
+                "specialist": specialist,
+                "ok": error is None,
+                "result_preview": preview(result),
+                "duration_ms": round(took, 2),
+            },
+            node="tools",
+        )
+        cites = citations(result)
+        if cites:
+            found.extend(cites)
+            await ctx.emit("citations", {"citations": cites}, node="tools")
+        results.append(
+            {
+                "role": "tool",
+                "tool_call_id": tc.get("id") or name,
+                "name": name,
+                "content": json.dumps(result, default=str),
+            }
+        )
+    await ctx.node_end("tools")
+    return {"messages": results, "citations": found}
+
+
+def build_agent(checkpointer: BaseCheckpointSaver[Any]) -> CompiledStateGraph[Any, Any, Any, Any]:
+    graph = StateGraph(AgentState, context_schema=RunContext)
+    graph.add_node("supervisor", supervisor)
+    graph.add_node("tools", run_tools)
+    graph.add_edge(START, "supervisor")
+    graph.add_conditional_edges("supervisor", after_supervisor)
+    graph.add_edge("tools", "supervisor")
+    return graph.compile(checkpointer=checkpointer)
+
+
+class EchoState(TypedDict, total=False):
+    messages: Annotated[list[dict[str, Any]], operator.add]
+
+
+async def echo(state: EchoState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    await ctx.node_start("echo")
+    text = str((state.get("messages") or [{}])[-1].get("content", ""))
+    sink = ctx.token_sink("echo")
+    for word in text.split(" "):
+        await sink(word + " ")
+    await ctx.node_end("echo")
+    return {"messages": [{"role": "assistant", "content": text}]}
+
+
+def build_echo(checkpointer: BaseCheckpointSaver[Any]) -> CompiledStateGraph[Any, Any, Any, Any]:
+    graph = StateGraph(EchoState, context_schema=RunContext)
+    graph.add_node("echo", echo)
+    graph.add_edge(START, "echo")
+    graph.add_edge("echo", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+class StepsState(TypedDict, total=False):
+    steps: int
+    delay: float
+    done: Annotated[list[int], operator.add]
+
+
+async def step(state: StepsState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    n = len(state.get("done") or [])
+    await ctx.node_start("step")
+    pause_if_asked(ctx)
+    await asyncio.sleep(float(state.get("delay", 0.5)))
+    await ctx.emit("custom", {"step": n + 1, "of": state.get("steps", 1)}, node="step")
+    await ctx.node_end("step")
+    return {"done": [n + 1]}
+
+
+def more_steps(state: StepsState) -> str:
+    return "step" if len(state.get("done") or []) < int(state.get("steps", 1)) else END
+
+
+def build_steps(checkpointer: BaseCheckpointSaver[Any]) -> CompiledStateGraph[Any, Any, Any, Any]:
+    graph = StateGraph(StepsState, context_schema=RunContext)
+    graph.add_node("step", step)
+    graph.add_edge(START, "step")
+    graph.add_conditional_edges("step", more_steps)
+    return graph.compile(checkpointer=checkpointer)
+
+
+BUILDERS = {"agent": build_agent, "echo": build_echo, "steps": build_steps}

@@ -1,0 +1,129 @@
+"""What a graph node may use during one run: the event stream, models, tools and steering.
+
+Passed as LangGraph's run context (never checkpointed). Events go straight to JetStream in order,
+each with the next sequence number and `Nats-Msg-Id = run_id:seq`, so a redelivered run that
+re-sends a number is deduplicated by the stream.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentbus.contracts import LlmUsage, RunEvent, RunRequested, ToolCalled
+from agentbus.contracts.runs import RunEventType, RunStatus
+
+from .models import ModelCall
+from .tools import ToolBox
+
+Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
+
+
+@dataclass
+class RunContext:
+    run: RunRequested
+    publish: Publish
+    router: Any
+    tools: ToolBox
+    next_seq: int = 0
+    nodes: int = 0
+    tool_calls: int = 0
+    # Set by a RunControl `interrupt`: the next node pauses the run.
+    interrupt_reason: str | None = None
+    # A run started with a resume command: the first node to ask gets the value.
+    resume_pending: bool = False
+    started: float = field(default_factory=time.perf_counter)
+    trace_id: str | None = None
+
+    @property
+    def tenant_id(self) -> str:
+        return self.run.tenant_id
+
+    async def emit(
+        self,
+        type_: RunEventType,
+        data: dict[str, Any] | None = None,
+        *,
+        node: str | None = None,
+        status: RunStatus | None = None,
+    ) -> RunEvent:
+        event = RunEvent(
+            tenant_id=self.run.tenant_id,
+            run_id=self.run.run_id,
+            thread_id=self.run.thread_id,
+            seq=self.next_seq,
+            type=type_,
+            node=node,
+            data=data or {},
+            status=status,
+        )
+        from agentbus.contracts import subjects as s
+
+        await self.publish(
+            s.run_events(self.run.run_id),
+            event.model_dump_json().encode(),
+            {"Nats-Msg-Id": f"{self.run.run_id}:{self.next_seq}"},
+        )
+        self.next_seq += 1
+        return event
+
+    async def node_start(self, node: str) -> None:
+        self.nodes += 1
+        await self.emit("node_start", node=node)
+
+    async def node_end(self, node: str) -> None:
+        await self.emit("node_end", node=node)
+
+    def token_sink(self, node: str) -> Callable[[str], Awaitable[None]]:
+        async def sink(text: str) -> None:
+            await self.emit("token", {"text": text}, node=node)
+
+        return sink
+
+    async def model_used(self, node: str, call: ModelCall) -> None:
+        await self.emit(
+            "model_selection",
+            {
+                "group": call.group,
+                "model": call.model,
+                "provider": call.provider,
+                "fallback": call.fallback,
+            },
+            node=node,
+        )
+        usage = LlmUsage(
+            tenant_id=self.tenant_id,
+            run_id=self.run.run_id,
+            thread_id=self.run.thread_id,
+            assistant_id=self.run.assistant_id,
+            model=call.model or call.group,
+            provider=call.provider or "unknown",
+            input_tokens=call.input_tokens,
+            output_tokens=call.output_tokens,
+            cached_tokens=call.cached_tokens,
+            cost_usd=call.cost_usd,
+            latency_ms=call.latency_ms,
+            ttft_ms=call.ttft_ms,
+            streamed=True,
+            trace_id=self.trace_id,
+        )
+        from agentbus.contracts import subjects as s
+
+        await self.publish(s.TELEMETRY_LLM_USAGE, usage.model_dump_json().encode(), {})
+
+    async def tool_used(self, tool: str, duration_ms: float, error: str | None) -> None:
+        self.tool_calls += 1
+        called = ToolCalled(
+            tenant_id=self.tenant_id,
+            run_id=self.run.run_id,
+            tool=tool,
+            duration_ms=duration_ms,
+            ok=error is None,
+            error=error,
+            trace_id=self.trace_id,
+        )
+        from agentbus.contracts import subjects as s
+
+        await self.publish(s.TELEMETRY_TOOL_CALLED, called.model_dump_json().encode(), {})

@@ -1,0 +1,145 @@
+"""Model calls through LiteLLM's Router: groups, fallbacks, retries, usage and cost per call.
+
+The graph asks for a group (`fast`, `deep`); the Router picks a deployment and falls back per the
+config. Every call is streamed, so tokens reach the client as they come and time to first token
+is measured; usage comes from the provider's final chunk when it sends one, else it is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]
+
+from agentbus.runtime.models.llm import litellm
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "models.yaml"
+
+
+class ModelConfigError(ValueError):
+    pass
+
+
+def load_router(path: Path | None = None) -> Any:
+    """A LiteLLM Router from a config file in LiteLLM's own format."""
+    source = path or DEFAULT_CONFIG
+    try:
+        config = yaml.safe_load(source.read_text()) if source.exists() else None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelConfigError(f"{source}: {exc}") from None
+    if config is None:
+        config = {
+            "model_list": [
+                {"model_name": g, "litellm_params": {"model": "local/extractive"}}
+                for g in ("fast", "deep")
+            ]
+        }
+    if not isinstance(config, dict) or not isinstance(config.get("model_list"), list):
+        raise ModelConfigError(f"{source}: needs a `model_list`")
+    settings = dict(config.get("router_settings") or {})
+    try:
+        from litellm.router import Router
+
+        return Router(model_list=config["model_list"], **settings)
+    except Exception as exc:
+        raise ModelConfigError(f"{source}: {exc}") from None
+
+
+@dataclass
+class ModelCall:
+    group: str
+    model: str = ""
+    provider: str = ""
+    content: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    fallback: bool = False
+
+
+TokenSink = Callable[[str], Awaitable[None]]
+
+
+async def complete(
+    router: Any,
+    group: str,
+    messages: list[dict[str, Any]],
+    *,
+    tools: list[dict[str, Any]] | None = None,
+    tool_choice: Any = None,
+    on_token: TokenSink | None = None,
+) -> ModelCall:
+    """One streamed chat call through the Router; tokens go to `on_token` as they arrive."""
+    started = time.perf_counter()
+    call = ModelCall(group=group)
+    kwargs: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
+    if tools:
+        kwargs["tools"] = tools
+        if tool_choice is not None:
+            kwargs["tool_choice"] = tool_choice
+    stream = await router.acompletion(model=group, messages=messages, **kwargs)
+    chunks: list[Any] = []
+    partial_calls: dict[int, dict[str, Any]] = {}
+    async for chunk in stream:
+        chunks.append(chunk)
+        if not call.model:
+            call.model = str(getattr(chunk, "model", "") or "")
+        choices = getattr(chunk, "choices", None) or []
+        if choices:
+            delta = choices[0].delta
+            text = getattr(delta, "content", None)
+            if text:
+                if call.ttft_ms is None:
+                    call.ttft_ms = (time.perf_counter() - started) * 1e3
+                call.content += text
+                if on_token is not None:
+                    await on_token(text)
+            for tc in getattr(delta, "tool_calls", None) or []:
+                index = getattr(tc, "index", 0) or 0
+                slot = partial_calls.setdefault(
+                    index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+                )
+                if getattr(tc, "id", None):
+                    slot["id"] = tc.id
+                fn = getattr(tc, "function", None)
+                if fn is not None:
+                    if getattr(fn, "name", None):
+                        slot["function"]["name"] = fn.name
+                    if getattr(fn, "arguments", None):
+                        slot["function"]["arguments"] += fn.arguments
+        usage = getattr(chunk, "usage", None)
+        if usage:
+            call.input_tokens = int(getattr(usage, "prompt_tokens", 0) or call.input_tokens)
+            call.output_tokens = int(getattr(usage, "completion_tokens", 0) or call.output_tokens)
+            details = getattr(usage, "prompt_tokens_details", None)
+            call.cached_tokens = int(getattr(details, "cached_tokens", 0) or 0) if details else 0
+    call.tool_calls = [partial_calls[i] for i in sorted(partial_calls)]
+    call.latency_ms = (time.perf_counter() - started) * 1e3
+    hidden = getattr(stream, "_hidden_params", {}) or {}
+    deployment = str(hidden.get("litellm_model_name") or hidden.get("model") or call.model)
+    call.model = deployment or call.model
+    call.provider = call.model.split("/", 1)[0] if "/" in call.model else "openai"
+    call.fallback = bool(hidden.get("fallback_depth") or hidden.get("attempted_fallbacks"))
+    if not call.output_tokens and (call.content or call.tool_calls):
+        # The provider sent no usage: count what we received so streamed calls are never zero.
+        call.output_tokens = litellm.token_counter(
+            model=call.model, text=call.content + json.dumps(call.tool_calls)
+        )
+        call.input_tokens = call.input_tokens or litellm.token_counter(
+            model=call.model, messages=messages
+        )
+    try:
+        rebuilt = litellm.stream_chunk_builder(chunks, messages=messages)
+        call.cost_usd = float(litellm.completion_cost(completion_response=rebuilt) or 0.0)
+    except Exception:  # no price known for this model: cost stays 0, not an error
+        call.cost_usd = 0.0
+    return call

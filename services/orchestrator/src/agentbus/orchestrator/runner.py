@@ -1,0 +1,243 @@
+"""Executes runs from the RUNS work queue: durable, resumable, cancellable, exactly once.
+
+- The run's events continue from the last sequence number already in RUN_EVENTS, so a
+  redelivered run never re-publishes a number (and the stream drops any it does re-send).
+- Checkpoints carry the run id: a redelivered run whose checkpoints exist resumes from the last
+  one (input None), one whose graph had finished only publishes its end, and one that never
+  reached a checkpoint starts from its input — no run executes twice from the start.
+- The message is acked only after the final `end` event is stored; `in_progress()` heartbeats
+  keep JetStream from redelivering a long run to another replica meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from faststream.nats.message import NatsMessage
+from langgraph.types import Command
+from nats.aio.client import Client as NatsClient
+from nats.js.errors import NotFoundError
+from opentelemetry import trace
+
+from agentbus.contracts import RunControl, RunEvent, RunFinished, RunRequested
+from agentbus.contracts import subjects as s
+from agentbus.contracts.runs import RunStatus
+from agentbus.contracts.streams import ORCHESTRATOR_RUNS, RUN_EVENTS
+from agentbus.runtime.consuming import Rejects, decode_or_reject, heartbeat
+from agentbus.runtime.logs import log_context
+
+from .context import RunContext
+from .tools import ToolBox
+
+log = logging.getLogger("agentbus.orchestrator.runner")
+
+
+def thread_key(tenant_id: str, thread_id: str) -> str:
+    """Checkpoints are keyed per tenant: one tenant can never load another's thread."""
+    return f"{tenant_id}:{thread_id}"
+
+
+def to_json(value: Any) -> Any:
+    """State values as plain JSON (messages are dicts already)."""
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+class RunRejected(Exception):
+    pass
+
+
+class Runner:
+    def __init__(
+        self,
+        nc: NatsClient,
+        graphs: dict[str, Any],
+        router: Any,
+        rejects: Rejects,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.graphs = graphs
+        self.router = router
+        self.rejects = rejects
+        self.active: dict[str, tuple[asyncio.Task[Any], RunContext]] = {}
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        await self.js.publish(subject, data, headers=headers or None)
+
+    async def last_event(self, run_id: str) -> RunEvent | None:
+        try:
+            msg = await self.js.get_last_msg(RUN_EVENTS.name, s.run_events(run_id))
+        except NotFoundError:
+            return None
+        return RunEvent.model_validate_json(msg.data or b"{}")
+
+    # -- control ---------------------------------------------------------------------------------
+
+    async def control(self, body: bytes) -> None:
+        try:
+            ctl = RunControl.model_validate_json(body)
+        except ValueError:
+            self.rejects.count(s.RUN_CONTROL_ALL, "schema")
+            return
+        entry = self.active.get(ctl.run_id)
+        if entry is None or entry[1].tenant_id != ctl.tenant_id:
+            return  # not running here (another replica, or already over)
+        task, ctx = entry
+        if ctl.action == "cancel":
+            task.cancel()
+        else:
+            ctx.interrupt_reason = ctl.reason or "interrupt requested"
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    async def handle(self, msg: NatsMessage) -> None:
+        run = await decode_or_reject(msg, RunRequested, self.rejects)
+        if run is None:
+            return
+        with log_context(run_id=run.run_id, tenant_id=run.tenant_id):
+            if run.assistant_id not in self.graphs:
+                log.warning(
+                    "rejected message",
+                    extra={"reason": "unknown_assistant", "assistant_id": run.assistant_id},
+                )
+                self.rejects.count(s.RUNS_SUBMIT, "unknown_assistant")
+                ctx = self._context(run, await self.last_event(run.run_id))
+                await ctx.emit("error", {"message": f"unknown assistant {run.assistant_id!r}"})
+                await ctx.emit("end", {"reason": "unknown assistant"}, status="error")
+                await msg.ack()
+                return
+            async with heartbeat(msg, ORCHESTRATOR_RUNS):
+                await self.execute(run)
+            await msg.ack()
+
+    def _context(self, run: RunRequested, last: RunEvent | None) -> RunContext:
+        ctx = RunContext(
+            run=run,
+            publish=self.publish,
+            router=self.router,
+            tools=ToolBox(self.nc),
+            next_seq=(last.seq + 1) if last else 0,
+            resume_pending=run.command is not None and "resume" in run.command,
+        )
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            ctx.trace_id = format(span.trace_id, "032x")
+        return ctx
+
+    async def execute(self, run: RunRequested) -> RunStatus:
+        last = await self.last_event(run.run_id)
+        if last is not None and last.type == "end":
+            log.info("run already finished; acking the redelivery")
+            return last.status or "success"
+        ctx = self._context(run, last)
+        task = asyncio.create_task(self._drive(run, ctx, resuming=last is not None))
+        self.active[run.run_id] = (task, ctx)
+        try:
+            status = await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # this worker is shutting down: leave the run for redelivery
+            status = "cancelled"
+            await ctx.emit("end", {"reason": "cancelled"}, status=status)
+        finally:
+            self.active.pop(run.run_id, None)
+        await self._finished(run, ctx, status)
+        return status
+
+    async def _drive(self, run: RunRequested, ctx: RunContext, *, resuming: bool) -> RunStatus:
+        graph = self.graphs[run.assistant_id]
+        config: dict[str, Any] = {
+            "configurable": {"thread_id": thread_key(run.tenant_id, run.thread_id)},
+            "metadata": {"run_id": run.run_id, "assistant_id": run.assistant_id},
+            "recursion_limit": 50,
+        }
+        graph_input: Any = self._input(run)
+        if resuming:
+            snapshot = await graph.aget_state(config)
+            if snapshot.metadata and snapshot.metadata.get("run_id") == run.run_id:
+                if not snapshot.next:
+                    graph_input = None  # finished before the crash: only the end is missing
+                    return await self._end(graph, config, ctx, skip_graph=True)
+                graph_input = None  # resume from the last checkpoint of this run
+                log.info("resuming run from its last checkpoint")
+        else:
+            await ctx.emit(
+                "metadata",
+                {
+                    "run_id": run.run_id,
+                    "thread_id": run.thread_id,
+                    "assistant_id": run.assistant_id,
+                    "attempt": 1,
+                },
+            )
+        try:
+            async for mode, chunk in graph.astream(
+                graph_input, config, context=ctx, stream_mode=["updates", "values"]
+            ):
+                if mode == "updates" and "updates" in run.stream_modes:
+                    await ctx.emit("updates", to_json(chunk))
+                elif mode == "values" and "values" in run.stream_modes:
+                    await ctx.emit("values", to_json(chunk))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("run failed")
+            await ctx.emit("error", {"message": f"{type(exc).__name__}: {exc}"[:1000]})
+            await ctx.emit("end", {"reason": "error"}, status="error")
+            return "error"
+        return await self._end(graph, config, ctx)
+
+    def _input(self, run: RunRequested) -> Any:
+        if run.command is not None:
+            return Command(resume=run.command.get("resume"), update=run.command.get("update"))
+        return run.input or {}
+
+    async def _end(
+        self, graph: Any, config: dict[str, Any], ctx: RunContext, *, skip_graph: bool = False
+    ) -> RunStatus:
+        snapshot = await graph.aget_state(config)
+        interrupts = [to_json(i.value) for task in snapshot.tasks for i in task.interrupts]
+        values = to_json(snapshot.values)
+        if skip_graph:
+            await ctx.emit("values", values)
+        if interrupts:
+            await ctx.emit("end", {"interrupts": interrupts}, status="interrupted")
+            return "interrupted"
+        answer = ""
+        messages = values.get("messages") if isinstance(values, dict) else None
+        if messages:
+            answer = str(messages[-1].get("content") or "")
+        await ctx.emit(
+            "end",
+            {
+                "answer": answer,
+                "citations": values.get("citations", []) if isinstance(values, dict) else [],
+            },
+            status="success",
+        )
+        return "success"
+
+    async def _finished(self, run: RunRequested, ctx: RunContext, status: RunStatus) -> None:
+        finished = RunFinished(
+            tenant_id=run.tenant_id,
+            run_id=run.run_id,
+            thread_id=run.thread_id,
+            assistant_id=run.assistant_id,
+            status=status,
+            duration_ms=(time.perf_counter() - ctx.started) * 1e3,
+            node_count=ctx.nodes,
+            tool_count=ctx.tool_calls,
+            trace_id=ctx.trace_id,
+        )
+        with contextlib.suppress(Exception):
+            await self.publish(s.TELEMETRY_RUN_FINISHED, finished.model_dump_json().encode(), {})
