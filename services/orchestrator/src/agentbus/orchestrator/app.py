@@ -58,7 +58,9 @@ def build(settings: OrchestratorSettings) -> Service:
             raise StartupError(f"cannot prepare the checkpointer in PostgreSQL: {exc}") from None
         graphs = {name: make(saver) for name, make in BUILDERS.items()}
         state.update(pool=pool, saver=saver, graphs=graphs)
-        state["runner"] = Runner(service.connection, graphs, router, service.rejects)
+        state["runner"] = Runner(
+            service.connection, graphs, router, service.rejects, instance=settings.instance
+        )
         await service.connection.subscribe(s.RUN_CONTROL_ALL, cb=_control)
 
     async def _control(msg: Any) -> None:

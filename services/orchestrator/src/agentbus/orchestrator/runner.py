@@ -63,7 +63,9 @@ class Runner:
         graphs: dict[str, Any],
         router: Any,
         rejects: Rejects,
+        instance: str = "",
     ) -> None:
+        self.instance = instance
         self.nc = nc
         self.js = nc.jetstream()
         self.graphs = graphs
@@ -177,7 +179,7 @@ class Runner:
                     "run_id": run.run_id,
                     "thread_id": run.thread_id,
                     "assistant_id": run.assistant_id,
-                    "attempt": 1,
+                    "instance": self.instance,
                 },
             )
         try:

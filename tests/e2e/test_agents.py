@@ -1,0 +1,140 @@
+"""Agent runs over the whole platform: durability across a killed orchestrator, replicas sharing
+the queue, and the default assistant answering from documents with citations."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js.api import DeliverPolicy
+
+from agentbus.contracts import LlmUsage, RunEvent, RunRequested, new_id
+from agentbus.contracts import subjects as s
+from agentbus.orchestrator.app import build
+from agentbus.orchestrator.settings import OrchestratorSettings
+from agentbus.runtime.platform import Platform
+from agentbus.runtime.testing import running
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def nc(platform: Platform) -> AsyncIterator[NatsClient]:
+    client = await nats.connect(platform.engines.urls()["nats"])
+    yield client
+    await client.close()
+
+
+async def submit(nc: NatsClient, **fields: Any) -> RunRequested:
+    run = RunRequested(
+        tenant_id=fields.pop("tenant_id", "acme"),
+        run_id=fields.pop("run_id", new_id()),
+        thread_id=fields.pop("thread_id", new_id()),
+        **fields,
+    )
+    await nc.jetstream().publish(
+        s.RUNS_SUBMIT, run.model_dump_json().encode(), headers={"Nats-Msg-Id": run.run_id}
+    )
+    return run
+
+
+async def events(nc: NatsClient, run_id: str, timeout: float = 90) -> AsyncIterator[RunEvent]:
+    sub = await nc.jetstream().subscribe(
+        s.run_events(run_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    try:
+        while True:
+            event = RunEvent.model_validate_json((await sub.next_msg(timeout=timeout)).data)
+            yield event
+            if event.type == "end":
+                return
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_killed_orchestrator_resumes_the_run_from_its_checkpoint(
+    nc: NatsClient, platform: Platform
+) -> None:
+    run = await submit(nc, assistant_id="steps", input={"steps": 6, "delay": 0.4})
+    async for event in events(nc, run.run_id):
+        if event.type == "custom" and event.data["step"] == 2:
+            platform.stop_service("orchestrator", sig=signal.SIGKILL)
+            break
+    platform.start_service("orchestrator")
+    seen = [e async for e in events(nc, run.run_id, timeout=120)]
+    assert seen[-1].status == "success"
+    seqs = [e.seq for e in seen]
+    assert seqs == list(range(len(seqs)))  # every sequence number exactly once, no gap
+    steps = Counter(e.data["step"] for e in seen if e.type == "custom")
+    # Step 1 was checkpointed before the kill and never ran again: the run was not executed
+    # from the start. Step 2 was cut off before its checkpoint, so it ran again on resume.
+    assert steps[1] == 1 and steps[2] <= 2
+    assert set(steps) == {1, 2, 3, 4, 5, 6}
+    assert [e.type for e in seen].count("metadata") == 1
+
+
+async def test_two_replicas_share_a_burst_and_run_each_once(
+    nc: NatsClient, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in {
+        **platform.engines.env(),
+        "AGENTBUS_DATA_DIR": str(platform.data_dir),
+    }.items():
+        monkeypatch.setenv(key, value)
+    second = build(OrchestratorSettings())
+    async with running(second):
+        runs = [
+            await submit(
+                nc,
+                assistant_id="echo",
+                input={"messages": [{"role": "user", "content": f"burst {i}"}]},
+            )
+            for i in range(50)
+        ]
+
+        async def outcome(run: RunRequested) -> list[RunEvent]:
+            return [e async for e in events(nc, run.run_id)]
+
+        results = await asyncio.gather(*(outcome(r) for r in runs))
+    instances: Counter[str] = Counter()
+    for run, seen in zip(runs, results, strict=True):
+        types = [e.type for e in seen]
+        assert types.count("metadata") == 1 and types.count("end") == 1, run.run_id
+        assert types.count("node_start") == 1  # executed exactly once
+        assert seen[-1].status == "success"
+        instances[seen[0].data.get("instance", "")] += 1
+    # Both replicas took part (each run's metadata names the instance that ran it).
+    assert len(instances) == 2, instances
+
+
+async def test_usage_of_streamed_calls_has_tokens(nc: NatsClient) -> None:
+    js = nc.jetstream()
+    sub = await js.subscribe(
+        s.TELEMETRY_LLM_USAGE, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+    )
+    run = await submit(
+        nc,
+        assistant_id="agent",
+        input={"messages": [{"role": "user", "content": "who knows Rust?"}]},
+    )
+    seen = [e async for e in events(nc, run.run_id)]
+    assert seen[-1].status == "success", seen[-1]
+    usage: list[LlmUsage] = []
+    while True:
+        try:
+            msg = await sub.next_msg(timeout=5)
+        except TimeoutError:
+            break
+        item = LlmUsage.model_validate_json(msg.data)
+        if item.run_id == run.run_id:
+            usage.append(item)
+    await sub.unsubscribe()
+    model_events = [e for e in seen if e.type == "model_selection"]
+    assert len(usage) == len(model_events) >= 1
+    assert all(u.streamed and u.input_tokens > 0 and u.output_tokens > 0 for u in usage)
