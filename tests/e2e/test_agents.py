@@ -138,3 +138,64 @@ async def test_usage_of_streamed_calls_has_tokens(nc: NatsClient) -> None:
     model_events = [e for e in seen if e.type == "model_selection"]
     assert len(usage) == len(model_events) >= 1
     assert all(u.streamed and u.input_tokens > 0 and u.output_tokens > 0 for u in usage)
+
+
+async def test_question_is_routed_to_documents_and_answered_with_citations(
+    nc: NatsClient,
+) -> None:
+    from agentbus.contracts import DocumentIndexed, ThreadState, ThreadStateRequest
+    from agentbus.runtime.clients.ingest import follow, submit as submit_document
+
+    from .knowledge import PDF_PAGES, RUNBOOK, pdf_bytes
+
+    indexed: dict[str, DocumentIndexed] = {}
+    for name, data in (("backups.pdf", pdf_bytes(PDF_PAGES)), ("rollback.txt", RUNBOOK.encode())):
+        sub = await submit_document(nc, "omega", data, filename=name, source=name)
+        async for event in follow(nc, sub.document_id, sha256=sub.sha256, timeout=180):
+            if isinstance(event, DocumentIndexed):
+                indexed[name] = event
+    assert set(indexed) == {"backups.pdf", "rollback.txt"}
+
+    thread = new_id()
+    question = "How do I restore a database from a snapshot?"
+    run = await submit(
+        nc,
+        tenant_id="omega",
+        thread_id=thread,
+        assistant_id="agent",
+        input={"messages": [{"role": "user", "content": question}]},
+    )
+    seen = [e async for e in events(nc, run.run_id)]
+    types = [e.type for e in seen]
+    routing = next(e for e in seen if e.type == "routing")
+    assert routing.data["specialists"] == ["documents"]
+    tool_start = next(e for e in seen if e.type == "tool_start")
+    assert tool_start.data["tool"] == "search_documents"
+    assert types.index("tool_start") < types.index("tool_end") < types.index("end")
+    assert "token" in types and "model_selection" in types
+    end = seen[-1]
+    assert end.status == "success"
+    answer = end.data["answer"]
+    tokens = "".join(e.data["text"] for e in seen if e.type == "token")
+    assert tokens.strip() == answer.strip()  # the answer was streamed as tokens
+    assert "snapshot" in answer.lower() and "I found nothing" not in answer
+    cited = {(c["document_id"], c["page"]) for c in end.data["citations"]}
+    assert (indexed["backups.pdf"].document_id, 2) in cited
+    assert "backups" in answer.lower()  # the sources list names the document
+
+    # A follow-up on the same thread sees the earlier turn (the checkpointer).
+    follow_up = await submit(
+        nc,
+        tenant_id="omega",
+        thread_id=thread,
+        assistant_id="agent",
+        input={"messages": [{"role": "user", "content": "How do I roll back a release?"}]},
+    )
+    later = [e async for e in events(nc, follow_up.run_id)]
+    assert later[-1].status == "success"
+    req = ThreadStateRequest(tenant_id="omega", thread_id=thread)
+    state = ThreadState.model_validate_json(
+        (await nc.request(s.THREADS_STATE, req.model_dump_json().encode(), timeout=10)).data
+    )
+    users = [m["content"] for m in state.current.values["messages"] if m["role"] == "user"]
+    assert users == [question, "How do I roll back a release?"]

@@ -13,6 +13,7 @@ from agentbus.contracts import DomainEvent
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import INGEST_DOMAIN_EVENTS, INGEST_JOBS
 from agentbus.runtime.consuming import decode_or_reject, is_last_delivery, nak_delay
+from agentbus.runtime.models.embeddings import warm_up
 from agentbus.runtime.provisioning import consumer_config
 from agentbus.runtime.service import Service, StartupError, new_service
 from agentbus.runtime.stores.chunks import create_pool
@@ -51,6 +52,7 @@ def build(settings: IngestSettings) -> Service:
         except Exception as exc:
             raise StartupError(f"cannot prepare PostgreSQL: {exc}") from None
         await graph.ensure_indexes()
+        await warm_up(config.embedding.model)
         state["worker"] = IngestWorker(
             service.broker, ChunkStore(pool), graph, config, service.rejects
         )

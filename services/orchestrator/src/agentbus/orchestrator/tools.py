@@ -100,7 +100,7 @@ Request = Callable[[str, bytes, float], Awaitable[bytes]]
 
 
 class ToolBox:
-    def __init__(self, nc: NatsClient, timeout: float = 10.0) -> None:
+    def __init__(self, nc: NatsClient, timeout: float = 30.0) -> None:
         self.nc = nc
         self.timeout = timeout
 

@@ -10,6 +10,7 @@ from agentbus.contracts import ErrorReply, GraphQuery, GraphResult, SearchReques
 from agentbus.contracts import subjects as s
 from agentbus.runtime.consuming import parse_or_error
 from agentbus.runtime.logs import log_context
+from agentbus.runtime.models.embeddings import warm_up
 from agentbus.runtime.service import Service, StartupError, new_service
 from agentbus.runtime.stores.chunks import create_pool
 from agentbus.runtime.stores.graph import async_driver
@@ -42,6 +43,7 @@ def build(settings: RetrievalSettings) -> Service:
         except Exception as exc:
             raise StartupError(f"cannot prepare PostgreSQL: {exc}") from None
         state["searcher"] = Searcher(pool, settings.embedding_model, settings.embedding_dimensions)
+        await warm_up(settings.embedding_model)
 
     async def stop() -> None:
         if "searcher" in state:

@@ -38,3 +38,17 @@ async def embed(texts: list[str], model: str, *, dimensions: int | None = None) 
         cost_usd=cost,
         latency_ms=(time.perf_counter() - started) * 1e3,
     )
+
+
+async def warm_up(*models: str) -> None:
+    """Load in-process models before the service says it is ready.
+
+    The local model takes seconds to load; without this the first request of each process pays
+    for it and can run past its caller's timeout.
+    """
+    if any(m.startswith("local/") for m in models):
+        import asyncio
+
+        from .local_embedder import get_embedder
+
+        await asyncio.to_thread(get_embedder)

@@ -1,17 +1,39 @@
 """The LiteLLM custom provider `local/...`: models that run in this process with no key.
 
-`local/all-MiniLM-L6-v2` serves embeddings. Requests for any other local model name fail with a
-clear error instead of silently answering from the wrong model.
+- `local/all-MiniLM-L6-v2` serves embeddings.
+- `local/extractive` serves chat completions, streamed or not, with tool calls: tool choice by
+  embedding similarity and extractive answers with citations (the algorithm is documented in
+  `local_chat`).
+
+Requests for any other local model name fail with a clear error (404) instead of silently
+answering from the wrong model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import lru_cache
 from typing import Any
 
-from litellm.llms.custom_llm import CustomLLM, CustomLLMError
-from litellm.types.utils import EmbeddingResponse, Usage
+# As in `llm`: importing litellm must not fetch the model cost map from the network, whichever
+# module is imported first.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from litellm.llms.custom_llm import CustomLLM, CustomLLMError
+from litellm.types.utils import (
+    ChatCompletionMessageToolCall,
+    EmbeddingResponse,
+    GenericStreamingChunk,
+    Message,
+    ModelResponse,
+    Usage,
+)
+
+from .local_chat import MODEL_NAME as CHAT_MODEL
+from .local_chat import ExtractiveChat, LocalChatError, Reply, stream_pieces
 from .local_embedder import MODEL_NAME, get_embedder
 
 
@@ -32,7 +54,169 @@ def _check_model(model: str) -> None:
         )
 
 
+def _check_chat_model(model: str) -> None:
+    name = model.removeprefix("local/")
+    if name == CHAT_MODEL:
+        return
+    hint = " (an embedding model)" if name == MODEL_NAME else ""
+    raise CustomLLMError(  # type: ignore[no-untyped-call]
+        status_code=404,
+        message=f"unknown local chat model 'local/{name}'{hint}; have local/{CHAT_MODEL}",
+    )
+
+
+@lru_cache(maxsize=1)
+def get_chat() -> ExtractiveChat:
+    """One model per process; its tool-text vector cache is shared by all calls."""
+    return ExtractiveChat(get_embedder)
+
+
+def _usage(reply: Reply) -> Usage:
+    return Usage(
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+        total_tokens=reply.prompt_tokens + reply.completion_tokens,
+    )
+
+
+def _reply(model: str, messages: list[Any], optional_params: dict[str, Any]) -> Reply:
+    _check_chat_model(model)
+    try:
+        return get_chat().reply(
+            messages,
+            tools=optional_params.get("tools"),
+            tool_choice=optional_params.get("tool_choice"),
+            parallel_tool_calls=optional_params.get("parallel_tool_calls"),
+        )
+    except LocalChatError as exc:
+        raise CustomLLMError(  # type: ignore[no-untyped-call]
+            status_code=exc.status_code, message=exc.message
+        ) from None
+
+
+def _fill(model_response: ModelResponse, reply: Reply) -> ModelResponse:
+    tool_calls = [
+        ChatCompletionMessageToolCall(**call.openai()) for call in reply.tool_calls
+    ] or None
+    model_response.choices[0].message = Message(
+        content=reply.content, role="assistant", tool_calls=tool_calls
+    )
+    model_response.choices[0].finish_reason = reply.finish_reason
+    model_response.model = f"local/{CHAT_MODEL}"
+    model_response.created = int(time.time())
+    model_response.usage = _usage(reply)  # type: ignore[attr-defined]
+    return model_response
+
+
+def _chunks(reply: Reply) -> Iterator[GenericStreamingChunk]:
+    """The reply as LiteLLM generic chunks: tool calls, or words; then finish reason and usage."""
+    for index, call in enumerate(reply.tool_calls):
+        yield GenericStreamingChunk(
+            text="",
+            tool_use=call.openai(index),  # type: ignore[typeddict-item]
+            is_finished=False,
+            finish_reason="",
+            usage=None,
+            index=0,
+        )
+    for piece in stream_pieces(reply.content or ""):
+        yield GenericStreamingChunk(
+            text=piece, tool_use=None, is_finished=False, finish_reason="", usage=None, index=0
+        )
+    yield GenericStreamingChunk(
+        text="",
+        tool_use=None,
+        is_finished=True,
+        finish_reason=reply.finish_reason,
+        usage={
+            "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens,
+            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+        },
+        index=0,
+    )
+
+
 class LocalProvider(CustomLLM):
+    # -- chat: local/extractive ----------------------------------------------------------------
+
+    def completion(
+        self,
+        model: str,
+        messages: list[Any],
+        api_base: str,
+        custom_prompt_dict: dict[str, Any],
+        model_response: ModelResponse,
+        print_verbose: Callable[..., Any],
+        encoding: Any,
+        api_key: Any,
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> ModelResponse:
+        return _fill(model_response, _reply(model, messages, optional_params))
+
+    async def acompletion(
+        self,
+        model: str,
+        messages: list[Any],
+        api_base: str,
+        custom_prompt_dict: dict[str, Any],
+        model_response: ModelResponse,
+        print_verbose: Callable[..., Any],
+        encoding: Any,
+        api_key: Any,
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> ModelResponse:
+        # MiniLM runs on the CPU: keep the event loop free for the bus while it works.
+        reply = await asyncio.to_thread(_reply, model, messages, optional_params)
+        return _fill(model_response, reply)
+
+    def streaming(
+        self,
+        model: str,
+        messages: list[Any],
+        api_base: str,
+        custom_prompt_dict: dict[str, Any],
+        model_response: ModelResponse,
+        print_verbose: Callable[..., Any],
+        encoding: Any,
+        api_key: Any,
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Iterator[GenericStreamingChunk]:
+        yield from _chunks(_reply(model, messages, optional_params))
+
+    # LiteLLM declares this as a coroutine, but routes its result straight to CustomStreamWrapper,
+    # which iterates it: an async generator is what it needs.
+    async def astreaming(  # type: ignore[override]
+        self,
+        model: str,
+        messages: list[Any],
+        api_base: str,
+        custom_prompt_dict: dict[str, Any],
+        model_response: ModelResponse,
+        print_verbose: Callable[..., Any],
+        encoding: Any,
+        api_key: Any,
+        logging_obj: Any,
+        optional_params: dict[str, Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> AsyncIterator[GenericStreamingChunk]:
+        reply = await asyncio.to_thread(_reply, model, messages, optional_params)
+        for chunk in _chunks(reply):
+            yield chunk
+            await asyncio.sleep(0)  # let a cancelled run stop between words
+
+    # -- embeddings: local/all-MiniLM-L6-v2 ----------------------------------------------------
+
     def embedding(
         self,
         model: str,
