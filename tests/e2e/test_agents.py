@@ -144,7 +144,8 @@ async def test_question_is_routed_to_documents_and_answered_with_citations(
     nc: NatsClient,
 ) -> None:
     from agentbus.contracts import DocumentIndexed, ThreadState, ThreadStateRequest
-    from agentbus.runtime.clients.ingest import follow, submit as submit_document
+    from agentbus.runtime.clients.ingest import follow
+    from agentbus.runtime.clients.ingest import submit as submit_document
 
     from .knowledge import PDF_PAGES, RUNBOOK, pdf_bytes
 

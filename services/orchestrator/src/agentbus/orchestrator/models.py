@@ -128,7 +128,9 @@ async def complete(
     deployment = str(hidden.get("litellm_model_name") or hidden.get("model") or call.model)
     call.model = deployment or call.model
     call.provider = call.model.split("/", 1)[0] if "/" in call.model else "openai"
-    call.fallback = bool(hidden.get("fallback_depth") or hidden.get("attempted_fallbacks"))
+    # Served by a deployment outside the group asked for: the Router fell back.
+    own = {str(m["litellm_params"]["model"]) for m in router.model_list if m["model_name"] == group}
+    call.fallback = bool(call.model) and call.model not in own
     if not call.output_tokens and (call.content or call.tool_calls):
         # The provider sent no usage: count what we received so streamed calls are never zero.
         call.output_tokens = litellm.token_counter(

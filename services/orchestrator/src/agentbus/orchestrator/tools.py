@@ -85,7 +85,11 @@ TOOLS: tuple[Tool, ...] = (
                 "metric": {
                     "type": "string",
                     "enum": ["dora", "usage", "runs", "anomalies"],
-                    "description": "Which family of metrics",
+                    "description": (
+                        "Which family of metrics: dora (deployment frequency, lead time for "
+                        "changes, change failure rate, time to restore), usage (tokens, cost), "
+                        "runs (number of runs, failures), anomalies (unusual spikes)"
+                    ),
                 },
                 "period": _string("Period, e.g. 30d"),
             },

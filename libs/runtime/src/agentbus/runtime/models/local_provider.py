@@ -137,6 +137,15 @@ def _chunks(reply: Reply) -> Iterator[GenericStreamingChunk]:
     )
 
 
+async def _astream(
+    model: str, messages: list[Any], optional_params: dict[str, Any]
+) -> AsyncIterator[GenericStreamingChunk]:
+    reply = await asyncio.to_thread(_reply, model, messages, optional_params)
+    for chunk in _chunks(reply):
+        yield chunk
+        await asyncio.sleep(0)  # let a cancelled run stop between words
+
+
 class LocalProvider(CustomLLM):
     # -- chat: local/extractive ----------------------------------------------------------------
 
@@ -194,8 +203,10 @@ class LocalProvider(CustomLLM):
         yield from _chunks(_reply(model, messages, optional_params))
 
     # LiteLLM declares this as a coroutine, but routes its result straight to CustomStreamWrapper,
-    # which iterates it: an async generator is what it needs.
-    async def astreaming(  # type: ignore[override]
+    # which iterates it: an async iterator is what it needs. A plain method that checks the model
+    # first, so an unknown model fails inside `acompletion` itself, where the Router's retries
+    # and fallbacks see it (an error raised later, mid-stream, would bypass them).
+    def astreaming(  # type: ignore[override]
         self,
         model: str,
         messages: list[Any],
@@ -210,10 +221,8 @@ class LocalProvider(CustomLLM):
         *args: Any,
         **kwargs: Any,
     ) -> AsyncIterator[GenericStreamingChunk]:
-        reply = await asyncio.to_thread(_reply, model, messages, optional_params)
-        for chunk in _chunks(reply):
-            yield chunk
-            await asyncio.sleep(0)  # let a cancelled run stop between words
+        _check_chat_model(model)
+        return _astream(model, messages, optional_params)
 
     # -- embeddings: local/all-MiniLM-L6-v2 ----------------------------------------------------
 
