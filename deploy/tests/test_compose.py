@@ -47,6 +47,10 @@ SAFE_DEFAULTS = {
 # The same, for settings only one service has.
 SAFE_DEFAULTS_OF = {
     "ingest": {"pipeline_config": "the pipeline.yaml packaged with ingest; mount one to change it"},
+    "orchestrator": {
+        "models_config": "the models.yaml packaged with orchestrator; mount one to change it",
+        "max_concurrent_runs": "8 runs per replica; scale out with replicas",
+    },
 }
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_]\w*)")

@@ -21,6 +21,10 @@ from .tools import ToolBox
 Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
 
 
+class RunCancelled(Exception):
+    """Raised at the next event of a run whose cancellation was requested."""
+
+
 @dataclass
 class RunContext:
     run: RunRequested
@@ -30,6 +34,8 @@ class RunContext:
     next_seq: int = 0
     nodes: int = 0
     tool_calls: int = 0
+    # Set by a RunControl `cancel`: the run stops at its next event (and its task is cancelled).
+    cancel_requested: bool = False
     # Set by a RunControl `interrupt`: the next node pauses the run.
     interrupt_reason: str | None = None
     # A run started with a resume command: the first node to ask gets the value.
@@ -49,6 +55,8 @@ class RunContext:
         node: str | None = None,
         status: RunStatus | None = None,
     ) -> RunEvent:
+        if self.cancel_requested and type_ != "end":
+            raise RunCancelled(self.run.run_id)
         event = RunEvent(
             tenant_id=self.run.tenant_id,
             run_id=self.run.run_id,

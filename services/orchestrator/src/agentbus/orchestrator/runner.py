@@ -30,7 +30,7 @@ from agentbus.contracts.streams import ORCHESTRATOR_RUNS, RUN_EVENTS
 from agentbus.runtime.consuming import Rejects, decode_or_reject, heartbeat
 from agentbus.runtime.logs import log_context
 
-from .context import RunContext
+from .context import RunCancelled, RunContext
 from .tools import ToolBox
 
 log = logging.getLogger("agentbus.orchestrator.runner")
@@ -96,6 +96,9 @@ class Runner:
             return  # not running here (another replica, or already over)
         task, ctx = entry
         if ctl.action == "cancel":
+            # Both: the flag stops the run at its next event even where a library swallows the
+            # task cancellation; the cancel interrupts a node that is waiting.
+            ctx.cancel_requested = True
             task.cancel()
         else:
             ctx.interrupt_reason = ctl.reason or "interrupt requested"
@@ -190,9 +193,15 @@ class Runner:
                     await ctx.emit("updates", to_json(chunk))
                 elif mode == "values" and "values" in run.stream_modes:
                     await ctx.emit("values", to_json(chunk))
+        except RunCancelled:
+            await ctx.emit("end", {"reason": "cancelled"}, status="cancelled")
+            return "cancelled"
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if ctx.cancel_requested:
+                await ctx.emit("end", {"reason": "cancelled"}, status="cancelled")
+                return "cancelled"
             log.exception("run failed")
             await ctx.emit("error", {"message": f"{type(exc).__name__}: {exc}"[:1000]})
             await ctx.emit("end", {"reason": "error"}, status="error")
@@ -207,6 +216,9 @@ class Runner:
     async def _end(
         self, graph: Any, config: dict[str, Any], ctx: RunContext, *, skip_graph: bool = False
     ) -> RunStatus:
+        if ctx.cancel_requested:
+            await ctx.emit("end", {"reason": "cancelled"}, status="cancelled")
+            return "cancelled"
         snapshot = await graph.aget_state(config)
         interrupts = [to_json(i.value) for task in snapshot.tasks for i in task.interrupts]
         values = to_json(snapshot.values)
