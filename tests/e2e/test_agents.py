@@ -200,3 +200,20 @@ async def test_question_is_routed_to_documents_and_answered_with_citations(
     )
     users = [m["content"] for m in state.current.values["messages"] if m["role"] == "user"]
     assert users == [question, "How do I roll back a release?"]
+
+
+async def test_analytics_question_fails_gracefully_while_analytics_has_no_queries(
+    nc: NatsClient,
+) -> None:
+    run = await submit(
+        nc,
+        assistant_id="agent",
+        input={"messages": [{"role": "user", "content": "What is our deployment frequency?"}]},
+    )
+    seen = [e async for e in events(nc, run.run_id)]
+    routing = next(e for e in seen if e.type == "routing")
+    assert routing.data["specialists"] == ["analytics"]
+    tool_end = next(e for e in seen if e.type == "tool_end")
+    assert tool_end.data["tool"] == "query_metrics" and tool_end.data["ok"] is False
+    assert seen[-1].status == "success"
+    assert "not available" in seen[-1].data["answer"]

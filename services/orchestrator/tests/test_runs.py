@@ -25,12 +25,17 @@ from agentbus.contracts import (
 from agentbus.contracts import subjects as s
 from agentbus.orchestrator.app import build
 from agentbus.orchestrator.settings import OrchestratorSettings
+from agentbus.runtime.service import Service
 from agentbus.runtime.testing import running
+
+
+SERVICES: list[Service] = []
 
 
 @pytest.fixture
 async def orchestrator(service_env: dict[str, str]) -> AsyncIterator[NatsClient]:
     service = build(OrchestratorSettings())
+    SERVICES[:] = [service]
     async with running(service):
         nc = await nats.connect(service_env["AGENTBUS_NATS_URL"])
         yield nc
@@ -175,6 +180,7 @@ async def test_malformed_runs_are_rejected_and_serving_goes_on(
     )
     got = await collect(orchestrator, run.run_id)
     assert got[-1].status == "success"
+    assert SERVICES[0].rejects.value(s.RUNS_SUBMIT, reason) >= 1
 
 
 async def test_unknown_assistant_ends_with_an_error(orchestrator: NatsClient) -> None:
@@ -183,6 +189,7 @@ async def test_unknown_assistant_ends_with_an_error(orchestrator: NatsClient) ->
     assert [e.type for e in got] == ["error", "end"]
     assert "unknown assistant" in got[0].data["message"]
     assert got[-1].status == "error"
+    assert SERVICES[0].rejects.value(s.RUNS_SUBMIT, "unknown_assistant") == 1
 
 
 async def test_redelivered_finished_run_is_not_executed_again(orchestrator: NatsClient) -> None:
