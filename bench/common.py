@@ -67,6 +67,9 @@ def machine_info() -> dict[str, Any]:
             check=False,
         ).stdout.strip()
     return {
+        # Other work on the machine skews every number: the 1-minute load average when the
+        # benchmark started (before it loads anything itself).
+        "load_average_at_start": round(os.getloadavg()[0], 2),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cores": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),

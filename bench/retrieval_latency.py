@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ if __package__ in (None, ""):  # `python bench/retrieval_latency.py`
 
 import asyncpg
 import nats
+from pgvector.asyncpg import register_vector
 
 from agentbus.contracts import SearchRequest, SearchResult
 from agentbus.contracts import subjects as s
@@ -348,8 +350,14 @@ def recall_of(ids: list[int], truth: np.ndarray, kth: float, corpus: Corpus, q: 
     return hits / TOP_K
 
 
+async def connect(dsn: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(dsn)
+    await register_vector(conn)
+    return conn
+
+
 async def measure_recall(
-    pool: asyncpg.Pool, corpus: Corpus, queries: int, ef_values: list[int]
+    pool: asyncpg.Pool, dsn: str, corpus: Corpus, queries: int, ef_values: list[int]
 ) -> dict[str, Any]:
     truth, kth = exact_top_k(corpus)
     qs = range(min(queries, len(corpus.query_texts)))
@@ -364,7 +372,11 @@ async def measure_recall(
         recalls.append(recall_of(ids, truth[q], float(kth[q]), corpus, q))
     out["vector_recall_at_10"] = float(np.mean(recalls))
 
-    async with pool.acquire() as conn:
+    # Exact searches run on a connection of their own, closed afterwards: PostgreSQL keeps a
+    # prepared statement's generic plan when settings change, so a plan made with index scans
+    # off must never be reused by the approximate searches.
+    conn = await connect(dsn)
+    try:
         # Cross-check the numpy ground truth with PostgreSQL's own exact search (a sequential
         # scan: index scans off) on a few queries.
         agree = []
@@ -379,7 +391,13 @@ async def measure_recall(
                 rows = await sql_search(conn, "hybrid", vectors[q], corpus.query_texts[q])
                 exact_hybrid.append({(r["document_id"], r["chunk_index"]) for r in rows})
         out["sql_exact_vs_numpy_agreement"] = float(np.mean(agree))
+    finally:
+        await conn.close()
 
+    # Fresh plans. hnsw.iterative_scan stays off, as on the service's pooled connections once
+    # they have been reused (see server_facts).
+    conn = await connect(dsn)
+    try:
         hybrid_recalls = []
         for q in qs:
             rows = await sql_search(conn, "hybrid", vectors[q], corpus.query_texts[q])
@@ -405,8 +423,9 @@ async def measure_recall(
                     "vector_sql_p50_ms": summarize(latencies)["p50_ms"],
                 }
             )
-        await conn.execute("RESET hnsw.ef_search")
         out["ef_search_sweep"] = sweep
+    finally:
+        await conn.close()
     return out
 
 
@@ -550,7 +569,9 @@ async def run(plat: Platform, corpus: Corpus, args: Any) -> dict[str, Any]:
         )
 
         print("recall@10 ...")
-        out["recall"] = await measure_recall(pool, corpus, args.recall_queries, args.ef_sweep)
+        out["recall"] = await measure_recall(
+            pool, plat.engines.postgres.url, corpus, args.recall_queries, args.ef_sweep
+        )
         print(f"  {out['recall']}")
 
         print("level sql (the service's SQL, precomputed query vectors) ...")
@@ -679,7 +700,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chunks", type=int, default=100_000, help="rows in the chunks table")
     parser.add_argument("--queries", type=int, default=200, help="distinct queries (cycled)")
     parser.add_argument(
-        "--requests", type=int, default=1600, help="timed requests per run at concurrency > 1"
+        "--requests", type=int, default=1000, help="timed requests per run at concurrency > 1"
     )
     parser.add_argument(
         "--requests-c1", type=int, default=400, help="timed requests per run at concurrency 1"
@@ -730,7 +751,7 @@ def main(argv: list[str] | None = None) -> None:
     with bench_root(args.keep) as root, engines(root) as plat:
         results = asyncio.run(run(plat, corpus, args))
     results["corpus"] = corpus.params
-    results["machine"] = info
+    results["machine"] = {**info, "load_average_at_end": round(os.getloadavg()[0], 2)}
     results["command"] = " ".join(["python -m bench.retrieval_latency", *(argv or sys.argv[1:])])
     results["service_mode"] = args.service
     results["wall_s"] = time.perf_counter() - started

@@ -28,7 +28,6 @@ from agentbus.orchestrator.settings import OrchestratorSettings
 from agentbus.runtime.service import Service
 from agentbus.runtime.testing import running
 
-
 SERVICES: list[Service] = []
 
 

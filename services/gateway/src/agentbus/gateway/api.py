@@ -15,6 +15,9 @@ from agentbus.runtime.health import Readiness, readiness
 from agentbus.runtime.service import Service
 
 from . import __version__
+from .auth import router as auth_router
+from .limits import BodyLimits
+from .routes_native import router as native_router
 from .settings import GatewaySettings
 
 
@@ -51,6 +54,9 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
             expose_headers=["Content-Location", "Location", "Retry-After"],
         )
     api.mount("/metrics", make_asgi_app(registry=service.registry))
+    api.add_middleware(BodyLimits, max_body_bytes=settings.max_body_bytes)
+    api.include_router(auth_router)
+    api.include_router(native_router)
 
     @api.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

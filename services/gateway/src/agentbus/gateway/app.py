@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncpg
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-from agentbus.runtime.service import HttpServer, Service, new_service
+from agentbus.runtime.service import HttpServer, Service, StartupError, new_service
 
 from . import __version__
 from .api import create_api
+from .auth import start_auth
+from .runs import RunGateway
 from .settings import GatewaySettings
+from .store import GatewayStore
 
 
 def build(settings: GatewaySettings) -> Service:
@@ -21,6 +25,22 @@ def build(settings: GatewaySettings) -> Service:
     # Postgres holds users, tenants, API keys and threads.
     service.checks.update(service.probes.checks("postgres"))
     api = create_api(service, settings)
+
+    async def start_stores() -> None:
+        try:
+            pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=2, max_size=10)
+        except Exception as exc:
+            raise StartupError(f"cannot reach PostgreSQL: {exc}") from None
+        assert pool is not None
+        service.on_shutdown.append(pool.close)
+        store = GatewayStore(pool)
+        await store.ensure_schema()
+        api.state.store = store
+        api.state.runs = RunGateway(service.connection, store)
+        # Tenant `dev` and its key in <data_dir>/dev-api-key, so the CLI works out of the box.
+        await start_auth(api, pool, settings, settings.data_dir, dev_tenant=True)
+
+    service.on_startup.append(start_stores)
     # The HTTP span is the root of each request's trace; NATS hops continue it.
     FastAPIInstrumentor.instrument_app(api, excluded_urls="healthz,readyz,metrics")
     service.http = HttpServer(api, settings.gateway_host, settings.gateway_port)

@@ -6,8 +6,13 @@ from pydantic import Field
 
 from agentbus.runtime.settings import Settings
 
+from .auth import AuthSettings
 
-class GatewaySettings(Settings):
+
+class GatewaySettings(Settings, AuthSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser"
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest JSON request body (413 above it)"
     )

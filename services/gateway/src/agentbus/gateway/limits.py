@@ -1,0 +1,74 @@
+"""Request guards that run before any route: body size and content type.
+
+A body over the limit is refused with 413 before it is read into memory; a JSON endpoint given
+another content type gets 415. Both answer in the API's one error shape, and nothing reaches
+the bus for them.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+JSON_TYPES = ("application/json",)
+# Routes that take other bodies (uploads, OAuth2 password forms) say so themselves.
+OTHER_BODIES = ("/api/v1/documents", "/api/v1/auth/login")
+
+
+async def _reply(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimits:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers: dict[bytes, bytes] = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            await _reply(send, 413, f"Request body over {self.max_body_bytes} bytes")
+            return
+        path: str = scope.get("path", "")
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().decode("latin-1").lower()
+        has_body = length not in (None, b"0") or b"transfer-encoding" in headers
+        if has_body and not path.startswith(OTHER_BODIES) and ctype not in JSON_TYPES:
+            await _reply(
+                send, 415, f"Content type {ctype or 'none'} is not supported; send application/json"
+            )
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await _reply(send, 413, f"Request body over {self.max_body_bytes} bytes")
+
+
+class _TooLarge(Exception):
+    pass

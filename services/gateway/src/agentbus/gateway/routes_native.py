@@ -1,0 +1,209 @@
+"""The native API: threads, chat (SSE and JSON), and resumable run streams."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentbus.contracts import ThreadState, ThreadStateRequest, new_id
+from agentbus.contracts import subjects as s
+
+from .auth.deps import Principal, current_principal
+from .runs import RunGateway
+from .sse import HEARTBEAT, native_frames
+from .store import GatewayStore
+
+router = APIRouter(prefix="/api/v1", tags=["native"])
+
+Auth = Annotated[Principal, Depends(current_principal)]
+ThreadId = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ChatRequest(Body):
+    message: str = Field(min_length=1, max_length=32_000)
+    thread_id: ThreadId | None = None
+    assistant_id: str = Field(default="agent", min_length=1, max_length=128)
+
+
+class ThreadCreate(Body):
+    thread_id: ThreadId | None = None
+    title: str | None = Field(default=None, max_length=500)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ThreadUpdate(Body):
+    title: str | None = Field(default=None, max_length=500)
+    metadata: dict[str, Any] | None = None
+
+
+def runs_of(request: Request) -> RunGateway:
+    gateway: RunGateway = request.app.state.runs
+    return gateway
+
+
+def store_of(request: Request) -> GatewayStore:
+    store: GatewayStore = request.app.state.store
+    return store
+
+
+Runs = Annotated[RunGateway, Depends(runs_of)]
+Store = Annotated[GatewayStore, Depends(store_of)]
+
+
+async def _thread_or_404(store: GatewayStore, tenant_id: str, thread_id: str) -> dict[str, Any]:
+    thread = await store.thread(tenant_id, thread_id)
+    if thread is None:
+        raise HTTPException(404, "Thread not found")
+    return thread
+
+
+async def _native_stream(
+    runs: RunGateway, tenant_id: str, run_id: str, after: int
+) -> AsyncIterator[bytes]:
+    started = time.monotonic()
+    tokens = 0
+    async for event in runs.events(tenant_id, run_id, after=after):
+        if event is None:
+            yield HEARTBEAT
+            continue
+        if event.type == "token":
+            tokens += 1
+        for chunk in native_frames(event, tokens, (time.monotonic() - started) * 1e3):
+            yield chunk
+
+
+def _sse(body: AsyncIterator[bytes], run_id: str) -> StreamingResponse:
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # proxies must not buffer a stream
+            "Content-Location": f"/api/v1/runs/{run_id}/stream",
+        },
+    )
+
+
+async def _start_chat(
+    req: ChatRequest, principal: Principal, store: GatewayStore, runs: RunGateway
+) -> tuple[str, str]:
+    tenant = principal.tenant_id
+    if req.thread_id is None:
+        thread_id = new_id()
+        await store.create_thread(tenant, thread_id, req.message[:80], {})
+    else:
+        thread_id = req.thread_id
+        await _thread_or_404(store, tenant, thread_id)
+    run = await runs.submit(
+        tenant,
+        thread_id,
+        assistant_id=req.assistant_id,
+        input={"messages": [{"role": "user", "content": req.message}]},
+        user_id=principal.user_id,
+    )
+    return run.run_id, thread_id
+
+
+@router.post("/chat/stream", summary="Ask and stream the answer as Server-Sent Events")
+async def chat_stream(
+    req: ChatRequest, principal: Auth, store: Store, runs: Runs
+) -> StreamingResponse:
+    run_id, _ = await _start_chat(req, principal, store, runs)
+    return _sse(_native_stream(runs, principal.tenant_id, run_id, -1), run_id)
+
+
+@router.post("/chat", summary="Ask and wait for the whole answer")
+async def chat(req: ChatRequest, principal: Auth, store: Store, runs: Runs) -> dict[str, Any]:
+    run_id, thread_id = await _start_chat(req, principal, store, runs)
+    async for event in runs.events(principal.tenant_id, run_id):
+        if event is not None and event.type == "end":
+            return {
+                "run_id": run_id,
+                "thread_id": thread_id,
+                "status": event.status,
+                "text": event.data.get("answer", ""),
+                "citations": event.data.get("citations", []),
+            }
+    raise HTTPException(502, "The run ended without a result")
+
+
+@router.get("/runs/{run_id}/stream", summary="Resume a run's stream after Last-Event-ID")
+async def run_stream(
+    run_id: str,
+    principal: Auth,
+    store: Store,
+    runs: Runs,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    if await store.run(principal.tenant_id, run_id) is None:
+        raise HTTPException(404, "Run not found")
+    try:
+        after = int(last_event_id) if last_event_id not in (None, "") else -1
+    except ValueError:
+        raise HTTPException(400, "Last-Event-ID must be an event id of this stream") from None
+    return _sse(_native_stream(runs, principal.tenant_id, run_id, after), run_id)
+
+
+@router.post("/threads", status_code=201, summary="Create a thread")
+async def create_thread(req: ThreadCreate, principal: Auth, store: Store) -> dict[str, Any]:
+    return await store.create_thread(
+        principal.tenant_id, req.thread_id or new_id(), req.title, req.metadata
+    )
+
+
+@router.get("/threads", summary="List threads, newest first")
+async def list_threads(
+    principal: Auth,
+    store: Store,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    items = await store.threads(principal.tenant_id, limit, offset)
+    return {"items": items, "limit": limit, "offset": offset}
+
+
+@router.get("/threads/{thread_id}", summary="Get a thread")
+async def get_thread(thread_id: str, principal: Auth, store: Store) -> dict[str, Any]:
+    return await _thread_or_404(store, principal.tenant_id, thread_id)
+
+
+@router.patch("/threads/{thread_id}", summary="Update a thread's title or metadata")
+async def update_thread(
+    thread_id: str, req: ThreadUpdate, principal: Auth, store: Store
+) -> dict[str, Any]:
+    updated = await store.update_thread(principal.tenant_id, thread_id, req.title, req.metadata)
+    if updated is None:
+        raise HTTPException(404, "Thread not found")
+    return updated
+
+
+@router.delete("/threads/{thread_id}", status_code=204, summary="Delete a thread")
+async def delete_thread(thread_id: str, principal: Auth, store: Store) -> None:
+    if not await store.delete_thread(principal.tenant_id, thread_id):
+        raise HTTPException(404, "Thread not found")
+
+
+@router.get("/threads/{thread_id}/messages", summary="The thread's messages")
+async def thread_messages(
+    thread_id: str, principal: Auth, store: Store, runs: Runs
+) -> dict[str, Any]:
+    await _thread_or_404(store, principal.tenant_id, thread_id)
+    req = ThreadStateRequest(tenant_id=principal.tenant_id, thread_id=thread_id)
+    try:
+        reply = await runs.nc.request(s.THREADS_STATE, req.model_dump_json().encode(), timeout=10)
+    except Exception:
+        raise HTTPException(503, "The orchestrator did not answer") from None
+    state = ThreadState.model_validate_json(reply.data)
+    messages = state.current.values.get("messages", []) if state.found else []
+    return {"thread_id": thread_id, "messages": messages}

@@ -1,0 +1,93 @@
+"""Runs as the gateway sees them: submit to the RUNS queue, stream events back from RUN_EVENTS.
+
+Events are read from JetStream, not from the process that submitted the run, so a client that
+reconnects with Last-Event-ID to any gateway replica gets the rest of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from nats.aio.client import Client as NatsClient
+from nats.js.api import DeliverPolicy
+
+from agentbus.contracts import RunControl, RunEvent, RunRequested, new_id
+from agentbus.contracts import subjects as s
+from agentbus.contracts.runs import MultitaskStrategy, StreamMode
+from agentbus.contracts.streams import RUN_EVENTS
+
+from .store import GatewayStore
+
+HEARTBEAT_S = 15.0
+
+
+class RunGateway:
+    def __init__(self, nc: NatsClient, store: GatewayStore) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.store = store
+
+    async def submit(
+        self,
+        tenant_id: str,
+        thread_id: str,
+        *,
+        input: dict[str, Any] | None = None,
+        command: dict[str, Any] | None = None,
+        assistant_id: str = "agent",
+        stream_modes: list[StreamMode] | None = None,
+        multitask_strategy: MultitaskStrategy = "reject",
+        metadata: dict[str, Any] | None = None,
+        user_id: str | None = None,
+    ) -> RunRequested:
+        run = RunRequested(
+            tenant_id=tenant_id,
+            run_id=new_id(),
+            thread_id=thread_id,
+            assistant_id=assistant_id,
+            input=input,
+            command=command,
+            stream_modes=stream_modes or ["values"],
+            multitask_strategy=multitask_strategy,
+            metadata=metadata or {},
+            user_id=user_id,
+        )
+        await self.store.create_run(tenant_id, run.run_id, thread_id, assistant_id, run.metadata)
+        await self.js.publish(
+            s.RUNS_SUBMIT, run.model_dump_json().encode(), headers={"Nats-Msg-Id": run.run_id}
+        )
+        return run
+
+    async def cancel(self, tenant_id: str, run_id: str) -> None:
+        ctl = RunControl(tenant_id=tenant_id, run_id=run_id, action="cancel")
+        await self.nc.publish(s.run_control(run_id), ctl.model_dump_json().encode())
+
+    async def events(
+        self, tenant_id: str, run_id: str, *, after: int = -1, heartbeat: float = HEARTBEAT_S
+    ) -> AsyncIterator[RunEvent | None]:
+        """The run's events with seq > `after`, until `end`; None marks a heartbeat interval."""
+        sub = await self.js.subscribe(
+            s.run_events(run_id),
+            stream=RUN_EVENTS.name,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=heartbeat)
+                except TimeoutError:
+                    yield None
+                    continue
+                event = RunEvent.model_validate_json(msg.data)
+                if event.tenant_id != tenant_id:
+                    return  # never another tenant's events, whatever the id
+                if event.seq > after:
+                    yield event
+                if event.type == "end":
+                    if event.status:
+                        await self.store.finish_run(tenant_id, run_id, event.status)
+                    return
+        finally:
+            await sub.unsubscribe()

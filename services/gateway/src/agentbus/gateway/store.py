@@ -1,0 +1,171 @@
+"""Threads and runs the gateway admits, per tenant, in PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS threads (
+    tenant_id   text NOT NULL,
+    thread_id   text NOT NULL,
+    title       text,
+    metadata    jsonb NOT NULL DEFAULT '{}',
+    status      text NOT NULL DEFAULT 'idle',
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, thread_id)
+);
+CREATE INDEX IF NOT EXISTS threads_recent ON threads (tenant_id, updated_at DESC);
+CREATE TABLE IF NOT EXISTS runs (
+    tenant_id     text NOT NULL,
+    run_id        text NOT NULL,
+    thread_id     text NOT NULL,
+    assistant_id  text NOT NULL,
+    status        text NOT NULL DEFAULT 'pending',
+    metadata      jsonb NOT NULL DEFAULT '{}',
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, run_id)
+);
+CREATE INDEX IF NOT EXISTS runs_thread ON runs (tenant_id, thread_id, created_at DESC);
+"""
+
+
+def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    out = dict(record)
+    for key, value in out.items():
+        if key == "metadata" and isinstance(value, str):
+            out[key] = json.loads(value)
+        elif isinstance(value, datetime):
+            out[key] = value.isoformat()
+    return out
+
+
+class GatewayStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def ensure_schema(self) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(727002)")
+            await conn.execute(SCHEMA)
+
+    async def create_thread(
+        self, tenant_id: str, thread_id: str, title: str | None, metadata: dict[str, Any]
+    ) -> dict[str, Any]:
+        row = await self.pool.fetchrow(
+            "INSERT INTO threads (tenant_id, thread_id, title, metadata) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (tenant_id, thread_id) DO UPDATE SET updated_at = threads.updated_at"
+            " RETURNING *",
+            tenant_id,
+            thread_id,
+            title,
+            json.dumps(metadata),
+        )
+        result = _row(row)
+        assert result is not None
+        return result
+
+    async def thread(self, tenant_id: str, thread_id: str) -> dict[str, Any] | None:
+        return _row(
+            await self.pool.fetchrow(
+                "SELECT * FROM threads WHERE tenant_id = $1 AND thread_id = $2",
+                tenant_id,
+                thread_id,
+            )
+        )
+
+    async def threads(self, tenant_id: str, limit: int, offset: int) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM threads WHERE tenant_id = $1 ORDER BY updated_at DESC, thread_id"
+            " LIMIT $2 OFFSET $3",
+            tenant_id,
+            limit,
+            offset,
+        )
+        return [r for r in map(_row, rows) if r is not None]
+
+    async def update_thread(
+        self, tenant_id: str, thread_id: str, title: str | None, metadata: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        return _row(
+            await self.pool.fetchrow(
+                "UPDATE threads SET title = coalesce($3, title),"
+                " metadata = CASE WHEN $4::jsonb IS NULL THEN metadata"
+                " ELSE metadata || $4::jsonb END,"
+                " updated_at = now() WHERE tenant_id = $1 AND thread_id = $2 RETURNING *",
+                tenant_id,
+                thread_id,
+                title,
+                json.dumps(metadata) if metadata is not None else None,
+            )
+        )
+
+    async def delete_thread(self, tenant_id: str, thread_id: str) -> bool:
+        result = await self.pool.execute(
+            "DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2", tenant_id, thread_id
+        )
+        await self.pool.execute(
+            "DELETE FROM runs WHERE tenant_id = $1 AND thread_id = $2", tenant_id, thread_id
+        )
+        return str(result).endswith(" 1")
+
+    async def create_run(
+        self,
+        tenant_id: str,
+        run_id: str,
+        thread_id: str,
+        assistant_id: str,
+        metadata: dict[str, Any],
+    ) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO runs (tenant_id, run_id, thread_id, assistant_id, metadata)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                tenant_id,
+                run_id,
+                thread_id,
+                assistant_id,
+                json.dumps(metadata),
+            )
+            await conn.execute(
+                "UPDATE threads SET updated_at = now(), status = 'busy'"
+                " WHERE tenant_id = $1 AND thread_id = $2",
+                tenant_id,
+                thread_id,
+            )
+
+    async def run(self, tenant_id: str, run_id: str) -> dict[str, Any] | None:
+        return _row(
+            await self.pool.fetchrow(
+                "SELECT * FROM runs WHERE tenant_id = $1 AND run_id = $2", tenant_id, run_id
+            )
+        )
+
+    async def runs(self, tenant_id: str, thread_id: str, limit: int) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM runs WHERE tenant_id = $1 AND thread_id = $2"
+            " ORDER BY created_at DESC LIMIT $3",
+            tenant_id,
+            thread_id,
+            limit,
+        )
+        return [r for r in map(_row, rows) if r is not None]
+
+    async def finish_run(self, tenant_id: str, run_id: str, status: str) -> None:
+        await self.pool.execute(
+            "WITH r AS (UPDATE runs SET status = $3, updated_at = now()"
+            " WHERE tenant_id = $1 AND run_id = $2 RETURNING thread_id)"
+            " UPDATE threads SET status = CASE WHEN $3 = 'interrupted' THEN 'interrupted'"
+            " WHEN $3 = 'error' THEN 'error' ELSE 'idle' END, updated_at = now()"
+            " FROM r WHERE threads.tenant_id = $1 AND threads.thread_id = r.thread_id",
+            tenant_id,
+            run_id,
+            status,
+        )

@@ -1,0 +1,168 @@
+"""The gateway's native API over the real platform: auth, threads, SSE chat, resumable streams,
+bad input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import nats
+import pytest
+
+from agentbus.runtime.platform import Platform
+
+pytestmark = pytest.mark.e2e
+
+
+def dev_key(platform: Platform) -> str:
+    return (platform.data_dir / "dev-api-key").read_text().strip()
+
+
+@pytest.fixture
+async def http(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}, timeout=120
+    ) as client:
+        yield client
+
+
+def parse_sse(text: str) -> list[dict[str, Any]]:
+    events = []
+    for block in text.split("\n\n"):
+        fields: dict[str, Any] = {}
+        for line in block.splitlines():
+            if line.startswith(":"):
+                continue
+            key, _, value = line.partition(": ")
+            fields[key] = fields.get(key, "") + value if key == "data" else value
+        if "event" in fields:
+            fields["data"] = json.loads(fields.get("data") or "null")
+            events.append(fields)
+    return events
+
+
+async def stream(
+    http: httpx.AsyncClient, method: str, url: str, **kwargs: Any
+) -> tuple[httpx.Response, list[dict[str, Any]]]:
+    async with http.stream(method, url, **kwargs) as response:
+        body = (await response.aread()).decode()
+    return response, parse_sse(body)
+
+
+async def test_chat_stream_speaks_the_native_sse_contract(http: httpx.AsyncClient) -> None:
+    response, events = await stream(
+        http, "POST", "/api/v1/chat/stream", json={"message": "who knows Rust?"}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    names = [e["event"] for e in events]
+    assert names[0] == "stream_start" and names[-2:] == ["response", "stream_end"]
+    assert {"routing", "tool_start", "tool_end", "token", "model_selection"} <= set(names)
+    ids = [int(e["id"]) for e in events if "id" in e]
+    assert ids == sorted(ids) and len(ids) == len(set(ids))
+    assert events[-1]["data"]["tokens"] > 0
+    assert response.headers["content-location"].startswith("/api/v1/runs/")
+
+
+async def test_dropped_stream_resumes_from_last_event_id_with_no_gap_or_repeat(
+    http: httpx.AsyncClient,
+) -> None:
+    words = " ".join(f"word{i}" for i in range(120))
+    body = {"message": words, "assistant_id": "echo"}
+    seen: list[dict[str, Any]] = []
+    async with http.stream("POST", "/api/v1/chat/stream", json=body) as response:
+        location = response.headers["content-location"]
+        buffer = ""
+        async for chunk in response.aiter_text():
+            buffer += chunk
+            complete, _, buffer = buffer.rpartition("\n\n")
+            seen.extend(parse_sse(complete))
+            if len([e for e in seen if e["event"] == "token"]) >= 20:
+                break  # the client drops mid-answer
+    last_id = [e for e in seen if "id" in e][-1]["id"]
+    _, rest = await stream(http, "GET", location, headers={"Last-Event-ID": last_id})
+    _, whole = await stream(http, "GET", location)
+    assert [e for e in seen if "id" in e] + [e for e in rest if "id" in e] == [
+        e for e in whole if "id" in e
+    ]
+    text = "".join(e["data"]["text"] for e in seen + rest if e["event"] == "token")
+    assert text.strip() == words
+
+
+async def test_chat_json_threads_and_messages(http: httpx.AsyncClient) -> None:
+    created = await http.post("/api/v1/threads", json={"title": "Rust people"})
+    assert created.status_code == 201
+    thread_id = created.json()["thread_id"]
+    answer = await http.post(
+        "/api/v1/chat", json={"message": "hello", "thread_id": thread_id, "assistant_id": "echo"}
+    )
+    assert answer.status_code == 200 and answer.json()["text"] == "hello"
+    listed = (await http.get("/api/v1/threads", params={"limit": 5})).json()["items"]
+    assert listed[0]["thread_id"] == thread_id  # newest first
+    patched = await http.patch(f"/api/v1/threads/{thread_id}", json={"title": "Renamed"})
+    assert patched.json()["title"] == "Renamed"
+    messages = (await http.get(f"/api/v1/threads/{thread_id}/messages")).json()["messages"]
+    assert [m["content"] for m in messages] == ["hello", "hello"]
+    assert (await http.delete(f"/api/v1/threads/{thread_id}")).status_code == 204
+    assert (await http.get(f"/api/v1/threads/{thread_id}")).status_code == 404
+
+
+async def test_auth_and_tenancy(platform: Platform, http: httpx.AsyncClient) -> None:
+    async with httpx.AsyncClient(base_url=platform.gateway_url, timeout=30) as anon:
+        assert (await anon.get("/api/v1/threads")).status_code == 401
+        bad = await anon.get("/api/v1/threads", headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401 and bad.json()["detail"]
+        reg = await anon.post(
+            "/api/v1/auth/register",
+            json={
+                "email": "ann@example.com",
+                "password": "Sup3r-secret!",
+                "tenant_name": "Other Co",
+            },
+        )
+        assert reg.status_code == 201, reg.text
+        login = await anon.post(
+            "/api/v1/auth/login", data={"username": "ann@example.com", "password": "Sup3r-secret!"}
+        )
+        token = login.json()["access_token"]
+        mine = (await http.post("/api/v1/threads", json={})).json()["thread_id"]
+        other = await anon.get(
+            f"/api/v1/threads/{mine}", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert other.status_code == 404
+
+
+async def test_bad_input_is_refused_and_nothing_reaches_the_bus(
+    platform: Platform, http: httpx.AsyncClient
+) -> None:
+    nc = await nats.connect(platform.engines.urls()["nats"])
+    js = nc.jetstream()
+    before = (await js.stream_info("RUNS")).state.last_seq
+    cases = [
+        (dict(content=b"{not json", headers={"content-type": "application/json"}), 422),
+        (dict(json={"message": "hi", "sql": "DROP"}), 422),
+        (dict(json={"message": ""}), 422),
+        (dict(content=b"message=hi", headers={"content-type": "text/plain"}), 415),
+        (
+            dict(
+                content=b'{"message": "' + b"x" * 2_000_000 + b'"}',
+                headers={"content-type": "application/json"},
+            ),
+            413,
+        ),
+        (
+            dict(content=b'{"message": "caf\xe9"}', headers={"content-type": "application/json"}),
+            400,
+        ),
+    ]
+    for kwargs, status in cases:
+        response = await http.post("/api/v1/chat", **kwargs)
+        assert response.status_code == status, (kwargs.get("headers"), response.text)
+        body = response.json()
+        assert "detail" in body
+        if status == 422:
+            assert body["detail"] == "Validation error" and body["errors"][0]["message"]
+    assert (await js.stream_info("RUNS")).state.last_seq == before
+    await nc.close()
