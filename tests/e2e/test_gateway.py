@@ -166,3 +166,26 @@ async def test_bad_input_is_refused_and_nothing_reaches_the_bus(
             assert body["detail"] == "Validation error" and body["errors"][0]["message"]
     assert (await js.stream_info("RUNS")).state.last_seq == before
     await nc.close()
+
+
+def test_cli_ask_streams_through_the_gateway(platform: Platform) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AGENTBUS_DATA_DIR": str(platform.data_dir)}
+    cli = [sys.executable, "-m", "agentbus.runtime.cli"]
+    plain = subprocess.run(
+        [*cli, "ask", "who knows Rust?"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.strip()
+    as_json = subprocess.run(
+        [*cli, "ask", "who knows Rust?", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    events = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert events[0]["event"] == "stream_start" and events[-1]["event"] == "stream_end"
