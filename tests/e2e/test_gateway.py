@@ -189,3 +189,45 @@ def test_cli_ask_streams_through_the_gateway(platform: Platform) -> None:
     )
     events = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert events[0]["event"] == "stream_start" and events[-1]["event"] == "stream_end"
+
+
+async def test_upload_a_pdf_follow_its_progress_then_ask_about_it(
+    http: httpx.AsyncClient,
+) -> None:
+    from .knowledge import pdf_bytes
+
+    pdf = pdf_bytes(
+        [
+            "Office plants. The ficus in the lobby is watered on Tuesdays.",
+            "Parking. Visitors park on level minus two and register at the front desk.",
+        ]
+    )
+    response = await http.post(
+        "/api/v1/documents",
+        files={"file": ("facilities.pdf", pdf, "application/pdf")},
+        data={"title": "Facilities handbook"},
+    )
+    assert response.status_code == 202, response.text
+    doc = response.json()
+    _, events = await stream(http, "GET", doc["events"])
+    names = [e["event"] for e in events]
+    assert names[-1] == "indexed" and "progress" in names
+    assert events[-1]["data"]["pages"] == 2
+    # Resume the progress stream after its first event: the rest, nothing twice.
+    _, rest = await stream(http, "GET", doc["events"], headers={"Last-Event-ID": events[0]["id"]})
+    assert [e["id"] for e in rest] == [e["id"] for e in events[1:]]
+    status = await http.get(f"/api/v1/documents/{doc['document_id']}")
+    assert status.json()["status"] == "indexed"
+    answer = await http.post("/api/v1/chat", json={"message": "Where do visitors park?"})
+    body = answer.json()
+    assert "level minus two" in body["text"]
+    assert any(c["document_id"] == doc["document_id"] and c["page"] == 2 for c in body["citations"])
+
+
+async def test_uploads_are_checked(http: httpx.AsyncClient) -> None:
+    png = await http.post("/api/v1/documents", files={"file": ("x.png", b"\x89PNG", "image/png")})
+    assert png.status_code == 415
+    empty = await http.post("/api/v1/documents", files={"file": ("e.txt", b"", "text/plain")})
+    assert empty.status_code == 400
+    other = await http.get("/api/v1/documents/doesnotexist")
+    assert other.status_code == 404

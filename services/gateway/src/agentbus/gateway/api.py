@@ -17,6 +17,7 @@ from agentbus.runtime.service import Service
 from . import __version__
 from .auth import router as auth_router
 from .limits import BodyLimits
+from .routes_documents import router as documents_router
 from .routes_native import router as native_router
 from .settings import GatewaySettings
 
@@ -54,9 +55,14 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
             expose_headers=["Content-Location", "Location", "Retry-After"],
         )
     api.mount("/metrics", make_asgi_app(registry=service.registry))
-    api.add_middleware(BodyLimits, max_body_bytes=settings.max_body_bytes)
+    api.add_middleware(
+        BodyLimits,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     api.include_router(auth_router)
     api.include_router(native_router)
+    api.include_router(documents_router)
 
     @api.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 JSON_TYPES = ("application/json",)
 # Routes that take other bodies (uploads, OAuth2 password forms) say so themselves.
 OTHER_BODIES = ("/api/v1/documents", "/api/v1/auth/login")
+UPLOADS = "/api/v1/documents"
 
 
 async def _reply(send: Send, status: int, detail: str) -> None:
@@ -32,20 +33,22 @@ async def _reply(send: Send, status: int, detail: str) -> None:
 
 
 class BodyLimits:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
         headers: dict[bytes, bytes] = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
-            await _reply(send, 413, f"Request body over {self.max_body_bytes} bytes")
-            return
         path: str = scope.get("path", "")
+        limit = self.max_upload_bytes if path.startswith(UPLOADS) else self.max_body_bytes
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _reply(send, 413, f"Request body over {limit} bytes")
+            return
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().decode("latin-1").lower()
         has_body = length not in (None, b"0") or b"transfer-encoding" in headers
         if has_body and not path.startswith(OTHER_BODIES) and ctype not in JSON_TYPES:
@@ -60,14 +63,14 @@ class BodyLimits:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > limit:
                     raise _TooLarge
             return message
 
         try:
             await self.app(scope, counted, send)
         except _TooLarge:
-            await _reply(send, 413, f"Request body over {self.max_body_bytes} bytes")
+            await _reply(send, 413, f"Request body over {limit} bytes")
 
 
 class _TooLarge(Exception):

@@ -13,6 +13,9 @@ class GatewaySettings(Settings, AuthSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser"
     )
+    max_upload_bytes: int = Field(
+        default=25 * 1024 * 1024, ge=1024, description="Largest document upload (413 above it)"
+    )
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest JSON request body (413 above it)"
     )

@@ -1,0 +1,189 @@
+"""Documents: upload (object store + IngestRequested, as any system would), status, progress."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import PurePath
+from typing import Annotated, Any
+
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    UploadFile,
+)
+from fastapi.responses import StreamingResponse
+from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from agentbus.contracts import subjects as s
+from agentbus.contracts.streams import INGEST_EVENTS
+from agentbus.runtime.clients.ingest import submit
+
+from .auth.deps import Principal, current_principal
+from .sse import HEARTBEAT, frame
+
+router = APIRouter(prefix="/api/v1", tags=["documents"])
+Auth = Annotated[Principal, Depends(current_principal)]
+
+TYPES = {
+    ".txt": "text/plain",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".pdf": "application/pdf",
+}
+ALLOWED = set(TYPES.values())
+
+
+def _content_type(upload: UploadFile) -> str:
+    declared = (upload.content_type or "").split(";")[0].strip().lower()
+    by_name = TYPES.get(PurePath(upload.filename or "").suffix.lower())
+    if declared in ALLOWED:
+        return declared
+    if by_name and declared in ("", "application/octet-stream"):
+        return by_name
+    raise HTTPException(
+        415, f"Unsupported document type {declared or 'unknown'}; send txt, md, html or pdf"
+    )
+
+
+@router.post("/documents", status_code=202, summary="Upload a document for indexing")
+async def upload(
+    request: Request,
+    principal: Auth,
+    file: Annotated[UploadFile, File(description="txt, md, html or pdf")],
+    title: Annotated[str | None, Form(max_length=500)] = None,
+    tags: Annotated[str | None, Form(description="Comma-separated tags")] = None,
+) -> dict[str, Any]:
+    ctype = _content_type(file)
+    data = await file.read()
+    if not data:
+        raise HTTPException(400, "The file is empty")
+    name = PurePath(file.filename or "upload").name
+    nc = request.app.state.runs.nc
+    sub = await submit(
+        nc,
+        principal.tenant_id,
+        data,
+        filename=name,
+        source=f"upload:{name}",
+        title=title,
+        tags=[t.strip() for t in (tags or "").split(",") if t.strip()],
+        content_type_=ctype,
+    )
+    return {
+        "document_id": sub.document_id,
+        "sha256": sub.sha256,
+        "status": "unchanged" if sub.duplicate else "queued",
+        "events": f"/api/v1/documents/{sub.document_id}/events",
+    }
+
+
+def _pool(request: Request) -> Any:
+    return request.app.state.store.pool
+
+
+@router.get("/documents", summary="List documents")
+async def list_documents(
+    request: Request,
+    principal: Auth,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    rows = await _pool(request).fetch(
+        "SELECT document_id, title, filename, status, chunk_count, page_count, error, updated_at"
+        " FROM documents WHERE tenant_id = $1 ORDER BY updated_at DESC LIMIT $2 OFFSET $3",
+        principal.tenant_id,
+        limit,
+        offset,
+    )
+    return {"items": [dict(r) for r in rows], "limit": limit, "offset": offset}
+
+
+@router.get("/documents/{document_id}", summary="A document's status")
+async def get_document(document_id: str, request: Request, principal: Auth) -> dict[str, Any]:
+    row = await _pool(request).fetchrow(
+        "SELECT document_id, title, filename, content_type, status, chunk_count, page_count,"
+        " entity_count, error, created_at, updated_at FROM documents"
+        " WHERE tenant_id = $1 AND document_id = $2",
+        principal.tenant_id,
+        document_id,
+    )
+    if row is None:
+        raise HTTPException(404, "Document not found")
+    return dict(row)
+
+
+async def _progress(
+    request: Request, tenant_id: str, document_id: str, after: int
+) -> AsyncIterator[bytes]:
+    js = request.app.state.runs.nc.jetstream()
+    sub = await js.subscribe(
+        s.ingest_progress(document_id),
+        stream=INGEST_EVENTS.name,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.ALL,
+    )
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=15)
+            except TimeoutError:
+                yield HEARTBEAT
+                continue
+            body = json.loads(msg.data)
+            if body.get("tenant_id") != tenant_id:
+                return
+            seq = msg.metadata.sequence.stream
+            if seq <= after:
+                continue  # the client saw it before it reconnected
+            kind = "indexed" if "chunks" in body else "failed" if "reason" in body else "progress"
+            yield frame(kind, body, seq)
+            if kind != "progress":
+                return
+    finally:
+        await sub.unsubscribe()
+
+
+async def _owner(request: Request, document_id: str) -> str | None:
+    """The tenant of a document, from its row or (just uploaded) its latest event; None if
+    nothing is known yet (a queued upload)."""
+    row = await _pool(request).fetchval(
+        "SELECT tenant_id FROM documents WHERE document_id = $1 LIMIT 1", document_id
+    )
+    if row is not None:
+        return str(row)
+    try:
+        last = await request.app.state.runs.nc.jetstream().get_last_msg(
+            INGEST_EVENTS.name, s.ingest_progress(document_id)
+        )
+    except (NotFoundError, s.SubjectError):
+        return None
+    tenant = json.loads(last.data or b"{}").get("tenant_id")
+    return str(tenant) if tenant else None
+
+
+@router.get("/documents/{document_id}/events", summary="Indexing progress (SSE, resumable)")
+async def document_events(
+    document_id: str,
+    request: Request,
+    principal: Auth,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    owner = await _owner(request, document_id)
+    if owner not in (None, principal.tenant_id):
+        raise HTTPException(404, "Document not found")
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    return StreamingResponse(
+        _progress(request, principal.tenant_id, document_id, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
