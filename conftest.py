@@ -81,7 +81,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     plat = Platform(
         root / "var",
         gateway_port=free_port(),
-        extra_env={"AGENTBUS_PIPELINE_CONFIG": str(pipeline)},
+        extra_env={
+            "AGENTBUS_PIPELINE_CONFIG": str(pipeline),
+            # Low enough to show a 429 in a test, high enough for the other tests.
+            "AGENTBUS_RATE_LIMITS": '{"register": "4/minute"}',
+        },
     )
     plat.start(timeout=120)
     try:

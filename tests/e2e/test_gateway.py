@@ -231,3 +231,17 @@ async def test_uploads_are_checked(http: httpx.AsyncClient) -> None:
     assert empty.status_code == 400
     other = await http.get("/api/v1/documents/doesnotexist")
     assert other.status_code == 404
+
+
+async def test_rate_limit_answers_429_with_retry_after(platform: Platform) -> None:
+    async with httpx.AsyncClient(base_url=platform.gateway_url, timeout=30) as anon:
+        statuses = []
+        for i in range(6):
+            response = await anon.post(
+                "/api/v1/auth/register", json={"email": f"r{i}@example.com", "password": "weak"}
+            )
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                assert int(response.headers["Retry-After"]) >= 1
+                assert "Too many register requests" in response.json()["detail"]
+        assert 429 in statuses and statuses[0] != 429

@@ -10,6 +10,7 @@ from agentbus.runtime.service import HttpServer, Service, StartupError, new_serv
 from . import __version__
 from .api import create_api
 from .auth import start_auth
+from .ratelimit import open_limiter
 from .runs import RunGateway
 from .settings import GatewaySettings
 from .store import GatewayStore
@@ -37,6 +38,12 @@ def build(settings: GatewaySettings) -> Service:
         await store.ensure_schema()
         api.state.store = store
         api.state.runs = RunGateway(service.connection, store)
+        try:
+            api.state.limiter = await open_limiter(
+                service.connection.jetstream(), settings.rate_limits
+            )
+        except ValueError as exc:
+            raise StartupError(f"invalid AGENTBUS_RATE_LIMITS: {exc}") from None
         # Tenant `dev` and its key in <data_dir>/dev-api-key, so the CLI works out of the box.
         await start_auth(api, pool, settings, settings.data_dir, dev_tenant=True)
 

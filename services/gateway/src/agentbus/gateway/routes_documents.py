@@ -27,6 +27,7 @@ from agentbus.contracts.streams import INGEST_EVENTS
 from agentbus.runtime.clients.ingest import submit
 
 from .auth.deps import Principal, current_principal
+from .ratelimit import per_tenant
 from .sse import HEARTBEAT, frame
 
 router = APIRouter(prefix="/api/v1", tags=["documents"])
@@ -55,7 +56,12 @@ def _content_type(upload: UploadFile) -> str:
     )
 
 
-@router.post("/documents", status_code=202, summary="Upload a document for indexing")
+@router.post(
+    "/documents",
+    status_code=202,
+    summary="Upload a document for indexing",
+    dependencies=[Depends(per_tenant("upload"))],
+)
 async def upload(
     request: Request,
     principal: Auth,

@@ -14,6 +14,7 @@ from agentbus.contracts import ThreadState, ThreadStateRequest, new_id
 from agentbus.contracts import subjects as s
 
 from .auth.deps import Principal, current_principal
+from .ratelimit import per_tenant
 from .runs import RunGateway
 from .sse import HEARTBEAT, native_frames
 from .store import GatewayStore
@@ -115,7 +116,11 @@ async def _start_chat(
     return run.run_id, thread_id
 
 
-@router.post("/chat/stream", summary="Ask and stream the answer as Server-Sent Events")
+@router.post(
+    "/chat/stream",
+    summary="Ask and stream the answer as Server-Sent Events",
+    dependencies=[Depends(per_tenant("stream"))],
+)
 async def chat_stream(
     req: ChatRequest, principal: Auth, store: Store, runs: Runs
 ) -> StreamingResponse:
@@ -123,7 +128,11 @@ async def chat_stream(
     return _sse(_native_stream(runs, principal.tenant_id, run_id, -1), run_id)
 
 
-@router.post("/chat", summary="Ask and wait for the whole answer")
+@router.post(
+    "/chat",
+    summary="Ask and wait for the whole answer",
+    dependencies=[Depends(per_tenant("chat"))],
+)
 async def chat(req: ChatRequest, principal: Auth, store: Store, runs: Runs) -> dict[str, Any]:
     run_id, thread_id = await _start_chat(req, principal, store, runs)
     async for event in runs.events(principal.tenant_id, run_id):
@@ -138,7 +147,11 @@ async def chat(req: ChatRequest, principal: Auth, store: Store, runs: Runs) -> d
     raise HTTPException(502, "The run ended without a result")
 
 
-@router.get("/runs/{run_id}/stream", summary="Resume a run's stream after Last-Event-ID")
+@router.get(
+    "/runs/{run_id}/stream",
+    summary="Resume a run's stream after Last-Event-ID",
+    dependencies=[Depends(per_tenant("stream"))],
+)
 async def run_stream(
     run_id: str,
     principal: Auth,

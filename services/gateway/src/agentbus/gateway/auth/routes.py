@@ -19,6 +19,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from starlette.datastructures import UploadFile
 
+from ..ratelimit import per_client
 from .deps import (
     AdminPrincipal,
     AuthService,
@@ -177,6 +178,7 @@ _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Not auth
 @router.post(
     "/auth/register",
     status_code=201,
+    dependencies=[Depends(per_client("register"))],
     response_model=RegisterResponse,
     tags=["auth"],
     summary="Create a tenant and its first user (an admin)",
@@ -274,6 +276,7 @@ def _pair(auth: AuthService, access: str, refresh: str) -> TokenPair:
 @router.post(
     "/auth/login",
     response_model=TokenPair,
+    dependencies=[Depends(per_client("login"))],
     tags=["auth"],
     summary="Sign in (JSON {email, password} or the OAuth2 password form)",
     openapi_extra={"requestBody": _LOGIN_BODY},

@@ -1,0 +1,127 @@
+"""Rate limits per tenant (or client address, before login) and route, shared by every gateway
+replica through the NATS KV bucket `rate_limits`.
+
+Fixed windows: the key `<route>.<who>.<window start>` counts requests with compare-and-set
+updates, so two replicas never lose each other's counts. Over the limit: 429 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from agentbus.contracts.streams import RATE_LIMITS
+
+from .auth.deps import Principal, current_principal
+
+_RULE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)\s*$")
+_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
+
+DEFAULT_LIMITS = {
+    "chat": "60/minute",
+    "stream": "120/minute",
+    "register": "10/minute",
+    "login": "20/minute",
+    "upload": "30/minute",
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    limit: int
+    window_s: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rule:
+        match = _RULE.match(text)
+        if match is None:
+            raise ValueError(f"rate limit {text!r} is not like '60/minute'")
+        return cls(int(match.group(1)), _SECONDS[match.group(2)])
+
+
+class RateLimiter:
+    def __init__(self, kv: KeyValue, rules: dict[str, Rule]) -> None:
+        self.kv = kv
+        self.rules = rules
+
+    async def hit(self, route: str, who: str) -> float | None:
+        """Count one request; the seconds to wait if it is over the limit, else None."""
+        rule = self.rules.get(route)
+        if rule is None:
+            return None
+        now = time.time()
+        window = int(now // rule.window_s) * rule.window_s
+        # KV keys allow [-/_=.a-zA-Z0-9]: hash whoever it is.
+        subject = hashlib.sha256(who.encode()).hexdigest()[:20]
+        key = f"{route}.{subject}.{window}"
+        for _ in range(20):  # bounded retries of the compare-and-set
+            try:
+                entry = await self.kv.get(key)
+            except KeyNotFoundError:
+                try:
+                    await self.kv.create(key, b"1")
+                    count = 1
+                    break
+                except KeyWrongLastSequenceError:
+                    continue
+            count = int(entry.value or b"0") + 1
+            if count > rule.limit:
+                break
+            try:
+                await self.kv.update(key, str(count).encode(), last=entry.revision)
+                break
+            except KeyWrongLastSequenceError:
+                continue
+        else:
+            count = rule.limit + 1  # heavy contention: treat as over, never as free
+        if count > rule.limit:
+            return max(1.0, window + rule.window_s - now)
+        return None
+
+
+async def _enforce(request: Request, route: str, who: str) -> None:
+    limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
+    if limiter is None:
+        return
+    wait = await limiter.hit(route, who)
+    if wait is not None:
+        raise HTTPException(
+            429,
+            f"Too many {route} requests; retry in {math.ceil(wait)} s",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+
+
+def per_tenant(route: str) -> Callable[..., Awaitable[None]]:
+    """A route dependency: 429 with Retry-After when the tenant is over `route`'s limit."""
+
+    async def check(
+        request: Request, principal: Annotated[Principal, Depends(current_principal)]
+    ) -> None:
+        await _enforce(request, route, f"tenant:{principal.tenant_id}")
+
+    return check
+
+
+def per_client(route: str) -> Callable[..., Awaitable[None]]:
+    """The same for routes used before login (register, login): keyed by client address."""
+
+    async def check(request: Request) -> None:
+        await _enforce(request, route, f"ip:{request.client.host if request.client else '?'}")
+
+    return check
+
+
+async def open_limiter(js: object, limits: dict[str, str]) -> RateLimiter:
+    kv = await js.key_value(RATE_LIMITS.name)  # type: ignore[attr-defined]
+    rules = {route: Rule.parse(text) for route, text in {**DEFAULT_LIMITS, **limits}.items()}
+    return RateLimiter(kv, rules)
