@@ -21,11 +21,17 @@ of the request and of every event (each publish awaits its ack), the pull consum
 `last_event` look-up, `aget_state` for the end event, heartbeats, RunFinished telemetry.
 
 Both paths keep `concurrency` runs in flight (asyncio.gather over a semaphore), each run on a new
-thread; warm-up runs at the same concurrency come first and are not counted. Added ms = bus -
-baseline. With several `--max-concurrent-runs` values the orchestrator is restarted for each.
+thread; warm-up runs at the same concurrency come first and are not counted. The two paths are
+measured in interleaved segments (A B B A) and the baseline is re-measured next to each
+orchestrator setting, so load from elsewhere on the machine hits both alike; that load is
+reported (`other load`: CPU time of processes outside this benchmark, as a share of all cores).
+Added ms = bus - baseline. The orchestrator runs with each `--max-concurrent-runs` value (default
+8, the service default, and 64), restarted in between. CPU ms per run of each process (client,
+orchestrator, nats-server, PostgreSQL) are reported too: less sensitive to a busy machine than
+wall times.
 
 Run: `.venv/bin/python -m bench.run_overhead [--concurrency 1,32,256] [--runs 200,640,1280]
-[--max-concurrent-runs 8] [--json out.json]`.
+[--max-concurrent-runs 8,64] [--service process] [--json out.json]`.
 """
 
 from __future__ import annotations
@@ -684,8 +690,8 @@ def report(res: dict[str, Any]) -> str:
     return "\n\n".join(
         [
             f"Runs of the `{ASSISTANT}` assistant ({res['words']} tokens, {res['service_mode']} "
-            "orchestrator); times from just before the RunRequested publish (bus) or the first "
-            "event (in-process). Other load = CPU used by processes outside this benchmark.",
+            "orchestrator); times from just before the RunRequested publish (bus) or the start of "
+            "the run (in-process). Other load = CPU used by processes outside this benchmark.",
             main,
             "Added by the bus (bus - in-process), ms:",
             added,

@@ -49,7 +49,7 @@ SAFE_DEFAULTS_OF = {
     "ingest": {"pipeline_config": "the pipeline.yaml packaged with ingest; mount one to change it"},
     "orchestrator": {
         "models_config": "the models.yaml packaged with orchestrator; mount one to change it",
-        "max_concurrent_runs": "8 runs per replica; scale out with replicas",
+        "max_concurrent_runs": "32 runs per replica; scale out with replicas",
     },
 }
 

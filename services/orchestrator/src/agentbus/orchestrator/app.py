@@ -47,7 +47,8 @@ def build(settings: OrchestratorSettings) -> Service:
             settings.postgres_dsn,
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
             min_size=1,
-            max_size=settings.max_concurrent_runs + 2,
+            # The checkpointer serialises its queries per saver; more connections add nothing.
+            max_size=min(settings.max_concurrent_runs + 2, 16),
             open=False,
         )
         try:
