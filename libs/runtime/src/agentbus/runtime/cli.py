@@ -304,9 +304,10 @@ async def _search(settings: Settings, args: argparse.Namespace) -> tuple[int, st
         )
     finally:
         await nc.close()
-    if b'"error"' in reply.data and b'"reason"' in reply.data and b'"hits"' not in reply.data:
+    try:
+        result = SearchResult.model_validate_json(reply.data)
+    except ValueError:  # the service could not read the request: an ErrorReply
         return 2, ErrorReply.model_validate_json(reply.data).error
-    result = SearchResult.model_validate_json(reply.data)
     if args.json:
         return 0, result.model_dump_json(indent=2)
     if result.error:
