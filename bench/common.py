@@ -226,6 +226,53 @@ class Vocabulary:
 # -- timing and statistics -------------------------------------------------------------------
 
 
+@dataclass
+class ForeignLoad:
+    """CPU used by processes outside this benchmark's process tree (this process, the engines
+    and services it started) while a block ran: other work on the machine that skews results."""
+
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def share(self) -> float:
+        """Of the machine's total CPU capacity over the block, 0..1."""
+        capacity = self.wall_s * (os.cpu_count() or 1)
+        return self.cpu_s / capacity if capacity > 0 else 0.0
+
+
+def _our_cpu_s() -> float:
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def _busy_cpu_s() -> float:
+    import psutil
+
+    t = psutil.cpu_times()
+    # guest time is already part of user; steal is capacity the hypervisor gave to others.
+    parts = ("user", "nice", "system", "irq", "softirq", "steal")
+    return float(sum(getattr(t, name, 0.0) for name in parts))
+
+
+@contextlib.contextmanager
+def foreign_load() -> Iterator[ForeignLoad]:
+    result = ForeignLoad()
+    busy, ours, started = _busy_cpu_s(), _our_cpu_s(), time.perf_counter()
+    try:
+        yield result
+    finally:
+        result.wall_s = time.perf_counter() - started
+        result.cpu_s = max(0.0, (_busy_cpu_s() - busy) - (_our_cpu_s() - ours))
+
+
 def summarize(latencies_s: Sequence[float]) -> dict[str, float]:
     """p50/p90/p99/mean/max in milliseconds (linear interpolation between samples)."""
     values = np.asarray(latencies_s, dtype=np.float64) * 1e3
@@ -247,13 +294,19 @@ class LoadResult:
     wall_s: float
     errors: int
     indices: list[int]  # the call index of each latency
+    other_cpu_share: float = 0.0  # CPU share other processes used meanwhile (foreign_load)
 
     @property
     def qps(self) -> float:
         return len(self.latencies_s) / self.wall_s if self.wall_s > 0 else 0.0
 
     def report(self) -> dict[str, float]:
-        return {**summarize(self.latencies_s), "qps": self.qps, "errors": self.errors}
+        return {
+            **summarize(self.latencies_s),
+            "qps": self.qps,
+            "errors": self.errors,
+            "other_cpu_share": self.other_cpu_share,
+        }
 
 
 async def closed_loop(

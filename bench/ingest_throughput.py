@@ -51,15 +51,19 @@ from agentbus.ingest.parsing import parse
 from agentbus.runtime.clients.ingest import IngestEvent, content_type, follow, submit
 from agentbus.runtime.models.embeddings import embed
 from agentbus.runtime.platform import Platform
+from agentbus.runtime.stores.graph import async_driver
 from bench.common import (
+    ForeignLoad,
     Vocabulary,
     add_common_arguments,
     bench_root,
     engines,
+    foreign_load,
     isolate_environment,
     machine_info,
     markdown_table,
     service,
+    summarize,
     write_json,
 )
 
@@ -164,6 +168,7 @@ class RawPass:
     chunks: int
     wall_s: float
     batch_ms: list[float]
+    other_load: float = 0.0  # share of the CPU used by other processes meanwhile
 
     @property
     def rate(self) -> float:
@@ -203,6 +208,7 @@ class PipelinePass:
     finished_at: float
     docs: list[Followed]
     usage: list[LlmUsage]
+    other_load: float = 0.0  # share of the CPU used by other processes meanwhile
 
     @property
     def rate(self) -> float:
@@ -226,7 +232,11 @@ async def _watch_engines(plat: Platform) -> None:
             if not engine.is_running():
                 log = engine.log_path.read_text(errors="replace")
                 cause = next(
-                    (line for line in log.splitlines() if "stack smashing" in line),
+                    (
+                        line
+                        for line in log.splitlines()
+                        if "stack smashing" in line or "crashed by signal" in line
+                    ),
                     engine.last_log_line(),
                 )
                 raise RuntimeError(
@@ -350,8 +360,38 @@ def stage_breakdown(run: PipelinePass) -> dict[str, float]:
     return dict(totals)
 
 
-def rate(chunks: int, wall_s: float) -> str:
-    return f"{chunks} chunks in {wall_s:6.1f}s = {chunks / wall_s:6.1f} chunks/s"
+async def bolt_round_trips(url: str, n: int = 20) -> dict[str, float]:
+    """p50 of a trivial query to the graph engine, the way GraphWriter.run sends every
+    statement (`driver.execute_query`) and through an explicit session."""
+    driver = async_driver(url)
+    out: dict[str, float] = {}
+    try:
+
+        async def execute_query() -> None:
+            await driver.execute_query("RETURN 1")
+
+        async def session_write() -> None:
+            async with driver.session() as session:
+                await session.execute_write(lambda tx: tx.run("RETURN 1"))
+
+        for name, call in (("execute_query", execute_query), ("session", session_write)):
+            await call()  # connect
+            times = []
+            for _ in range(n):
+                started = time.perf_counter()
+                await call()
+                times.append(time.perf_counter() - started)
+            out[f"{name}_p50"] = summarize(times)["p50_ms"]
+    finally:
+        await driver.close()
+    return out
+
+
+def rate(chunks: int, wall_s: float, other: ForeignLoad) -> str:
+    return (
+        f"{chunks} chunks in {wall_s:6.1f}s = {chunks / wall_s:6.1f} chunks/s"
+        f"  (other processes used {other.share * 100:.0f}% of the CPU meanwhile)"
+    )
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -372,17 +412,23 @@ async def measure(
                 order = ["raw", "pipeline"] if rep % 2 == 0 else ["pipeline", "raw"]
                 for what in order:
                     if what == "raw":
-                        r = await raw_pass(docs, cfg)
+                        with foreign_load() as other:
+                            r = await raw_pass(docs, cfg)
+                        r.other_load = other.share
                         raws.append(r)
-                        print(f"  rep {rep} raw:      {rate(r.chunks, r.wall_s)}")
+                        print(f"  rep {rep} raw:      {rate(r.chunks, r.wall_s, other)}")
                     else:
-                        p = await pipeline_pass(
-                            plat, nc, docs, f"bench{rep}", f"r{rep}", args.timeout
-                        )
+                        with foreign_load() as other:
+                            p = await pipeline_pass(
+                                plat, nc, docs, f"bench{rep}", f"r{rep}", args.timeout
+                            )
+                        p.other_load = other.share
                         pipes.append(p)
-                        print(f"  rep {rep} pipeline: {rate(p.chunks, p.wall_s)}")
+                        print(f"  rep {rep} pipeline: {rate(p.chunks, p.wall_s, other)}")
     finally:
         await nc.close()
+
+    bolt = await bolt_round_trips(plat.engines.graph.url)
 
     # The graph stage's CPU part, timed alone: the worker's extract() over the same chunks.
     limit = cfg.extraction.max_entities_per_chunk
@@ -412,6 +458,8 @@ async def measure(
                 "efficiency": p.rate / r.rate,
                 "raw_wall_s": r.wall_s,
                 "pipeline_wall_s": p.wall_s,
+                "raw_other_cpu_share": r.other_load,
+                "pipeline_other_cpu_share": p.other_load,
             }
             for r, p in zip(raws, pipes, strict=True)
         ],
@@ -419,6 +467,7 @@ async def measure(
         "pipeline_wall_s": pipe_wall,
         "stages_s": dict(stages),
         "extraction_alone_s": extraction_s,
+        "bolt_round_trip_ms": bolt,
         "embed_batch_ms": {
             "raw_mean": float(np.mean(raw_batch)),
             "pipeline_mean": float(np.mean(pipe_batch)) if pipe_batch else float("nan"),
@@ -450,9 +499,21 @@ def report(res: dict[str, Any]) -> str:
         ],
     )
     per_rep = markdown_table(
-        ["repeat", "raw chunks/s", "pipeline chunks/s", "efficiency"],
         [
-            [i, r["raw_chunks_per_s"], r["pipeline_chunks_per_s"], f"{r['efficiency'] * 100:.1f}%"]
+            "repeat",
+            "raw chunks/s",
+            "pipeline chunks/s",
+            "efficiency",
+            "other processes' CPU share (raw / pipeline)",
+        ],
+        [
+            [
+                i,
+                r["raw_chunks_per_s"],
+                r["pipeline_chunks_per_s"],
+                f"{r['efficiency'] * 100:.1f}%",
+                f"{r['raw_other_cpu_share']:.0%} / {r['pipeline_other_cpu_share']:.0%}",
+            ]
             for i, r in enumerate(res["repeats"])
         ],
     )
@@ -487,7 +548,11 @@ def report(res: dict[str, Any]) -> str:
         ["pipeline stage (all documents, all repeats)", "s", "share of wall"], rows
     )
     b = res["embed_batch_ms"]
+    bolt = res["bolt_round_trip_ms"]
     batch = (
+        f"graph engine round trip for `RETURN 1`: driver.execute_query (what GraphWriter.run"
+        f" uses) p50 {bolt['execute_query_p50']:.1f} ms, session.execute_write p50"
+        f" {bolt['session_p50']:.1f} ms\n\n"
         f"mean embed() call: raw {b['raw_mean']:.1f} ms ({b['raw_calls']} calls), inside the "
         f"pipeline {b['pipeline_mean']:.1f} ms ({b['pipeline_calls']} calls)"
     )
