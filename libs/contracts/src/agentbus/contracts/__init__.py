@@ -8,6 +8,8 @@ from .events import DomainEvent
 from .health import SERVICES, ComponentHealth, ServiceHealth, ServiceName
 from .ingest import (
     ChunkingOverrides,
+    DeleteDocument,
+    DocumentDeleted,
     DocumentIndexed,
     IngestFailed,
     IngestProgress,
@@ -31,7 +33,7 @@ from .runs import (
     ThreadStateRequest,
 )
 from .streams import BUCKETS, CONSUMERS, STREAMS, BucketSpec, ConsumerSpec, StreamSpec
-from .telemetry import LlmUsage, RunFinished, ToolCalled
+from .telemetry import EvaluationScored, LlmUsage, RunFinished, ToolCalled
 
 __version__ = "0.1.0"
 
@@ -49,9 +51,12 @@ __all__ = [
     "ComponentHealth",
     "ConsumerSpec",
     "Contract",
+    "DeleteDocument",
+    "DocumentDeleted",
     "DocumentIndexed",
     "DomainEvent",
     "ErrorReply",
+    "EvaluationScored",
     "Event",
     "GraphQuery",
     "GraphResult",

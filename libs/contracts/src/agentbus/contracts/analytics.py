@@ -8,7 +8,9 @@ from pydantic import Field
 
 from .base import TenantContract
 
-AnalyticsQueryName = Literal["usage", "runs", "dora", "anomalies"]
+# `recorded_runs` lists finished runs with their question and answer (for evaluations);
+# `evaluations` summarises stored evaluation scores.
+AnalyticsQueryName = Literal["usage", "runs", "dora", "anomalies", "recorded_runs", "evaluations"]
 Scalar = str | int | float | bool | None
 
 

@@ -14,10 +14,17 @@ from .analytics import AnalyticsQuery, AnalyticsResult
 from .base import Contract
 from .events import DomainEvent
 from .health import SERVICES, ServiceHealth
-from .ingest import DocumentIndexed, IngestFailed, IngestProgress, IngestRequested
+from .ingest import (
+    DeleteDocument,
+    DocumentDeleted,
+    DocumentIndexed,
+    IngestFailed,
+    IngestProgress,
+    IngestRequested,
+)
 from .retrieval import GraphQuery, GraphResult, SearchRequest, SearchResult
 from .runs import RunControl, RunEvent, RunRequested, ThreadState, ThreadStateRequest
-from .telemetry import LlmUsage, RunFinished, ToolCalled
+from .telemetry import EvaluationScored, LlmUsage, RunFinished, ToolCalled
 
 Kind = Literal["stream", "core", "request"]
 
@@ -116,6 +123,16 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         description="Documents to index; bytes in the `documents` object store",
     ),
     SubjectSpec(
+        s.INGEST_DELETE,
+        "request",
+        producers=("gateway",),
+        consumers=("ingest",),
+        payloads=(DeleteDocument,),
+        reply=DocumentDeleted,
+        queue_group="ingest",
+        description="Remove a document's chunks, graph links and bytes",
+    ),
+    SubjectSpec(
         s.INGEST_PROGRESS_ALL,
         "stream",
         producers=("ingest",),
@@ -159,6 +176,15 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         payloads=(ToolCalled,),
         stream="TELEMETRY",
         description="One tool call of a run",
+    ),
+    SubjectSpec(
+        s.TELEMETRY_EVALUATION_SCORED,
+        "stream",
+        producers=(OPERATOR,),
+        consumers=("analytics",),
+        payloads=(EvaluationScored,),
+        stream="TELEMETRY",
+        description="One evaluation metric's score for one recorded run (`agentbus eval`)",
     ),
     SubjectSpec(
         s.HEALTH_ALL,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import Contract, Event, JsonObject, SubjectToken
+from .base import Contract, Event, JsonObject, SubjectToken, TenantContract
 
 ChunkStrategy = Literal["sentence", "token", "markdown"]
 IngestStage = Literal["received", "parsed", "chunked", "embedded", "stored", "graphed"]
@@ -62,3 +62,17 @@ class IngestFailed(Event):
     stage: IngestStage | Literal["validate"]
     reason: str = Field(min_length=1)
     retryable: bool = False
+
+
+class DeleteDocument(TenantContract):
+    """Remove a document: its chunks, its graph node and links, and its stored bytes."""
+
+    document_id: SubjectToken
+
+
+class DocumentDeleted(TenantContract):
+    """Reply to DeleteDocument. `found` is false when the tenant has no such document."""
+
+    document_id: SubjectToken
+    found: bool
+    chunks_removed: int = Field(default=0, ge=0)

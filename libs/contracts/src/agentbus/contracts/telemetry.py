@@ -9,6 +9,8 @@ from pydantic import Field
 from .base import Event
 from .runs import RunStatus
 
+TEXT_LIMIT = 16_000
+
 
 class LlmUsage(Event):
     """One model call. Token counts are what the provider reported (or counted for streams)."""
@@ -39,6 +41,11 @@ class RunFinished(Event):
     node_count: int = Field(default=0, ge=0)
     tool_count: int = Field(default=0, ge=0)
     trace_id: str | None = None
+    # What the run was asked and answered, truncated, so evaluations can judge recorded runs
+    # without reading another service's store.
+    question: str | None = Field(default=None, max_length=TEXT_LIMIT)
+    answer: str | None = Field(default=None, max_length=TEXT_LIMIT)
+    contexts: list[str] = Field(default_factory=list, max_length=20)
 
 
 class ToolCalled(Event):
@@ -48,3 +55,16 @@ class ToolCalled(Event):
     ok: bool = True
     error: str | None = None
     trace_id: str | None = None
+
+
+class EvaluationScored(Event):
+    """One metric's score for one recorded run, from `agentbus eval`."""
+
+    evaluation_id: str = Field(min_length=1, max_length=128, description="One eval invocation")
+    run_id: str = Field(min_length=1)
+    trace_id: str | None = None
+    metric: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    score: float = Field(ge=0, le=1, description="1 is best for every metric")
+    judge: Literal["llm", "heuristic"]
+    judge_model: str | None = None
+    reason: str = Field(default="", max_length=2000)
