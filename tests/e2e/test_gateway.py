@@ -223,6 +223,15 @@ async def test_upload_a_pdf_follow_its_progress_then_ask_about_it(
     assert "level minus two" in body["text"]
     assert any(c["document_id"] == doc["document_id"] and c["page"] == 2 for c in body["citations"])
 
+    # Delete removes it from search, the graph and the listing; a second delete is a 404.
+    assert (await http.delete(f"/api/v1/documents/{doc['document_id']}")).status_code == 204
+    assert (await http.get(f"/api/v1/documents/{doc['document_id']}")).status_code == 404
+    listed = (await http.get("/api/v1/documents", params={"limit": 100})).json()["items"]
+    assert doc["document_id"] not in {d["document_id"] for d in listed}
+    again = await http.post("/api/v1/chat", json={"message": "Where do visitors park?"})
+    assert all(c["document_id"] != doc["document_id"] for c in again.json()["citations"])
+    assert (await http.delete(f"/api/v1/documents/{doc['document_id']}")).status_code == 404
+
 
 async def test_uploads_are_checked(http: httpx.AsyncClient) -> None:
     png = await http.post("/api/v1/documents", files={"file": ("x.png", b"\x89PNG", "image/png")})
@@ -231,6 +240,8 @@ async def test_uploads_are_checked(http: httpx.AsyncClient) -> None:
     assert empty.status_code == 400
     other = await http.get("/api/v1/documents/doesnotexist")
     assert other.status_code == 404
+    assert (await http.delete("/api/v1/documents/doesnotexist")).status_code == 404
+    assert (await http.delete("/api/v1/documents/not.a.token")).status_code == 404
 
 
 async def test_rate_limit_answers_429_with_retry_after(platform: Platform) -> None:

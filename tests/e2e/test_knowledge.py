@@ -19,8 +19,11 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
 
 from agentbus.contracts import (
+    DeleteDocument,
+    DocumentDeleted,
     DocumentIndexed,
     DomainEvent,
+    ErrorReply,
     GraphQuery,
     GraphResult,
     IngestFailed,
@@ -191,6 +194,35 @@ async def test_tenant_b_never_sees_tenant_a(
     assert mentions.rows == []
     acme_mentions = await graph(nc, "acme", "documents_mentioning", entity="PagerDuty")
     assert [r["document_id"] for r in acme_mentions.rows] == [acme_corpus["oncall.md"].document_id]
+
+
+async def test_delete_removes_chunks_graph_links_and_bytes(nc: NatsClient) -> None:
+    text = b"Gamma pages the SRE rotation through PagerDuty before any failover."
+    doc = await ingest(nc, "gamma", "failover.md", text)
+    keep = await ingest(nc, "delta", "failover.md", text)
+    assert isinstance(doc, DocumentIndexed) and isinstance(keep, DocumentIndexed)
+    assert (await graph(nc, "gamma", "documents_mentioning", entity="PagerDuty")).rows
+
+    async def delete(tenant: str, document_id: str) -> DocumentDeleted:
+        req = DeleteDocument(tenant_id=tenant, document_id=document_id)
+        reply = await nc.request(s.INGEST_DELETE, req.model_dump_json().encode(), timeout=30)
+        return DocumentDeleted.model_validate_json(reply.data)
+
+    # Another tenant cannot delete it, even knowing the id.
+    assert not (await delete("delta", doc.document_id)).found
+    assert (await search(nc, "gamma", "PagerDuty failover", mode="keyword")).hits
+    gone = await delete("gamma", doc.document_id)
+    assert gone.found and gone.chunks_removed == doc.chunks
+    assert (await search(nc, "gamma", "PagerDuty failover", mode="keyword")).hits == []
+    assert (await graph(nc, "gamma", "documents_mentioning", entity="PagerDuty")).rows == []
+    store = await nc.jetstream().object_store("documents")
+    names = {info.name for info in await store.list(ignore_deletes=True)}
+    assert not any(name.startswith(f"gamma/{doc.document_id}/") for name in names)
+    # Idempotent, and the other tenant's copy is untouched.
+    assert not (await delete("gamma", doc.document_id)).found
+    assert (await search(nc, "delta", "PagerDuty failover", mode="keyword")).hits
+    bad = await nc.request(s.INGEST_DELETE, b'{"tenant_id": "gamma"}', timeout=30)
+    assert ErrorReply.model_validate_json(bad.data).reason
 
 
 async def test_people_who_know_rust(nc: NatsClient) -> None:

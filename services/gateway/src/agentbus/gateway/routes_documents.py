@@ -18,10 +18,13 @@ from fastapi import (
     Request,
     UploadFile,
 )
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from agentbus.contracts import DeleteDocument, DocumentDeleted, ErrorReply
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import INGEST_EVENTS
 from agentbus.runtime.clients.ingest import submit
@@ -126,6 +129,33 @@ async def get_document(document_id: str, request: Request, principal: Auth) -> d
     if row is None:
         raise HTTPException(404, "Document not found")
     return dict(row)
+
+
+@router.delete(
+    "/documents/{document_id}",
+    status_code=204,
+    summary="Delete a document: its chunks, graph links and stored bytes",
+    responses={404: {"description": "No such document for this tenant"}},
+)
+async def delete_document(document_id: str, request: Request, principal: Auth) -> Response:
+    try:
+        req = DeleteDocument(tenant_id=principal.tenant_id, document_id=document_id)
+    except ValueError:
+        # Not a valid id, so no document of this tenant has it.
+        raise HTTPException(404, "Document not found") from None
+    nc = request.app.state.runs.nc
+    try:
+        msg = await nc.request(s.INGEST_DELETE, req.model_dump_json().encode(), timeout=30)
+    except (NoRespondersError, NatsTimeoutError):
+        raise HTTPException(503, "The ingest service is not available; try again") from None
+    try:
+        reply = DocumentDeleted.model_validate_json(msg.data)
+    except ValueError:
+        error = ErrorReply.model_validate_json(msg.data)
+        raise HTTPException(502, f"Delete failed: {error.error}") from None
+    if not reply.found:
+        raise HTTPException(404, "Document not found")
+    return Response(status_code=204)
 
 
 async def _progress(

@@ -9,10 +9,16 @@ from faststream.nats import JStream, PullSub
 from faststream.nats.annotations import NatsMessage
 from faststream.nats.message import NatsMessage as NatsMessageType
 
-from agentbus.contracts import DomainEvent
+from agentbus.contracts import DeleteDocument, DocumentDeleted, DomainEvent, ErrorReply
 from agentbus.contracts import subjects as s
-from agentbus.contracts.streams import INGEST_DOMAIN_EVENTS, INGEST_JOBS
-from agentbus.runtime.consuming import decode_or_reject, is_last_delivery, nak_delay
+from agentbus.contracts.streams import DOCUMENTS, INGEST_DOMAIN_EVENTS, INGEST_JOBS
+from agentbus.runtime.consuming import (
+    decode_or_reject,
+    is_last_delivery,
+    nak_delay,
+    parse_or_error,
+)
+from agentbus.runtime.logs import log_context
 from agentbus.runtime.models.embeddings import warm_up
 from agentbus.runtime.provisioning import consumer_config
 from agentbus.runtime.service import Service, StartupError, new_service
@@ -20,6 +26,7 @@ from agentbus.runtime.stores.chunks import create_pool
 
 from . import __version__
 from .config import PipelineConfigError, load_pipeline_config
+from .deletion import delete_document
 from .graph import GraphWriter
 from .projection import project
 from .settings import IngestSettings
@@ -91,6 +98,27 @@ def build(settings: IngestSettings) -> Service:
     )
     async def on_event(msg: NatsMessage) -> None:
         await handle_event(msg, graph, service)
+
+    @service.broker.subscriber(
+        s.INGEST_DELETE,
+        queue="ingest",
+        title="ingest.delete",
+        description="DeleteDocument -> DocumentDeleted: chunks, graph links and stored bytes",
+    )
+    async def on_delete(msg: NatsMessage) -> DocumentDeleted | ErrorReply:
+        req = parse_or_error(msg.body, DeleteDocument, service.rejects, msg.raw_message.subject)
+        if isinstance(req, ErrorReply):
+            return req
+        with log_context(tenant_id=req.tenant_id):
+            try:
+                objects = await service.connection.jetstream().object_store(DOCUMENTS.name)
+                return await delete_document(req, state["worker"].store, graph, objects)
+            except Exception as exc:
+                log.exception("document delete failed")
+                return ErrorReply(
+                    error=f"delete failed: {type(exc).__name__}: {exc}"[:500],
+                    reason="delete_failed",
+                )
 
     return service
 

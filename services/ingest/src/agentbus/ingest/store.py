@@ -195,3 +195,27 @@ class ChunkStore:
             document_id,
             reason,
         )
+
+    async def delete(self, tenant_id: str, document_id: str) -> int | None:
+        """Remove a document, its live and staged chunks in one transaction.
+
+        Returns the number of live chunks removed, or None when the tenant has no such document.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            found = await conn.fetchval(
+                "DELETE FROM documents WHERE tenant_id = $1 AND document_id = $2 RETURNING 1",
+                tenant_id,
+                document_id,
+            )
+            removed = await conn.fetchval(
+                "WITH gone AS (DELETE FROM chunks WHERE tenant_id = $1 AND document_id = $2"
+                " RETURNING 1) SELECT count(*) FROM gone",
+                tenant_id,
+                document_id,
+            )
+            await conn.execute(
+                "DELETE FROM chunk_staging WHERE tenant_id = $1 AND document_id = $2",
+                tenant_id,
+                document_id,
+            )
+        return int(removed) if found else None
