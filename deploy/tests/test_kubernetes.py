@@ -440,3 +440,24 @@ def test_every_agentbus_variable_is_a_real_setting(renders: dict[str, Render]) -
             keys |= set(env_of(dep))
         unknown = {k for k in keys if k.startswith("AGENTBUS_")} - known
         assert not unknown, f"{name}: no setting reads {sorted(unknown)}"
+
+
+def test_gateway_replicas_share_one_token_signing_key(
+    renders: dict[str, Render], helm_render: Callable[..., Render]
+) -> None:
+    # Each replica generating its own key would reject tokens another replica issued.
+    for name, render in renders.items():
+        gateway = of_kind(render, "Deployment")["agentbus-gateway"]
+        ref = env_of(gateway)["AGENTBUS_JWT_SECRET"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "agentbus-auth", "key": "jwt-secret"}, name
+        for dep in of_kind(render, "Deployment").values():
+            if component(dep) != "gateway":
+                assert "AGENTBUS_JWT_SECRET" not in env_of(dep), name
+    generated = of_kind(renders["helm-default"], "Secret")["agentbus-auth"]["data"]["jwt-secret"]
+    assert len(base64.b64decode(generated)) == 48
+    dev = of_kind(renders["kustomize-dev"], "Secret")["agentbus-auth"]["data"]["jwt-secret"]
+    assert base64.b64decode(dev).startswith(b"dev-only-")
+    given = helm_render(sets=("auth.existingSecret=mine", "auth.existingSecretKey=k"))
+    assert "agentbus-auth" not in of_kind(given, "Secret")
+    ref = env_of(of_kind(given, "Deployment")["agentbus-gateway"])["AGENTBUS_JWT_SECRET"]
+    assert ref["valueFrom"]["secretKeyRef"] == {"name": "mine", "key": "k"}

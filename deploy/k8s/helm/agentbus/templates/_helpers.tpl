@@ -56,6 +56,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- printf "%s-config" (include "agentbus.fullname" .) }}
 {{- end }}
 
+{{/* The Secret holding the gateway's token signing key. */}}
+{{- define "agentbus.authSecretName" -}}
+{{- default (printf "%s-auth" (include "agentbus.fullname" .)) .Values.auth.existingSecret }}
+{{- end }}
+
 {{- define "agentbus.natsSecretName" -}}
 {{- default (printf "%s-nats" (include "agentbus.fullname" .)) .Values.nats.auth.existingSecret }}
 {{- end }}
