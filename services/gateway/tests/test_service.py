@@ -37,4 +37,23 @@ async def test_healthz_readyz_and_error_shape(service_env: dict[str, str]) -> No
 
         metrics = await http.get("/metrics/")
         assert metrics.status_code == 200
+
+        # Interactive docs, from an OpenAPI document that names every public route.
+        docs = await http.get("/docs")
+        assert docs.status_code == 200 and "swagger" in docs.text.lower()
+        spec = (await http.get("/openapi.json")).json()
+        assert spec["openapi"].startswith("3.")
+        for path, method in (
+            ("/api/v1/auth/register", "post"),
+            ("/api/v1/auth/login", "post"),
+            ("/api/v1/threads", "post"),
+            ("/api/v1/chat/stream", "post"),
+            ("/api/v1/runs/{run_id}/stream", "get"),
+            ("/api/v1/documents", "post"),
+            ("/api/v1/documents/{document_id}", "delete"),
+            ("/api/v1/api-keys", "post"),
+        ):
+            assert method in spec["paths"].get(path, {}), (path, method)
+        # Tokens and API keys are documented as security schemes, so /docs can authorize.
+        assert spec["components"]["securitySchemes"], spec.get("components")
     assert service.broker._connection is None
