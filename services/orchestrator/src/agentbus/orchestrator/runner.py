@@ -242,6 +242,18 @@ class Runner:
         return "success"
 
     async def _finished(self, run: RunRequested, ctx: RunContext, status: RunStatus) -> None:
+        from .recorded import answer_and_contexts, question_of
+
+        # What was asked, answered and retrieved, so `agentbus eval` can judge the run later.
+        answer: str | None = None
+        contexts: list[str] = []
+        if status == "success":
+            with contextlib.suppress(Exception):  # telemetry never fails a finished run
+                key = thread_key(run.tenant_id, run.thread_id)
+                state = await self.graphs[run.assistant_id].aget_state(
+                    {"configurable": {"thread_id": key}}
+                )
+                answer, contexts = answer_and_contexts(to_json(state.values))
         finished = RunFinished(
             tenant_id=run.tenant_id,
             run_id=run.run_id,
@@ -252,6 +264,9 @@ class Runner:
             node_count=ctx.nodes,
             tool_count=ctx.tool_calls,
             trace_id=ctx.trace_id,
+            question=question_of(run.input),
+            answer=answer,
+            contexts=contexts,
         )
         with contextlib.suppress(Exception):
             await self.publish(s.TELEMETRY_RUN_FINISHED, finished.model_dump_json().encode(), {})
