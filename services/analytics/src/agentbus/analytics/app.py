@@ -3,14 +3,81 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
-from agentbus.contracts import ComponentHealth
+from faststream import AckPolicy
+from faststream.nats import JStream, PullSub
+from faststream.nats.annotations import NatsMessage
+from faststream.nats.message import NatsMessage as NatsMessageType
+from opentelemetry import trace
+from pydantic import BaseModel, RootModel
+
+from agentbus.contracts import (
+    AnalyticsQuery,
+    AnalyticsResult,
+    ComponentHealth,
+    DocumentIndexed,
+    DomainEvent,
+    ErrorReply,
+    EvaluationScored,
+    IngestFailed,
+    IngestProgress,
+    LlmUsage,
+    RunFinished,
+    ToolCalled,
+)
+from agentbus.contracts import subjects as s
+from agentbus.contracts.streams import (
+    ANALYTICS_DOMAIN_EVENTS,
+    ANALYTICS_INGEST_EVENTS,
+    ANALYTICS_TELEMETRY,
+    ConsumerSpec,
+)
+from agentbus.runtime.consuming import decode_or_reject, parse_or_error
 from agentbus.runtime.health import timed
+from agentbus.runtime.logs import log_context
+from agentbus.runtime.provisioning import consumer_config
 from agentbus.runtime.service import Service, StartupError, new_service
 
 from . import __version__
+from .batcher import Batcher, Metrics
+from .migrations import migrate
+from .queries import BadParams, Queries, answer
+from .rows import Row, evaluation_row, event_row, ingest_row, run_row, tool_row, usage_row
 from .settings import AnalyticsSettings
 from .store import ClickHouseStore
+
+log = logging.getLogger("agentbus.analytics")
+tracer = trace.get_tracer("agentbus.analytics")
+
+CONSUMERS = (ANALYTICS_DOMAIN_EVENTS, ANALYTICS_TELEMETRY, ANALYTICS_INGEST_EVENTS)
+
+
+Handler = Callable[[NatsMessageType], Awaitable[None]]
+Decorator = Callable[[Handler], Any]
+
+
+class IngestOutcome(RootModel[IngestProgress | DocumentIndexed | IngestFailed]):
+    """Any of the three messages on `ingest.progress.<doc>`; their fields tell them apart."""
+
+
+# Telemetry subject -> (contract, table, row builder).
+TELEMETRY: dict[str, tuple[type[BaseModel], str, Callable[[Any], Row]]] = {
+    s.TELEMETRY_LLM_USAGE: (LlmUsage, "llm_usage", usage_row),
+    s.TELEMETRY_RUN_FINISHED: (RunFinished, "runs", run_row),
+    s.TELEMETRY_TOOL_CALLED: (ToolCalled, "tool_calls", tool_row),
+    s.TELEMETRY_EVALUATION_SCORED: (EvaluationScored, "evaluations", evaluation_row),
+}
+
+
+async def reject(msg: NatsMessageType, service: Service, reason: str, detail: str = "") -> None:
+    subject = msg.raw_message.subject
+    log.warning("rejected message", extra={"subject": subject, "reason": reason, "detail": detail})
+    service.rejects.count(subject, reason)
+    await msg.reject()
 
 
 def build(settings: AnalyticsSettings) -> Service:
@@ -21,16 +88,39 @@ def build(settings: AnalyticsSettings) -> Service:
         description="Stores domain events and telemetry in ClickHouse; answers named queries",
     )
     store = ClickHouseStore(settings.clickhouse_dsn)
+    metrics = Metrics(service.registry)
+    queries = Queries(store)
+    batchers = {
+        spec.durable: Batcher(
+            spec,
+            store,
+            metrics,
+            settings.analytics_batch_size,
+            settings.analytics_flush_interval_s,
+        )
+        for spec in CONSUMERS
+    }
+
+    def open_and_migrate() -> None:
+        store.open()
+        migrate(store)
 
     async def open_store() -> None:
         try:
-            await asyncio.to_thread(store.open)
+            await asyncio.to_thread(open_and_migrate)
         except Exception as exc:
             raise StartupError(
                 f"cannot open ClickHouse at {settings.clickhouse_dsn}: {str(exc).splitlines()[0]}"
             ) from None
+        for batcher in batchers.values():
+            batcher.start()
 
     async def close_store() -> None:
+        for batcher in batchers.values():
+            try:
+                await batcher.close()
+            except Exception:
+                log.exception("final flush failed; the messages will be redelivered")
         await asyncio.to_thread(store.close)
 
     async def check_clickhouse() -> ComponentHealth:
@@ -40,4 +130,109 @@ def build(settings: AnalyticsSettings) -> Service:
     service.on_shutdown.append(close_store)
     # Analytics owns the ClickHouse connection, so it reports ClickHouse for the platform.
     service.checks["clickhouse"] = check_clickhouse
+
+    def pull(spec: ConsumerSpec, subject: str, title: str, description: str) -> Decorator:
+        subscriber: Decorator = service.broker.subscriber(
+            subject,
+            stream=JStream(spec.stream, declare=False),
+            durable=spec.durable,
+            config=consumer_config(spec),
+            # One fetch never asks for more than a batch; the handlers of a fetch run together.
+            pull_sub=PullSub(batch_size=min(settings.analytics_batch_size, 500), timeout=5.0),
+            ack_policy=AckPolicy.MANUAL,
+            title=title,
+            description=description,
+        )
+        return subscriber
+
+    @pull(
+        ANALYTICS_DOMAIN_EVENTS,
+        s.EVENTS_ALL,
+        "analytics.events",
+        "Domain events (DomainEvent) stored in ClickHouse `events`, batched",
+    )
+    async def on_event(msg: NatsMessage) -> None:
+        event = await decode_or_reject(msg, DomainEvent, service.rejects)
+        if event is None:
+            return
+        subject = msg.raw_message.subject
+        try:
+            tokens = s.parse_domain_event(subject)
+        except s.SubjectError:
+            tokens = ("", "", "")
+        if tokens != (event.tenant_id, event.source, event.type):
+            # The subject routes by tenant; a body claiming another tenant is never trusted.
+            await reject(msg, service, "subject_mismatch", f"body says {event.tenant_id}")
+            return
+        row = event_row(event, datetime.now(UTC))
+        await batchers[ANALYTICS_DOMAIN_EVENTS.durable].add("events", row, msg)
+
+    @pull(
+        ANALYTICS_TELEMETRY,
+        s.TELEMETRY_ALL,
+        "analytics.telemetry",
+        "LlmUsage, RunFinished, ToolCalled and EvaluationScored, by subject, stored in ClickHouse",
+    )
+    async def on_telemetry(msg: NatsMessage) -> None:
+        known = TELEMETRY.get(msg.raw_message.subject)
+        if known is None:
+            await reject(msg, service, "unknown_subject")
+            return
+        model, table, to_row = known
+        parsed = await decode_or_reject(msg, model, service.rejects)
+        if parsed is None:
+            return
+        await batchers[ANALYTICS_TELEMETRY.durable].add(table, to_row(parsed), msg)
+
+    @pull(
+        ANALYTICS_INGEST_EVENTS,
+        s.INGEST_PROGRESS_ALL,
+        "analytics.ingest",
+        "Ingest progress and outcomes (IngestProgress, DocumentIndexed, IngestFailed)",
+    )
+    async def on_ingest(msg: NatsMessage) -> None:
+        parsed = await decode_or_reject(msg, IngestOutcome, service.rejects)
+        if parsed is None:
+            return
+        row = ingest_row(parsed.root)
+        await batchers[ANALYTICS_INGEST_EVENTS.durable].add("ingest_events", row, msg)
+
+    @service.broker.subscriber(
+        s.ANALYTICS_QUERY,
+        queue="analytics",
+        title="analytics.query",
+        description="AnalyticsQuery -> AnalyticsResult (or ErrorReply for an unreadable request)",
+    )
+    async def on_query(msg: NatsMessage) -> AnalyticsResult | ErrorReply:
+        req = parse_or_error(msg.body, AnalyticsQuery, service.rejects, msg.raw_message.subject)
+        if isinstance(req, ErrorReply):
+            return req
+        with (
+            log_context(tenant_id=req.tenant_id),
+            tracer.start_as_current_span(
+                f"analytics.query {req.name}",
+                attributes={
+                    "db.system": "clickhouse",
+                    "db.system.name": "clickhouse",
+                    "db.operation.name": "SELECT",
+                    "db.query.summary": f"analytics.query {req.name}",
+                    "agentbus.tenant_id": req.tenant_id,
+                },
+            ) as span,
+        ):
+            try:
+                return await answer(queries, req)
+            except BadParams as exc:
+                span.set_attribute("error.type", "bad_params")
+                service.rejects.count(msg.raw_message.subject, "bad_params")
+                return AnalyticsResult(tenant_id=req.tenant_id, name=req.name, error=str(exc))
+            except Exception as exc:
+                log.exception("analytics query failed")
+                span.set_attribute("error.type", type(exc).__name__)
+                return AnalyticsResult(
+                    tenant_id=req.tenant_id,
+                    name=req.name,
+                    error=f"query failed: {type(exc).__name__}: {exc}"[:500],
+                )
+
     return service

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import clickhouse_connect
@@ -35,18 +36,42 @@ class ClickHouseStore:
             self._client.close()
             self._client = None
 
-    def _query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    @property
+    def client(self) -> Client:
         if self._client is None:
             raise RuntimeError("ClickHouse client is not open")
+        return self._client
+
+    def query_sync(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        return self.query_columns_sync(sql, parameters)[1]
+
+    def query_columns_sync(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows. Values travel as server-side parameters, never in the text."""
         with self._lock:
-            return [
-                tuple(row) for row in self._client.query(sql, parameters=parameters).result_rows
-            ]
+            result = self.client.query(sql, parameters=parameters)
+            return list(result.column_names), [tuple(row) for row in result.result_rows]
+
+    def command(self, sql: str) -> None:
+        with self._lock:
+            self.client.command(sql)
+
+    def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        with self._lock:
+            self.client.insert(table, rows, column_names=list(columns))
 
     async def query(
         self, sql: str, parameters: dict[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:
-        return await asyncio.to_thread(self._query, sql, parameters)
+        return await asyncio.to_thread(self.query_sync, sql, parameters)
+
+    async def query_columns(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        return await asyncio.to_thread(self.query_columns_sync, sql, parameters)
 
     async def version(self) -> str:
         rows = await self.query("SELECT version()")
