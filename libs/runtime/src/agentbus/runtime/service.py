@@ -35,11 +35,13 @@ from prometheus_client import CollectorRegistry
 
 from agentbus.contracts import ServiceHealth, ServiceName
 from agentbus.contracts import subjects as s
+from agentbus.contracts.streams import CONSUMERS
 
 from .broker import make_broker
 from .consuming import Rejects
 from .health import EngineProbes, HealthCheck, probe_nats, timed
 from .logs import setup_logging
+from .metrics import QueueLag
 from .ops_http import OpsServer
 from .provisioning import provision
 from .settings import ConfigError, Settings, load, nats_auth
@@ -80,6 +82,7 @@ class Service:
     description: str = ""
     _micro: MicroService | None = field(default=None, init=False, repr=False)
     _ops: OpsServer | None = field(default=None, init=False, repr=False)
+    _lag: QueueLag | None = field(default=None, init=False, repr=False)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     @property
@@ -127,6 +130,13 @@ class Service:
             for hook in self.on_startup:
                 await hook()
             await self.broker.start()
+            # Queue lag of the durable consumers this service binds, for /metrics.
+            self._lag = QueueLag(
+                self.registry,
+                self.connection.jetstream(),
+                [c for c in CONSUMERS if c.service == self.name],
+            )
+            self._lag.start()
             self._micro = await add_service(
                 self.connection,
                 name=f"agentbus-{self.name}",
@@ -180,6 +190,8 @@ class Service:
 
     async def _shutdown(self) -> None:
         log.info("service stopping")
+        if self._lag is not None:
+            await self._lag.stop()
         if self._ops is not None:
             await self._ops.stop()
         if self._micro is not None:

@@ -3,21 +3,31 @@
 The file exporter writes one OTLP/JSON `ExportTraceServiceRequest` per line (ids in hex, as the
 OTLP JSON encoding requires), so the files can be replayed into any collector and read by
 `agentbus traces` without Jaeger.
+
+The trace context travels in NATS headers (W3C `traceparent`/`tracestate`). FastStream's
+telemetry middleware handles it for messages published and consumed through the broker; code
+that publishes through nats-py directly (JetStream publishes, requests) wraps the call in
+`nats_span`, which opens the producer/client span and returns the headers to send.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
+
+from agentbus.contracts import subjects as s
 
 _provider: TracerProvider | None = None
 
@@ -146,3 +156,74 @@ def shutdown_tracing() -> None:
     if _provider is not None:
         _provider.shutdown()
         _provider = None
+
+
+# -- context propagation over NATS ---------------------------------------------------------------
+
+TRACER_NAME = "agentbus"
+
+# Subjects that carry an id: spans are named after the template so span names stay bounded.
+_TEMPLATES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(rf"^{re.escape(s.PREFIX)}\.runs\.events\.[^.]+$"), "runs.events.{run_id}"),
+    (re.compile(rf"^{re.escape(s.PREFIX)}\.runs\.control\.[^.]+$"), "runs.control.{run_id}"),
+    (
+        re.compile(rf"^{re.escape(s.PREFIX)}\.ingest\.progress\.[^.]+$"),
+        "ingest.progress.{document_id}",
+    ),
+    (
+        re.compile(rf"^{re.escape(s.PREFIX)}\.events\.[^.]+\.[^.]+\.[^.]+$"),
+        "events.{tenant}.{source}.{type}",
+    ),
+)
+
+
+def tracer() -> trace.Tracer:
+    """The tracer for Agentbus's own spans (resolved late: the provider is set at start-up)."""
+    return trace.get_tracer(TRACER_NAME)
+
+
+def subject_template(subject: str) -> str:
+    """`agentbus.v1.runs.events.<id>` -> `agentbus.v1.runs.events.{run_id}`; others unchanged."""
+    for pattern, template in _TEMPLATES:
+        if pattern.match(subject):
+            return f"{s.PREFIX}.{template}"
+    return subject
+
+
+def with_trace_context(headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`headers` plus the current trace context (`traceparent`, `tracestate`)."""
+    out = dict(headers or {})
+    propagate.inject(out)
+    return out
+
+
+def current_trace_id() -> str | None:
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+@contextlib.contextmanager
+def nats_span(
+    subject: str,
+    operation: Literal["publish", "request"] = "publish",
+    headers: Mapping[str, str] | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Iterator[dict[str, str]]:
+    """A producer (publish) or client (request) span for a raw nats-py call.
+
+    Yields the headers to send: `headers` plus this span's context, so the consumer's span
+    (FastStream's middleware extracts it) becomes its child.
+    """
+    template = subject_template(subject)
+    attrs: dict[str, Any] = {
+        "messaging.system": "nats",
+        "messaging.destination.name": subject,
+        "messaging.operation.type": "send" if operation == "request" else "publish",
+        "messaging.operation.name": operation,
+        **(attributes or {}),
+    }
+    if template != subject:
+        attrs["messaging.destination.template"] = template
+    kind = SpanKind.CLIENT if operation == "request" else SpanKind.PRODUCER
+    with tracer().start_as_current_span(f"{template} {operation}", kind=kind, attributes=attrs):
+        yield with_trace_context(headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
+from agentbus.runtime.metrics import StreamMetrics
 from agentbus.runtime.service import HttpServer, Service, StartupError, new_service
 
 from . import __version__
@@ -26,6 +27,7 @@ def build(settings: GatewaySettings) -> Service:
     # Postgres holds users, tenants, API keys and threads.
     service.checks.update(service.probes.checks("postgres"))
     api = create_api(service, settings)
+    streams = StreamMetrics(service.registry)
 
     async def start_stores() -> None:
         try:
@@ -37,7 +39,7 @@ def build(settings: GatewaySettings) -> Service:
         store = GatewayStore(pool)
         await store.ensure_schema()
         api.state.store = store
-        api.state.runs = RunGateway(service.connection, store)
+        api.state.runs = RunGateway(service.connection, store, streams)
         try:
             api.state.limiter = await open_limiter(
                 service.connection.jetstream(), settings.rate_limits
@@ -49,6 +51,9 @@ def build(settings: GatewaySettings) -> Service:
 
     service.on_startup.append(start_stores)
     # The HTTP span is the root of each request's trace; NATS hops continue it.
-    FastAPIInstrumentor.instrument_app(api, excluded_urls="healthz,readyz,metrics")
+    # No span per ASGI send/receive: an SSE answer would add one per token.
+    FastAPIInstrumentor.instrument_app(
+        api, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+    )
     service.http = HttpServer(api, settings.gateway_host, settings.gateway_port)
     return service

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentbus.contracts import ThreadState, ThreadStateRequest, new_id
 from agentbus.contracts import subjects as s
+from agentbus.runtime.traces import nats_span
 
 from .auth.deps import Principal, current_principal
 from .ratelimit import per_tenant
@@ -125,7 +126,9 @@ async def chat_stream(
     req: ChatRequest, principal: Auth, store: Store, runs: Runs
 ) -> StreamingResponse:
     run_id, _ = await _start_chat(req, principal, store, runs)
-    return _sse(_native_stream(runs, principal.tenant_id, run_id, -1), run_id)
+    return _sse(
+        runs.streams.track("chat", _native_stream(runs, principal.tenant_id, run_id, -1)), run_id
+    )
 
 
 @router.post(
@@ -165,7 +168,10 @@ async def run_stream(
         after = int(last_event_id) if last_event_id not in (None, "") else -1
     except ValueError:
         raise HTTPException(400, "Last-Event-ID must be an event id of this stream") from None
-    return _sse(_native_stream(runs, principal.tenant_id, run_id, after), run_id)
+    return _sse(
+        runs.streams.track("chat", _native_stream(runs, principal.tenant_id, run_id, after)),
+        run_id,
+    )
 
 
 @router.post("/threads", status_code=201, summary="Create a thread")
@@ -214,7 +220,10 @@ async def thread_messages(
     await _thread_or_404(store, principal.tenant_id, thread_id)
     req = ThreadStateRequest(tenant_id=principal.tenant_id, thread_id=thread_id)
     try:
-        reply = await runs.nc.request(s.THREADS_STATE, req.model_dump_json().encode(), timeout=10)
+        with nats_span(s.THREADS_STATE, "request") as headers:
+            reply = await runs.nc.request(
+                s.THREADS_STATE, req.model_dump_json().encode(), timeout=10, headers=headers
+            )
     except Exception:
         raise HTTPException(503, "The orchestrator did not answer") from None
     state = ThreadState.model_validate_json(reply.data)

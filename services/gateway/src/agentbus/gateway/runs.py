@@ -11,11 +11,15 @@ from typing import Any
 
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from agentbus.contracts import RunControl, RunEvent, RunRequested, new_id
 from agentbus.contracts import subjects as s
 from agentbus.contracts.runs import MultitaskStrategy, StreamMode
 from agentbus.contracts.streams import RUN_EVENTS
+from agentbus.runtime.metrics import StreamMetrics
+from agentbus.runtime.traces import nats_span
 
 from .store import GatewayStore
 
@@ -23,10 +27,14 @@ HEARTBEAT_S = 15.0
 
 
 class RunGateway:
-    def __init__(self, nc: NatsClient, store: GatewayStore) -> None:
+    def __init__(
+        self, nc: NatsClient, store: GatewayStore, streams: StreamMetrics | None = None
+    ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
         self.store = store
+        # Open SSE streams (a gauge in the service's registry; a private one when not given).
+        self.streams = streams or StreamMetrics(CollectorRegistry())
 
     async def submit(
         self,
@@ -54,14 +62,20 @@ class RunGateway:
             user_id=user_id,
         )
         await self.store.create_run(tenant_id, run.run_id, thread_id, assistant_id, run.metadata)
-        await self.js.publish(
-            s.RUNS_SUBMIT, run.model_dump_json().encode(), headers={"Nats-Msg-Id": run.run_id}
+        # The request's span gets the ids (so `agentbus traces --run` finds it); the publish
+        # carries the trace context, so the orchestrator's spans join this trace.
+        trace.get_current_span().set_attributes(
+            {"agentbus.run_id": run.run_id, "agentbus.tenant_id": tenant_id}
         )
+        with nats_span(s.RUNS_SUBMIT, headers={"Nats-Msg-Id": run.run_id}) as headers:
+            await self.js.publish(s.RUNS_SUBMIT, run.model_dump_json().encode(), headers=headers)
         return run
 
     async def cancel(self, tenant_id: str, run_id: str) -> None:
         ctl = RunControl(tenant_id=tenant_id, run_id=run_id, action="cancel")
-        await self.nc.publish(s.run_control(run_id), ctl.model_dump_json().encode())
+        subject = s.run_control(run_id)
+        with nats_span(subject) as headers:
+            await self.nc.publish(subject, ctl.model_dump_json().encode(), headers=headers)
 
     async def events(
         self, tenant_id: str, run_id: str, *, after: int = -1, heartbeat: float = HEARTBEAT_S

@@ -12,10 +12,12 @@ and terminates the message, whose advisory is the dead-letter record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,7 +44,9 @@ from agentbus.runtime.consuming import (
     nak_delay,
 )
 from agentbus.runtime.logs import log_context
+from agentbus.runtime.metrics import StageMetrics
 from agentbus.runtime.models.embeddings import embed
+from agentbus.runtime.traces import tracer
 
 from .chunking import Chunk, chunk_document
 from .config import PipelineConfig, PipelineConfigError, fingerprint, with_overrides
@@ -82,13 +86,31 @@ class IngestWorker:
         graph: GraphWriter,
         config: PipelineConfig,
         rejects: Rejects,
+        stages: StageMetrics | None = None,
     ) -> None:
         self.broker = broker
         self.store = store
         self.graph = graph
         self.config = config
         self.rejects = rejects
+        self.stages = stages
         self._objects: ObjectStore | None = None
+
+    @contextlib.contextmanager
+    def _stage(self, stage: str, job: IngestRequested) -> Iterator[None]:
+        """A span and a duration sample for one stage of a document."""
+        timed = self.stages.time(stage) if self.stages else contextlib.nullcontext()
+        with (
+            tracer().start_as_current_span(
+                f"ingest {stage}",
+                attributes={
+                    "agentbus.ingest.stage": stage,
+                    "agentbus.document_id": job.document_id,
+                },
+            ),
+            timed,
+        ):
+            yield
 
     # -- the message ---------------------------------------------------------------------------
 
@@ -163,7 +185,8 @@ class IngestWorker:
         else:
             chunks_count, pages, title = await self._index_chunks(job, cfg, fp)
 
-        entities = await self._graph(job, title, cfg)
+        with self._stage("graph", job):
+            entities = await self._graph(job, title, cfg)
         await self.store.mark_indexed(t, doc, entities)
         await self._progress(job, "graphed", entities, entities)
         indexed = DocumentIndexed(
@@ -185,24 +208,29 @@ class IngestWorker:
     async def _index_chunks(
         self, job: IngestRequested, cfg: PipelineConfig, fp: str
     ) -> tuple[int, int, str | None]:
-        data = await self._fetch(job)
+        with self._stage("fetch", job):
+            data = await self._fetch(job)
         # Parsing, chunking and extraction are CPU work: off the event loop, so heartbeats and
         # health replies keep flowing while a large document is processed.
-        try:
-            parsed = await asyncio.to_thread(parse, data, job.filename, job.content_type)
-        except ParseError as exc:
-            raise JobFailed("parsed", exc.reason) from None
+        with self._stage("parse", job):
+            try:
+                parsed = await asyncio.to_thread(parse, data, job.filename, job.content_type)
+            except ParseError as exc:
+                raise JobFailed("parsed", exc.reason) from None
         pages = sum(1 for p in parsed.pages if p.number is not None)
         await self._progress(job, "parsed", len(parsed.pages), len(parsed.pages))
-        chunks = await asyncio.to_thread(chunk_document, parsed, cfg.chunking)
+        with self._stage("chunk", job):
+            chunks = await asyncio.to_thread(chunk_document, parsed, cfg.chunking)
         if not chunks:
             raise JobFailed("chunked", "no text to index")
         await self._progress(job, "chunked", len(chunks), len(chunks))
         title = job.title or parsed.title
-        await self.store.begin(job, fp)
         version = f"{job.sha256[:24]}-{fp}"
-        await self._embed(job, cfg, version, chunks)
-        await self.store.swap(job, version, title, len(chunks), pages)
+        with self._stage("embed", job):
+            await self.store.begin(job, fp)
+            await self._embed(job, cfg, version, chunks)
+        with self._stage("store", job):
+            await self.store.swap(job, version, title, len(chunks), pages)
         await self._progress(job, "stored", len(chunks), len(chunks))
         return len(chunks), pages, title
 

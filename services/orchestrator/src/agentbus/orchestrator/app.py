@@ -15,6 +15,7 @@ from agentbus.contracts import ErrorReply, ThreadState, ThreadStateRequest
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import ORCHESTRATOR_RUNS
 from agentbus.runtime.consuming import parse_or_error
+from agentbus.runtime.metrics import RunMetrics
 from agentbus.runtime.models.embeddings import warm_up
 from agentbus.runtime.provisioning import consumer_config
 from agentbus.runtime.service import Service, StartupError, new_service
@@ -62,7 +63,12 @@ def build(settings: OrchestratorSettings) -> Service:
         await warm_up(*(str(m["litellm_params"]["model"]) for m in router.model_list))
         state.update(pool=pool, saver=saver, graphs=graphs)
         state["runner"] = Runner(
-            service.connection, graphs, router, service.rejects, instance=settings.instance
+            service.connection,
+            graphs,
+            router,
+            service.rejects,
+            instance=settings.instance,
+            metrics=RunMetrics(service.registry),
         )
         await service.connection.subscribe(s.RUN_CONTROL_ALL, cb=_control)
 

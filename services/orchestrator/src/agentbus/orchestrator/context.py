@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import Token
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span
+
 from agentbus.contracts import LlmUsage, RunEvent, RunRequested, ToolCalled
 from agentbus.contracts.runs import RunEventType, RunStatus
+from agentbus.runtime.metrics import RunMetrics
+from agentbus.runtime.traces import tracer
 
 from .models import ModelCall
 from .tools import ToolBox
@@ -42,6 +50,9 @@ class RunContext:
     resume_pending: bool = False
     started: float = field(default_factory=time.perf_counter)
     trace_id: str | None = None
+    metrics: RunMetrics | None = None
+    # Open LangGraph node spans with their context tokens (node_start .. node_end).
+    _spans: list[tuple[Span, Token[Context]]] = field(default_factory=list)
 
     @property
     def tenant_id(self) -> str:
@@ -79,10 +90,27 @@ class RunContext:
 
     async def node_start(self, node: str) -> None:
         self.nodes += 1
+        # The node's span stays current until node_end (same coroutine), so the node's model
+        # calls, tool requests and events are its children.
+        span = tracer().start_span(
+            f"node {node}", attributes={"langgraph.node": node, "agentbus.run_id": self.run.run_id}
+        )
+        self._spans.append((span, otel_context.attach(trace.set_span_in_context(span))))
         await self.emit("node_start", node=node)
 
     async def node_end(self, node: str) -> None:
         await self.emit("node_end", node=node)
+        if self._spans:
+            span, token = self._spans.pop()
+            otel_context.detach(token)
+            span.end()
+
+    def end_spans(self) -> None:
+        """End node spans a node left open (it raised, was interrupted or cancelled)."""
+        while self._spans:
+            span, _ = self._spans.pop()
+            span.set_attribute("langgraph.node.completed", False)
+            span.end()
 
     def token_sink(self, node: str) -> Callable[[str], Awaitable[None]]:
         async def sink(text: str) -> None:
@@ -91,6 +119,14 @@ class RunContext:
         return sink
 
     async def model_used(self, node: str, call: ModelCall) -> None:
+        if self.metrics is not None:
+            self.metrics.model_call(
+                call.model or call.group,
+                call.input_tokens,
+                call.output_tokens,
+                call.cost_usd,
+                call.latency_ms / 1e3,
+            )
         await self.emit(
             "model_selection",
             {

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml  # type: ignore[import-untyped]
+from opentelemetry.trace import Span, SpanKind
 
 from agentbus.runtime.models.llm import litellm
+from agentbus.runtime.traces import tracer
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "models.yaml"
 
@@ -79,6 +81,48 @@ async def complete(
     on_token: TokenSink | None = None,
 ) -> ModelCall:
     """One streamed chat call through the Router; tokens go to `on_token` as they arrive."""
+    # A span per call with the GenAI semantic conventions; the group is the requested model.
+    with tracer().start_as_current_span(
+        f"chat {group}",
+        kind=SpanKind.CLIENT,
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": group,
+            "gen_ai.request.stream": True,
+        },
+    ) as span:
+        call = await _complete(router, group, messages, tools, tool_choice, on_token)
+        _annotate(span, call)
+        return call
+
+
+def _annotate(span: Span, call: ModelCall) -> None:
+    span.set_attributes(
+        {
+            "gen_ai.provider.name": call.provider or "unknown",
+            "gen_ai.response.model": call.model,
+            "gen_ai.usage.input_tokens": call.input_tokens,
+            "gen_ai.usage.output_tokens": call.output_tokens,
+            "agentbus.llm.cost_usd": call.cost_usd,
+            "agentbus.llm.fallback": call.fallback,
+        }
+    )
+    if call.cached_tokens:
+        span.set_attribute("gen_ai.usage.cache_read.input_tokens", call.cached_tokens)
+    if call.ttft_ms is not None:
+        span.set_attribute("agentbus.llm.ttft_ms", round(call.ttft_ms, 3))
+    if call.tool_calls:
+        span.set_attribute("gen_ai.response.finish_reasons", ["tool_calls"])
+
+
+async def _complete(
+    router: Any,
+    group: str,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    tool_choice: Any,
+    on_token: TokenSink | None,
+) -> ModelCall:
     started = time.perf_counter()
     call = ModelCall(group=group)
     kwargs: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}

@@ -29,6 +29,8 @@ from agentbus.contracts.runs import RunStatus
 from agentbus.contracts.streams import ORCHESTRATOR_RUNS, RUN_EVENTS
 from agentbus.runtime.consuming import Rejects, decode_or_reject, heartbeat
 from agentbus.runtime.logs import log_context
+from agentbus.runtime.metrics import RunMetrics
+from agentbus.runtime.traces import nats_span, tracer
 
 from .context import RunCancelled, RunContext
 from .tools import ToolBox
@@ -64,8 +66,10 @@ class Runner:
         router: Any,
         rejects: Rejects,
         instance: str = "",
+        metrics: RunMetrics | None = None,
     ) -> None:
         self.instance = instance
+        self.metrics = metrics
         self.nc = nc
         self.js = nc.jetstream()
         self.graphs = graphs
@@ -74,7 +78,9 @@ class Runner:
         self.active: dict[str, tuple[asyncio.Task[Any], RunContext]] = {}
 
     async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
-        await self.js.publish(subject, data, headers=headers or None)
+        # Every event and telemetry message carries the trace context (analytics joins the trace).
+        with nats_span(subject, headers=headers) as traced:
+            await self.js.publish(subject, data, headers=traced)
 
     async def last_event(self, run_id: str) -> RunEvent | None:
         try:
@@ -121,8 +127,20 @@ class Runner:
                 await ctx.emit("end", {"reason": "unknown assistant"}, status="error")
                 await msg.ack()
                 return
-            async with heartbeat(msg, ORCHESTRATOR_RUNS):
-                await self.execute(run)
+            # One span per run attempt, a child of the consume span (the gateway's trace).
+            with tracer().start_as_current_span(
+                f"invoke_agent {run.assistant_id}",
+                attributes={
+                    "gen_ai.operation.name": "invoke_agent",
+                    "gen_ai.agent.name": run.assistant_id,
+                    "agentbus.run_id": run.run_id,
+                    "agentbus.thread_id": run.thread_id,
+                    "agentbus.tenant_id": run.tenant_id,
+                },
+            ) as span:
+                async with heartbeat(msg, ORCHESTRATOR_RUNS):
+                    status = await self.execute(run)
+                span.set_attribute("agentbus.run_status", status)
             await msg.ack()
 
     def _context(self, run: RunRequested, last: RunEvent | None) -> RunContext:
@@ -133,6 +151,7 @@ class Runner:
             tools=ToolBox(self.nc),
             next_seq=(last.seq + 1) if last else 0,
             resume_pending=run.command is not None and "resume" in run.command,
+            metrics=self.metrics,
         )
         span = trace.get_current_span().get_span_context()
         if span.is_valid:
@@ -147,8 +166,12 @@ class Runner:
         ctx = self._context(run, last)
         task = asyncio.create_task(self._drive(run, ctx, resuming=last is not None))
         self.active[run.run_id] = (task, ctx)
+        running = (
+            self.metrics.running(run.assistant_id) if self.metrics else contextlib.nullcontext()
+        )
         try:
-            status = await task
+            with running:
+                status = await task
         except asyncio.CancelledError:
             if not task.cancelled():
                 raise  # this worker is shutting down: leave the run for redelivery
@@ -156,6 +179,9 @@ class Runner:
             await ctx.emit("end", {"reason": "cancelled"}, status=status)
         finally:
             self.active.pop(run.run_id, None)
+            ctx.end_spans()
+        if self.metrics is not None:
+            self.metrics.finished(run.assistant_id, status, time.perf_counter() - ctx.started)
         await self._finished(run, ctx, status)
         return status
 

@@ -13,9 +13,11 @@ from typing import Any
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
+from opentelemetry.trace import StatusCode
 
 from agentbus.contracts import AnalyticsQuery, GraphQuery, SearchRequest
 from agentbus.contracts import subjects as s
+from agentbus.runtime.traces import nats_span, tracer
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,10 @@ class ToolBox:
 
     async def _request(self, subject: str, body: str, unavailable: str) -> dict[str, Any]:
         try:
-            reply = await self.nc.request(subject, body.encode(), timeout=self.timeout)
+            with nats_span(subject, "request") as headers:
+                reply = await self.nc.request(
+                    subject, body.encode(), timeout=self.timeout, headers=headers
+                )
         except nats.errors.NoRespondersError:
             return {"error": f"{unavailable} is not available (no service answers {subject})"}
         except nats.errors.TimeoutError:
@@ -122,6 +127,17 @@ class ToolBox:
         return data
 
     async def call(self, tenant_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        with tracer().start_as_current_span(
+            f"execute_tool {name}",
+            attributes={"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name},
+        ) as span:
+            result = await self._call(tenant_id, name, arguments)
+            if isinstance(result.get("error"), str):
+                span.set_attribute("error.type", "tool_error")
+                span.set_status(StatusCode.ERROR, result["error"][:200])
+            return result
+
+    async def _call(self, tenant_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         if name not in BY_NAME:
             return {"error": f"unknown tool {name!r}"}
         try:

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from neo4j import AsyncDriver
+from opentelemetry.trace import SpanKind
 
 from agentbus.contracts import GraphQuery, GraphResult
 from agentbus.contracts.retrieval import GraphQueryName
+from agentbus.runtime.traces import tracer
 
 DECAY_S = 30 * 24 * 3600.0
 
@@ -94,16 +96,32 @@ class GraphQueries:
                 f"missing {missing or 'none'}, unknown {unknown or 'none'}"
             )
         params = {name: norm(req.params[name]) for name, norm in named.params.items()}
-        records, _, _ = await self.driver.execute_query(
-            named.cypher,
-            {
-                **params,
-                "t": req.tenant_id,
-                "limit": req.limit,
-                "now": time.time(),
-                "decay": DECAY_S,
+        # A client span per graph query (OTel database conventions): the named query, not the
+        # Cypher text. The system is the server's own name (Neo4j, or FalkorDB embedded).
+        with tracer().start_as_current_span(
+            f"graph.query {req.name}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "db.system.name": "neo4j",
+                "db.operation.name": "MATCH",
+                "db.query.summary": req.name,
+                "agentbus.graph.query": req.name,
             },
-        )
+        ) as span:
+            records, summary, _ = await self.driver.execute_query(
+                named.cypher,
+                {
+                    **params,
+                    "t": req.tenant_id,
+                    "limit": req.limit,
+                    "now": time.time(),
+                    "decay": DECAY_S,
+                },
+            )
+            agent = str(getattr(summary.server, "agent", "") or "")
+            if agent:
+                span.set_attribute("db.system.name", agent.split("/", 1)[0].lower())
+            span.set_attribute("db.response.returned_rows", len(records))
         rows = [_plain(r.data()) for r in records]
         return GraphResult(
             tenant_id=req.tenant_id,

@@ -14,9 +14,11 @@ import time
 from typing import Any
 
 import asyncpg
+from opentelemetry.trace import SpanKind
 
 from agentbus.contracts import SearchHit, SearchRequest, SearchResult
 from agentbus.runtime.models.embeddings import embed
+from agentbus.runtime.traces import tracer
 
 RRF_K = 60
 # Each ranking contributes this many candidates to the fusion.
@@ -102,23 +104,12 @@ class Searcher:
 
     async def search(self, req: SearchRequest) -> SearchResult:
         started = time.perf_counter()
-        if req.mode == "keyword":
-            where, extra = _filters(req, 4)
-            rows = await self.pool.fetch(
-                keyword_sql(where), req.tenant_id, req.query, req.top_k, *extra
-            )
-        else:
-            vector = (await embed([req.query], self.model, dimensions=self.dimensions)).vectors[0]
-            if req.mode == "vector":
-                where, extra = _filters(req, 4)
-                rows = await self.pool.fetch(
-                    vector_sql(where), req.tenant_id, vector, req.top_k, *extra
-                )
-            else:
-                where, extra = _filters(req, 5)
-                rows = await self.pool.fetch(
-                    hybrid_sql(where), req.tenant_id, vector, req.query, req.top_k, *extra
-                )
+        with tracer().start_as_current_span(
+            f"search {req.mode}",
+            attributes={"agentbus.search.mode": req.mode, "agentbus.search.top_k": req.top_k},
+        ) as span:
+            rows = await self._rows(req)
+            span.set_attribute("agentbus.search.hits", len(rows))
         hits = [_hit(r) for r in rows]
         if req.min_score is not None:
             hits = [h for h in hits if h.score >= req.min_score]
@@ -129,6 +120,54 @@ class Searcher:
             hits=hits,
             took_ms=(time.perf_counter() - started) * 1e3,
         )
+
+    async def _rows(self, req: SearchRequest) -> list[asyncpg.Record]:
+        if req.mode == "keyword":
+            where, extra = _filters(req, 4)
+            return await self._fetch(
+                req.mode, keyword_sql(where), req.tenant_id, req.query, req.top_k, *extra
+            )
+        with tracer().start_as_current_span(
+            f"embeddings {self.model}",
+            kind=SpanKind.CLIENT,
+            attributes={"gen_ai.operation.name": "embeddings", "gen_ai.request.model": self.model},
+        ) as span:
+            result = await embed([req.query], self.model, dimensions=self.dimensions)
+            span.set_attributes(
+                {
+                    "gen_ai.provider.name": self.model.split("/", 1)[0]
+                    if "/" in self.model
+                    else "openai",
+                    "gen_ai.usage.input_tokens": result.input_tokens,
+                }
+            )
+        vector = result.vectors[0]
+        if req.mode == "vector":
+            where, extra = _filters(req, 4)
+            return await self._fetch(
+                req.mode, vector_sql(where), req.tenant_id, vector, req.top_k, *extra
+            )
+        where, extra = _filters(req, 5)
+        return await self._fetch(
+            req.mode, hybrid_sql(where), req.tenant_id, vector, req.query, req.top_k, *extra
+        )
+
+    async def _fetch(self, mode: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+        # A client span per database round trip (OTel database conventions; no query text,
+        # which holds the caller's words).
+        with tracer().start_as_current_span(
+            "SELECT chunks",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "db.system.name": "postgresql",
+                "db.operation.name": "SELECT",
+                "db.collection.name": "chunks",
+                "db.query.summary": f"SELECT chunks ({mode} search)",
+            },
+        ) as span:
+            rows: list[asyncpg.Record] = await self.pool.fetch(sql, *args)
+            span.set_attribute("db.response.returned_rows", len(rows))
+            return rows
 
 
 def _hit(row: asyncpg.Record) -> SearchHit:

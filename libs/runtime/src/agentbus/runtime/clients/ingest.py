@@ -24,6 +24,8 @@ from agentbus.contracts import (
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import DOCUMENTS, INGEST_EVENTS
 
+from ..traces import nats_span
+
 IngestEvent = IngestProgress | DocumentIndexed | IngestFailed
 _EVENT = TypeAdapter(IngestEvent)
 
@@ -80,11 +82,9 @@ async def submit(
         tags=tags or [],
         chunking=chunking or ChunkingOverrides(),
     )
-    ack = await js.publish(
-        s.INGEST_SUBMIT,
-        job.model_dump_json().encode(),
-        headers={"Nats-Msg-Id": f"{tenant_id}:{doc}:{sha}"},
-    )
+    # The job carries the caller's trace context: ingest's spans join the upload's trace.
+    with nats_span(s.INGEST_SUBMIT, headers={"Nats-Msg-Id": f"{tenant_id}:{doc}:{sha}"}) as headers:
+        ack = await js.publish(s.INGEST_SUBMIT, job.model_dump_json().encode(), headers=headers)
     return Submission(document_id=doc, sha256=sha, duplicate=bool(ack.duplicate))
 
 
