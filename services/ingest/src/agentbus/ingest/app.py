@@ -19,6 +19,7 @@ from agentbus.runtime.consuming import (
     parse_or_error,
 )
 from agentbus.runtime.logs import log_context
+from agentbus.runtime.metrics import StageMetrics
 from agentbus.runtime.models.embeddings import warm_up
 from agentbus.runtime.provisioning import consumer_config
 from agentbus.runtime.service import Service, StartupError, new_service
@@ -52,6 +53,7 @@ def build(settings: IngestSettings) -> Service:
         settings.graph_url, settings.graph_user, settings.graph_password.get_secret_value()
     )
     state: dict[str, IngestWorker] = {}
+    stages = StageMetrics(service.registry)
 
     async def start() -> None:
         try:
@@ -61,7 +63,7 @@ def build(settings: IngestSettings) -> Service:
         await graph.ensure_indexes()
         await warm_up(config.embedding.model)
         state["worker"] = IngestWorker(
-            service.broker, ChunkStore(pool), graph, config, service.rejects
+            service.broker, ChunkStore(pool), graph, config, service.rejects, stages
         )
 
     async def stop() -> None:
