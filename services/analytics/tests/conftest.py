@@ -11,6 +11,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from agentbus.runtime.engines import NatsEngine
+from agentbus.runtime.provisioning import provision
 
 
 @pytest.fixture
@@ -38,6 +39,8 @@ def tenant() -> str:
 @pytest.fixture
 async def nc(analytics_env: dict[str, str]) -> AsyncIterator[NatsClient]:
     client = await nats.connect(analytics_env["AGENTBUS_NATS_URL"])
+    # Streams and consumers exist before anything is published, as in a running platform.
+    await provision(client.jetstream(), "analytics")
     try:
         yield client
     finally:
