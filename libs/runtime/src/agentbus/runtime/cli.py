@@ -448,6 +448,20 @@ def cmd_traces(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- eval -----------------------------------------------------------------------------------------
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Score recorded runs on the evaluation metrics; implemented by the analytics package."""
+    _settings(args)  # applies --data-dir
+    try:
+        from agentbus.analytics.evals.command import run_eval
+    except ImportError as exc:
+        print(f"agentbus: evaluations need agentbus-analytics installed ({exc})", file=sys.stderr)
+        return 2
+    return run_eval(args, _with_platform_urls)
+
+
 # -- asyncapi -------------------------------------------------------------------------------------
 
 
@@ -528,6 +542,21 @@ def build_parser() -> argparse.ArgumentParser:
     traces.add_argument("--limit", type=int, default=10, help="how many traces --list shows")
     traces.add_argument("--json", action="store_true", help="the tree as JSON")
     traces.set_defaults(func=cmd_traces)
+
+    ev = sub.add_parser("eval", help="score recorded runs with the evaluation metrics (judge)")
+    ev.add_argument("--since", default="24h", help="runs of this last period: 90m, 24h, 7d")
+    ev.add_argument(
+        "--metric", action="extend", nargs="+", metavar="NAME", help="only these metrics"
+    )
+    ev.add_argument("--no-report", action="store_true", help="do not write the JSON report")
+    ev.add_argument("--out", type=Path, help="report file (default <data dir>/evals/...json)")
+    ev.add_argument("--json", action="store_true", help="print the report as JSON")
+    ev.add_argument("--tenant", default=tenant, help="tenant id (AGENTBUS_TENANT, dev)")
+    ev.add_argument("--limit", type=int, default=100, help="at most this many runs (1..1000)")
+    ev.add_argument("--model", help="judge model (AGENTBUS_EVAL_MODEL, default group deep)")
+    ev.add_argument("--evaluation-id", help="reuse an id to retry without double-storing")
+    ev.add_argument("--timeout", type=float, default=30.0)
+    ev.set_defaults(func=cmd_eval)
 
     spec = sub.add_parser("asyncapi", help="print a service's AsyncAPI document (from its code)")
     spec.add_argument("service", choices=list(SERVICES))
