@@ -33,6 +33,7 @@ from agentbus.runtime.metrics import RunMetrics
 from agentbus.runtime.traces import nats_span, tracer
 
 from .context import RunCancelled, RunContext
+from .multitask import Multitask
 from .tools import ToolBox
 
 log = logging.getLogger("agentbus.orchestrator.runner")
@@ -76,6 +77,8 @@ class Runner:
         self.router = router
         self.rejects = rejects
         self.active: dict[str, tuple[asyncio.Task[Any], RunContext]] = {}
+        # One run at a time per thread (thread_runs KV); the graphs share one checkpointer.
+        self.multitask = Multitask(self.js, next((g.checkpointer for g in graphs.values()), None))
 
     async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
         # Every event and telemetry message carries the trace context (analytics joins the trace).
@@ -125,6 +128,7 @@ class Runner:
                 ctx = self._context(run, await self.last_event(run.run_id))
                 await ctx.emit("error", {"message": f"unknown assistant {run.assistant_id!r}"})
                 await ctx.emit("end", {"reason": "unknown assistant"}, status="error")
+                await self._release(run)
                 await msg.ack()
                 return
             # One span per run attempt, a child of the consume span (the gateway's trace).
@@ -141,6 +145,7 @@ class Runner:
                 async with heartbeat(msg, ORCHESTRATOR_RUNS):
                     status = await self.execute(run)
                 span.set_attribute("agentbus.run_status", status)
+            await self._release(run)
             await msg.ack()
 
     def _context(self, run: RunRequested, last: RunEvent | None) -> RunContext:
@@ -166,6 +171,7 @@ class Runner:
         ctx = self._context(run, last)
         task = asyncio.create_task(self._drive(run, ctx, resuming=last is not None))
         self.active[run.run_id] = (task, ctx)
+        await self._apply_pending_stop(run, ctx, task)
         running = (
             self.metrics.running(run.assistant_id) if self.metrics else contextlib.nullcontext()
         )
@@ -296,3 +302,27 @@ class Runner:
         )
         with contextlib.suppress(Exception):
             await self.publish(s.TELEMETRY_RUN_FINISHED, finished.model_dump_json().encode(), {})
+
+    # -- one run per thread ----------------------------------------------------------------------
+
+    async def _apply_pending_stop(
+        self, run: RunRequested, ctx: RunContext, task: asyncio.Task[Any]
+    ) -> None:
+        """A stop asked while the run waited in the queue (its RunControl found no one)."""
+        try:
+            stop = await self.multitask.pending_stop(run)
+        except Exception:
+            log.warning("thread_runs unreadable; no pending stop applied", exc_info=True)
+            return
+        if stop == "interrupt":
+            ctx.interrupt_reason = "interrupted by a newer run on the thread"
+        elif stop is not None:
+            ctx.cancel_requested = True
+            task.cancel()
+
+    async def _release(self, run: RunRequested) -> None:
+        """Let the thread's next run start (the gateways' admission also frees a stale key)."""
+        try:
+            await self.multitask.release(run, thread_key(run.tenant_id, run.thread_id))
+        except Exception:
+            log.warning("could not release the thread's run", exc_info=True)

@@ -1,0 +1,8 @@
+"""The LangGraph Agent Server API (the subset `langgraph_sdk` uses), with multitask strategies
+enforced per thread across gateway replicas."""
+
+from __future__ import annotations
+
+from .routes import router
+
+__all__ = ["router"]

@@ -1,0 +1,444 @@
+"""The LangGraph Agent Server API at the root (`/threads`, `/runs`, `/assistants`, `/ok`,
+`/info`), the subset `langgraph_sdk` uses for threads and runs. See the gateway README for
+the compatibility table."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from .. import __version__
+from ..auth.deps import Principal, current_principal
+from ..ratelimit import per_tenant
+from ..runs import HEARTBEAT_S, RunGateway
+from ..sse import HEARTBEAT
+from ..store import GatewayStore
+from .encode import Encoder, frame, parse_event_id
+from .models import (
+    AssistantSearch,
+    HistoryRequest,
+    RunCreate,
+    ThreadCreate,
+    ThreadPatch,
+    ThreadSearch,
+    modes_of,
+)
+from .service import ASSISTANTS, LangGraphRuns, assistant, lg_state, new_uuid
+
+router = APIRouter(tags=["langgraph"])
+
+Auth = Annotated[Principal, Depends(current_principal)]
+
+
+def service_of(request: Request) -> LangGraphRuns:
+    svc: LangGraphRuns | None = getattr(request.app.state, "langgraph", None)
+    if svc is None:
+        runs: RunGateway | None = getattr(request.app.state, "runs", None)
+        store: GatewayStore | None = getattr(request.app.state, "store", None)
+        if runs is None or store is None:
+            raise HTTPException(503, "The gateway is starting")
+        svc = request.app.state.langgraph = LangGraphRuns(runs, store)
+    return svc
+
+
+Svc = Annotated[LangGraphRuns, Depends(service_of)]
+StreamLimit = [Depends(per_tenant("stream"))]
+RunLimit = [Depends(per_tenant("chat"))]
+
+# Cancels started when a client goes away; kept so they are not garbage-collected mid-way.
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _later(coro: Awaitable[Any]) -> None:
+    task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+def _run_headers(thread_id: str, run_id: str, follow: str) -> dict[str, str]:
+    # Content-Location names the run (the SDK's on_run_created reads it); Location is where a
+    # dropped response continues (`/stream` with Last-Event-ID, or `/join`).
+    base = f"/threads/{thread_id}/runs/{run_id}"
+    return {"Content-Location": base, "Location": f"{base}/{follow}"}
+
+
+# -- system --------------------------------------------------------------------------------------
+
+
+@router.get("/ok", summary="Liveness, as LangGraph servers answer it")
+async def ok() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@router.get("/info", summary="Server version and feature flags")
+async def info() -> dict[str, Any]:
+    return {
+        "version": __version__,
+        "server": "agentbus-gateway",
+        "flags": {"assistants": True, "crons": False, "langsmith": False, "store": False},
+    }
+
+
+# -- assistants ----------------------------------------------------------------------------------
+
+
+@router.post("/assistants/search", summary="Search assistants")
+async def search_assistants(body: AssistantSearch, principal: Auth) -> list[dict[str, Any]]:
+    found = [assistant(a) for a in ASSISTANTS]
+    found = [
+        a
+        for a in found
+        if (body.graph_id is None or a["graph_id"] == body.graph_id)
+        and (body.name is None or body.name.lower() in a["name"].lower())
+        and all(a["metadata"].get(k) == v for k, v in (body.metadata or {}).items())
+    ]
+    key = body.sort_by or "assistant_id"
+    found.sort(key=lambda a: str(a.get(key)), reverse=body.sort_order == "desc")
+    return found[body.offset : body.offset + body.limit]
+
+
+@router.get("/assistants/{assistant_id}", summary="Get an assistant")
+async def get_assistant(assistant_id: str, principal: Auth) -> dict[str, Any]:
+    return assistant(assistant_id)
+
+
+# -- threads -------------------------------------------------------------------------------------
+
+
+@router.post("/threads", summary="Create a thread")
+async def create_thread(body: ThreadCreate, principal: Auth, svc: Svc) -> dict[str, Any]:
+    tenant = principal.tenant_id
+    thread_id = body.thread_id or new_uuid()
+    existing = await svc.store.thread(tenant, thread_id)
+    if existing is not None:
+        if body.if_exists == "raise":
+            raise HTTPException(409, f"Thread {thread_id!r} already exists")
+        return await svc.thread(tenant, existing, with_values=False)
+    row = await svc.store.create_thread(tenant, thread_id, None, body.metadata)
+    return await svc.thread(tenant, row, with_values=False)
+
+
+@router.post("/threads/search", summary="Search threads")
+async def search_threads(body: ThreadSearch, principal: Auth, svc: Svc) -> list[dict[str, Any]]:
+    await svc.records.ready()
+    rows = await svc.records.search_threads(
+        principal.tenant_id,
+        metadata=body.metadata,
+        ids=body.ids,
+        status=body.status,
+        limit=body.limit,
+        offset=body.offset,
+        sort_by=body.sort_by,
+        sort_order=body.sort_order,
+    )
+    return [await svc.thread(principal.tenant_id, r, with_values=False) for r in rows]
+
+
+@router.get("/threads/{thread_id}", summary="Get a thread with its current values")
+async def get_thread(thread_id: str, principal: Auth, svc: Svc) -> dict[str, Any]:
+    row = await svc.thread_row(principal.tenant_id, thread_id)
+    return await svc.thread(principal.tenant_id, row, with_values=True)
+
+
+@router.patch("/threads/{thread_id}", summary="Merge metadata into a thread")
+async def patch_thread(
+    thread_id: str, body: ThreadPatch, principal: Auth, svc: Svc
+) -> dict[str, Any]:
+    row = await svc.store.update_thread(principal.tenant_id, thread_id, None, body.metadata)
+    if row is None:
+        raise HTTPException(404, f"Thread {thread_id!r} not found")
+    return await svc.thread(principal.tenant_id, row, with_values=False)
+
+
+@router.delete("/threads/{thread_id}", status_code=204, summary="Delete a thread")
+async def delete_thread(thread_id: str, principal: Auth, svc: Svc) -> Response:
+    if not await svc.store.delete_thread(principal.tenant_id, thread_id):
+        raise HTTPException(404, f"Thread {thread_id!r} not found")
+    return Response(status_code=204)
+
+
+@router.get("/threads/{thread_id}/state", summary="The thread's current state")
+async def thread_state(thread_id: str, principal: Auth, svc: Svc) -> dict[str, Any]:
+    await svc.thread_row(principal.tenant_id, thread_id)
+    state = await svc.state(principal.tenant_id, thread_id)
+    return lg_state(thread_id, state.current)
+
+
+@router.get("/threads/{thread_id}/state/{checkpoint_id}", summary="The state at a checkpoint")
+async def thread_state_at(
+    thread_id: str, checkpoint_id: str, principal: Auth, svc: Svc
+) -> dict[str, Any]:
+    await svc.thread_row(principal.tenant_id, thread_id)
+    state = await svc.state(principal.tenant_id, thread_id, checkpoint_id=checkpoint_id)
+    if not state.found:
+        raise HTTPException(404, f"Checkpoint {checkpoint_id!r} not found")
+    return lg_state(thread_id, state.current)
+
+
+async def _history(
+    svc: LangGraphRuns, tenant: str, thread_id: str, req: HistoryRequest
+) -> list[dict[str, Any]]:
+    await svc.thread_row(tenant, thread_id)
+    before = req.before.get("checkpoint_id") if isinstance(req.before, dict) else req.before
+    # With `before`, read deep enough to find it, then keep `limit` older ones.
+    state = await svc.state(tenant, thread_id, history=1000 if before else req.limit)
+    items = state.history
+    if before:
+        ids = [h.checkpoint_id for h in items]
+        items = items[ids.index(before) + 1 :] if before in ids else []
+    if req.metadata:
+        items = [h for h in items if all(h.metadata.get(k) == v for k, v in req.metadata.items())]
+    return [lg_state(thread_id, h) for h in items[: req.limit]]
+
+
+@router.post("/threads/{thread_id}/history", summary="Earlier states, newest first")
+async def post_history(
+    thread_id: str, body: HistoryRequest, principal: Auth, svc: Svc
+) -> list[dict[str, Any]]:
+    return await _history(svc, principal.tenant_id, thread_id, body)
+
+
+@router.get("/threads/{thread_id}/history", summary="Earlier states, newest first")
+async def get_history(
+    thread_id: str,
+    principal: Auth,
+    svc: Svc,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    before: str | None = None,
+) -> list[dict[str, Any]]:
+    return await _history(
+        svc, principal.tenant_id, thread_id, HistoryRequest(limit=limit, before=before)
+    )
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+async def _lg_stream(
+    svc: LangGraphRuns,
+    tenant: str,
+    row: dict[str, Any],
+    modes: list[str],
+    after: tuple[int, int],
+    *,
+    cancel_on_disconnect: bool,
+) -> AsyncIterator[bytes]:
+    run_id, thread_id = row["run_id"], row["thread_id"]
+    encoder = Encoder(frozenset(modes), run_id, thread_id, row["assistant_id"])
+    ended = False
+    try:
+        if after == (-1, 0):
+            yield frame("metadata", {"run_id": run_id, "thread_id": thread_id, "attempt": 1})
+        async for event in svc.events(tenant, row):
+            if event is None:
+                yield HEARTBEAT
+                continue
+            if event.type == "metadata":
+                continue  # the gateway's own `metadata` frame came first
+            for chunk in encoder.frames(event, after):
+                yield chunk
+        ended = True
+    finally:
+        if not ended and cancel_on_disconnect:
+            _later(svc.cancel(tenant, thread_id, run_id, "interrupt"))
+
+
+def _sse(body: AsyncIterator[bytes], thread_id: str, run_id: str) -> StreamingResponse:
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            **_run_headers(thread_id, run_id, "stream"),
+        },
+    )
+
+
+async def _wait_body(
+    svc: LangGraphRuns, tenant: str, row: dict[str, Any], *, cancel_on_disconnect: bool
+) -> AsyncIterator[bytes]:
+    # Whitespace while the run works keeps proxies from timing out; JSON allows it before a value.
+    import json
+
+    result: asyncio.Task[dict[str, Any]] = asyncio.ensure_future(svc.outcome(tenant, row))
+    ended = False
+    try:
+        while True:
+            done, _ = await asyncio.wait({result}, timeout=HEARTBEAT_S)
+            if done:
+                break
+            yield b"\n"
+        ended = True
+        yield json.dumps(result.result(), separators=(",", ":"), default=str).encode()
+    finally:
+        if not result.done():
+            result.cancel()
+        if not ended and cancel_on_disconnect:
+            _later(svc.cancel(tenant, row["thread_id"], row["run_id"], "interrupt"))
+
+
+def _wait_response(
+    svc: LangGraphRuns, tenant: str, row: dict[str, Any], *, cancel_on_disconnect: bool
+) -> StreamingResponse:
+    return StreamingResponse(
+        _wait_body(svc, tenant, row, cancel_on_disconnect=cancel_on_disconnect),
+        media_type="application/json",
+        headers=_run_headers(row["thread_id"], row["run_id"], "join"),
+    )
+
+
+async def _created_row(svc: LangGraphRuns, tenant: str, thread_id: str, run_id: str) -> Any:
+    return await svc.run_row(tenant, thread_id, run_id)
+
+
+async def _thread_for_stateless(svc: LangGraphRuns, principal: Principal) -> str:
+    thread_id = new_uuid()
+    await svc.store.create_thread(principal.tenant_id, thread_id, None, {"stateless": True})
+    return thread_id
+
+
+@router.post("/threads/{thread_id}/runs", dependencies=RunLimit, summary="Start a run")
+async def create_run(
+    thread_id: str, body: RunCreate, principal: Auth, svc: Svc, response: Response
+) -> dict[str, Any]:
+    created = await svc.create(principal, thread_id, body)
+    row = await _created_row(svc, principal.tenant_id, thread_id, created.run.run_id)
+    response.headers.update(_run_headers(thread_id, created.run.run_id, "join"))
+    return await svc.run(principal.tenant_id, row)
+
+
+@router.post("/runs", dependencies=RunLimit, summary="Start a run on a new thread")
+async def create_stateless_run(
+    body: RunCreate, principal: Auth, svc: Svc, response: Response
+) -> dict[str, Any]:
+    thread_id = await _thread_for_stateless(svc, principal)
+    return await create_run(thread_id, body, principal, svc, response)
+
+
+@router.post(
+    "/threads/{thread_id}/runs/stream", dependencies=StreamLimit, summary="Start and stream"
+)
+async def stream_run(
+    thread_id: str, body: RunCreate, principal: Auth, svc: Svc
+) -> StreamingResponse:
+    created = await svc.create(principal, thread_id, body)
+    row = await _created_row(svc, principal.tenant_id, thread_id, created.run.run_id)
+    stream = _lg_stream(
+        svc,
+        principal.tenant_id,
+        row,
+        created.modes,
+        (-1, 0),
+        cancel_on_disconnect=body.on_disconnect == "cancel",
+    )
+    return _sse(stream, thread_id, created.run.run_id)
+
+
+@router.post("/runs/stream", dependencies=StreamLimit, summary="Stream a run on a new thread")
+async def stream_stateless_run(body: RunCreate, principal: Auth, svc: Svc) -> StreamingResponse:
+    thread_id = await _thread_for_stateless(svc, principal)
+    return await stream_run(thread_id, body, principal, svc)
+
+
+@router.post("/threads/{thread_id}/runs/wait", dependencies=RunLimit, summary="Run and wait")
+async def wait_run(thread_id: str, body: RunCreate, principal: Auth, svc: Svc) -> StreamingResponse:
+    created = await svc.create(principal, thread_id, body)
+    row = await _created_row(svc, principal.tenant_id, thread_id, created.run.run_id)
+    return _wait_response(
+        svc, principal.tenant_id, row, cancel_on_disconnect=body.on_disconnect == "cancel"
+    )
+
+
+@router.post("/runs/wait", dependencies=RunLimit, summary="Run on a new thread and wait")
+async def wait_stateless_run(body: RunCreate, principal: Auth, svc: Svc) -> StreamingResponse:
+    thread_id = await _thread_for_stateless(svc, principal)
+    return await wait_run(thread_id, body, principal, svc)
+
+
+@router.get("/threads/{thread_id}/runs", summary="The thread's runs, newest first")
+async def list_runs(
+    thread_id: str,
+    principal: Auth,
+    svc: Svc,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status: str | None = None,
+) -> list[dict[str, Any]]:
+    await svc.thread_row(principal.tenant_id, thread_id)
+    rows = await svc.records.runs(principal.tenant_id, thread_id, limit, offset)
+    runs = [await svc.run(principal.tenant_id, r) for r in rows]
+    return [r for r in runs if status in (None, "", r["status"])]
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}", summary="Get a run")
+async def get_run(thread_id: str, run_id: str, principal: Auth, svc: Svc) -> dict[str, Any]:
+    row = await svc.run_row(principal.tenant_id, thread_id, run_id)
+    return await svc.run(principal.tenant_id, row)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join", summary="Wait for a run's result")
+async def join_run(thread_id: str, run_id: str, principal: Auth, svc: Svc) -> StreamingResponse:
+    row = await svc.run_row(principal.tenant_id, thread_id, run_id)
+    return _wait_response(svc, principal.tenant_id, row, cancel_on_disconnect=False)
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@router.get(
+    "/threads/{thread_id}/runs/{run_id}/stream",
+    dependencies=StreamLimit,
+    summary="Stream a run (again), after Last-Event-ID",
+)
+async def join_stream(
+    thread_id: str,
+    run_id: str,
+    principal: Auth,
+    svc: Svc,
+    stream_mode: Annotated[list[str] | None, Query()] = None,
+    cancel_on_disconnect: str | None = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    row = await svc.run_row(principal.tenant_id, thread_id, run_id)
+    try:
+        after = parse_event_id(last_event_id)
+    except ValueError:
+        raise HTTPException(400, "Last-Event-ID must be an event id of this stream") from None
+    asked = [m for m in stream_mode or [] if m]  # httpx sends a None parameter as ""
+    try:
+        modes = modes_of(asked) if asked else list(row.get("stream_modes") or ["values"])
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    stream = _lg_stream(
+        svc,
+        principal.tenant_id,
+        row,
+        modes,
+        after,
+        cancel_on_disconnect=_flag(cancel_on_disconnect),
+    )
+    return _sse(stream, thread_id, run_id)
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=204, summary="Cancel a run")
+async def cancel_run(
+    thread_id: str,
+    run_id: str,
+    principal: Auth,
+    svc: Svc,
+    wait: str | None = None,
+    action: Literal["interrupt", "rollback"] = "interrupt",
+) -> Response:
+    row = await svc.run_row(principal.tenant_id, thread_id, run_id)
+    await svc.cancel(principal.tenant_id, thread_id, run_id, action)
+    if _flag(wait):
+        async for event in svc.events(principal.tenant_id, row):
+            if event is not None and event.type == "end":
+                break
+    return Response(status_code=204)

@@ -1,0 +1,371 @@
+"""Runs and threads of the LangGraph API over the platform: admission on the thread
+(`thread_runs` KV), submission, status from RUN_EVENTS, cancellation, thread state."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import HTTPException
+from nats.js.errors import NotFoundError
+
+from agentbus.contracts import (
+    ErrorReply,
+    RunControl,
+    RunEvent,
+    RunRequested,
+    ThreadState,
+    ThreadStateRequest,
+)
+from agentbus.contracts import subjects as s
+from agentbus.contracts.streams import RUN_EVENTS
+from agentbus.runtime.thread_runs import Admission, ThreadRuns, ThreadRunsKV
+
+from ..auth.deps import Principal
+from ..runs import RunGateway
+from ..store import GatewayStore
+from .encode import Encoder, with_message_roles, with_message_types
+from .models import RunCreate
+from .records import Records
+
+# The assistants the orchestrator serves (services do not import each other; keep in step with
+# agentbus.orchestrator.assistants.BUILDERS). The assistant id is the graph id.
+ASSISTANTS = {
+    "agent": "Supervisor that routes questions to documents, graph and analytics specialists "
+    "and answers with citations",
+    "echo": "Streams the user's message back word by word",
+    "steps": "input.steps checkpointed nodes of input.delay seconds each (diagnostics)",
+}
+ASSISTANTS_CREATED = "2026-01-01T00:00:00+00:00"
+
+# Native run status -> LangGraph's (a cancelled run is `interrupted` there).
+LG_STATUS = {"cancelled": "interrupted"}
+TERMINAL = {"success", "error", "cancelled", "interrupted", "timeout"}
+
+# A run admitted but without a single event after this long is published again (its first
+# publish may have been lost with a gateway or orchestrator); within the RUNS dedupe window, so
+# a repeat of a publish that did arrive is dropped by JetStream.
+REPUBLISH_AFTER_S = 60.0
+REPUBLISH_UNTIL_S = 9 * 60.0
+# Without any event for this long the active run is taken as dead (RUN_EVENTS keeps an hour).
+DEAD_AFTER_S = 3600.0
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def assistant(assistant_id: str) -> dict[str, Any]:
+    if assistant_id not in ASSISTANTS:
+        raise HTTPException(404, f"Assistant {assistant_id!r} not found")
+    return {
+        "assistant_id": assistant_id,
+        "graph_id": assistant_id,
+        "name": assistant_id,
+        "description": ASSISTANTS[assistant_id],
+        "config": {},
+        "context": {},
+        "metadata": {"created_by": "system"},
+        "version": 1,
+        "created_at": ASSISTANTS_CREATED,
+        "updated_at": ASSISTANTS_CREATED,
+    }
+
+
+@dataclass
+class Created:
+    run: RunRequested
+    admission: Admission
+    modes: list[str]
+
+
+class LangGraphRuns:
+    def __init__(self, gateway: RunGateway, store: GatewayStore) -> None:
+        self.gateway = gateway
+        self.store = store
+        self.records = Records(store.pool)
+        self._kv: ThreadRunsKV | None = None
+
+    async def kv(self) -> ThreadRunsKV:
+        if self._kv is None:
+            self._kv = await ThreadRunsKV.open(self.gateway.js)
+        return self._kv
+
+    # -- threads -----------------------------------------------------------------------------
+
+    async def thread_row(self, tenant_id: str, thread_id: str) -> dict[str, Any]:
+        row = await self.store.thread(tenant_id, thread_id)
+        if row is None:
+            raise HTTPException(404, f"Thread {thread_id!r} not found")
+        return row
+
+    async def thread_status(self, tenant_id: str, row: dict[str, Any]) -> str:
+        value, _ = await (await self.kv()).read(tenant_id, row["thread_id"])
+        if value.busy or value.queue:
+            return "busy"
+        if row.get("status") != "busy":
+            return str(row.get("status") or "idle")
+        # The stored status is refreshed only when someone watched the run end: ask the events.
+        latest = await self.records.runs(tenant_id, row["thread_id"], 1, 0)
+        if not latest:
+            return "idle"
+        status = await self.run_status(tenant_id, latest[0])
+        return {"interrupted": "interrupted", "error": "error"}.get(status, "idle")
+
+    async def thread(
+        self, tenant_id: str, row: dict[str, Any], *, with_values: bool
+    ) -> dict[str, Any]:
+        metadata = dict(row.get("metadata") or {})
+        out: dict[str, Any] = {
+            "thread_id": row["thread_id"],
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+            "metadata": metadata,
+            "status": await self.thread_status(tenant_id, row),
+            "values": {},
+            "interrupts": {},
+        }
+        if with_values:
+            state = await self.state(tenant_id, row["thread_id"])
+            if state.found:
+                out["values"] = state_values(state.current.values)
+                if state.current.interrupts:
+                    out["interrupts"] = {"__root__": state.current.interrupts}
+        return out
+
+    async def state(
+        self, tenant_id: str, thread_id: str, checkpoint_id: str | None = None, history: int = 0
+    ) -> ThreadState:
+        req = ThreadStateRequest(
+            tenant_id=tenant_id,
+            thread_id=thread_id,
+            checkpoint_id=checkpoint_id,
+            history_limit=history,
+        )
+        try:
+            reply = await self.gateway.nc.request(
+                s.THREADS_STATE, req.model_dump_json().encode(), timeout=10
+            )
+        except Exception:
+            raise HTTPException(503, "The orchestrator did not answer") from None
+        try:
+            return ThreadState.model_validate_json(reply.data)
+        except ValueError:
+            error = ErrorReply.model_validate_json(reply.data)
+            raise HTTPException(502, f"The orchestrator refused: {error.error}") from None
+
+    # -- runs --------------------------------------------------------------------------------
+
+    async def create(self, principal: Principal, thread_id: str, body: RunCreate) -> Created:
+        """Validate, record and admit a run; 404/409 before anything is published."""
+        tenant = principal.tenant_id
+        assistant(body.assistant_id)
+        if await self.store.thread(tenant, thread_id) is None:
+            if body.if_not_exists != "create":
+                raise HTTPException(404, f"Thread {thread_id!r} not found")
+            await self.store.create_thread(tenant, thread_id, None, {})
+        modes = body.modes
+        run = RunRequested(
+            tenant_id=tenant,
+            run_id=new_uuid(),
+            thread_id=thread_id,
+            assistant_id=body.assistant_id,
+            input=with_message_roles(body.input) if body.input is not None else None,
+            command=body.command,
+            config=body.config or {},
+            metadata=body.metadata or {},
+            # Always both: a later join or wait may ask for any mode, and wait needs the values.
+            stream_modes=["values", "updates"],
+            multitask_strategy=body.multitask_strategy,
+            user_id=principal.user_id,
+        )
+        await self.store.create_run(tenant, run.run_id, thread_id, run.assistant_id, run.metadata)
+        await self.records.add_run(tenant, run.run_id, thread_id, body.multitask_strategy, modes)
+        try:
+            admission = await (await self.kv()).admit(run, body.multitask_strategy, self._is_stale)
+        except Exception:
+            await self.records.drop_run(tenant, run.run_id)
+            raise
+        if admission.outcome == "rejected":
+            await self.records.drop_run(tenant, run.run_id)
+            raise HTTPException(
+                409,
+                f"Thread {thread_id!r} is busy with run {admission.active_run_id}; "
+                "use multitask_strategy enqueue, interrupt or rollback to run after it",
+            )
+        if admission.outcome == "queued" and admission.active_run_id is not None:
+            if body.multitask_strategy == "interrupt":
+                await self._control(tenant, admission.active_run_id, "interrupt")
+            elif body.multitask_strategy == "rollback":
+                await self._control(tenant, admission.active_run_id, "cancel")
+        return Created(run, admission, modes)
+
+    async def _control(
+        self, tenant_id: str, run_id: str, action: Literal["cancel", "interrupt"]
+    ) -> None:
+        if action == "cancel":
+            await self.gateway.cancel(tenant_id, run_id)
+            return
+        ctl = RunControl(
+            tenant_id=tenant_id,
+            run_id=run_id,
+            action="interrupt",
+            reason="a newer run on the thread interrupts this one",
+        )
+        await self.gateway.nc.publish(s.run_control(run_id), ctl.model_dump_json().encode())
+
+    async def _is_stale(self, value: ThreadRuns) -> bool:
+        active = value.active
+        assert active is not None
+        last = await self.last_event(active.run_id)
+        if last is not None:
+            return last.type == "end"
+        age = time.time() - value.since
+        if age > DEAD_AFTER_S:
+            return True
+        if REPUBLISH_AFTER_S < age < REPUBLISH_UNTIL_S:
+            await (await self.kv()).republish_active(
+                active.tenant_id, active.thread_id, active.run_id
+            )
+        return False
+
+    async def last_event(self, run_id: str) -> RunEvent | None:
+        try:
+            msg = await self.gateway.js.get_last_msg(RUN_EVENTS.name, s.run_events(run_id))
+        except NotFoundError:
+            return None
+        return RunEvent.model_validate_json(msg.data or b"{}")
+
+    async def run_status(self, tenant_id: str, row: dict[str, Any]) -> str:
+        """The native status: the run's last event says it; without events, the stored one."""
+        last = await self.last_event(row["run_id"])
+        if last is not None and last.tenant_id == tenant_id:
+            if last.type != "end":
+                return "running"
+            status = last.status or "success"
+            if row.get("status") != status:
+                await self.records.set_run_status(tenant_id, row["run_id"], status)
+            return status
+        stored = str(row.get("status") or "pending")
+        return stored if stored in TERMINAL else "pending"
+
+    async def run(self, tenant_id: str, row: dict[str, Any]) -> dict[str, Any]:
+        status = await self.run_status(tenant_id, row)
+        return {
+            "run_id": row["run_id"],
+            "thread_id": row["thread_id"],
+            "assistant_id": row["assistant_id"],
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+            "status": LG_STATUS.get(status, status),
+            "metadata": row.get("metadata") or {},
+            "multitask_strategy": row.get("multitask_strategy", "reject"),
+            "kwargs": {"stream_mode": row.get("stream_modes", ["values"])},
+        }
+
+    async def run_row(self, tenant_id: str, thread_id: str, run_id: str) -> dict[str, Any]:
+        row = await self.records.run(tenant_id, thread_id, run_id)
+        if row is None:
+            raise HTTPException(404, f"Run {run_id!r} not found")
+        return row
+
+    async def cancel(
+        self, tenant_id: str, thread_id: str, run_id: str, action: Literal["interrupt", "rollback"]
+    ) -> None:
+        """Stop a run: a waiting one leaves the queue and ends `cancelled` at once; a running
+        one is cancelled by its orchestrator (and rolled back on `rollback`)."""
+        stop: Literal["cancel", "rollback"] = "cancel" if action == "interrupt" else "rollback"
+        where = await (await self.kv()).mark_stop(tenant_id, thread_id, run_id, stop)
+        if where == "removed":
+            end = RunEvent(
+                tenant_id=tenant_id,
+                run_id=run_id,
+                thread_id=thread_id,
+                seq=0,
+                type="end",
+                data={"reason": "cancelled before it started"},
+                status="cancelled",
+            )
+            await self.gateway.js.publish(
+                s.run_events(run_id),
+                end.model_dump_json().encode(),
+                headers={"Nats-Msg-Id": f"{run_id}:0"},
+            )
+            await self.records.set_run_status(tenant_id, run_id, "cancelled")
+            return
+        if where == "unknown":
+            last = await self.last_event(run_id)
+            if last is not None and last.type == "end":
+                raise HTTPException(409, f"Run {run_id!r} has already ended ({last.status})")
+        await self.gateway.cancel(tenant_id, run_id)
+
+    async def outcome(self, tenant_id: str, row: dict[str, Any]) -> dict[str, Any]:
+        """Wait for the run's end; its final values (with `__interrupt__`), or `__error__`."""
+        encoder = Encoder(frozenset(), row["run_id"], row["thread_id"], row["assistant_id"])
+        async for event in self.events(tenant_id, row):
+            if event is not None:
+                encoder.parts(event)
+        return encoder.result()
+
+    async def events(self, tenant_id: str, row: dict[str, Any]) -> AsyncIterator[RunEvent | None]:
+        """The run's events from the first; just its state when its events have expired."""
+        if await self.last_event(row["run_id"]) is None and row.get("status") in TERMINAL:
+            state = await self.state(tenant_id, row["thread_id"])
+            yield RunEvent(
+                tenant_id=tenant_id,
+                run_id=row["run_id"],
+                thread_id=row["thread_id"],
+                seq=0,
+                type="values",
+                data=state.current.values,
+            )
+            return
+        async for event in self.gateway.events(tenant_id, row["run_id"]):
+            yield event
+
+
+def state_values(values: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = with_message_types(values)
+    return result
+
+
+def checkpoint_ref(thread_id: str, checkpoint_id: str | None) -> dict[str, Any] | None:
+    if checkpoint_id is None:
+        return None
+    return {
+        "thread_id": thread_id,
+        "checkpoint_ns": "",
+        "checkpoint_id": checkpoint_id,
+        "checkpoint_map": None,
+    }
+
+
+def lg_state(thread_id: str, cp: Any) -> dict[str, Any]:
+    """A ThreadCheckpoint as LangGraph's ThreadState."""
+    interrupts = list(cp.interrupts)
+    tasks = [
+        {
+            "id": f"{cp.checkpoint_id}:{name}",
+            "name": name,
+            "error": None,
+            "interrupts": interrupts if i == 0 else [],
+            "checkpoint": None,
+            "state": None,
+            "result": None,
+        }
+        for i, name in enumerate(cp.next)
+    ]
+    return {
+        "values": state_values(cp.values),
+        "next": list(cp.next),
+        "checkpoint": checkpoint_ref(thread_id, cp.checkpoint_id)
+        or {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": None},
+        "metadata": cp.metadata,
+        "created_at": cp.created_at.isoformat() if cp.created_at else None,
+        "parent_checkpoint": checkpoint_ref(thread_id, cp.parent_checkpoint_id),
+        "tasks": tasks,
+        "interrupts": interrupts,
+    }
