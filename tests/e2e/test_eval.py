@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -104,7 +105,7 @@ async def test_eval_scores_every_recorded_run_on_every_metric(
 
     async def all_recorded() -> bool:
         result = await query(nc, "recorded_runs", since_hours=1, limit=100)
-        recorded.update({r[0]: dict(zip(result.columns, r, strict=True)) for r in result.rows})
+        recorded.update({str(r[0]): dict(zip(result.columns, r, strict=True)) for r in result.rows})
         return run_ids <= recorded.keys()
 
     await until(all_recorded)
@@ -143,7 +144,7 @@ async def test_eval_scores_every_recorded_run_on_every_metric(
     assert by_metric["toxicity"]["min_score"] == 1.0
 
     evaluation_id = report["evaluation_id"]
-    stored: dict[str, list[object]] = {}
+    stored: dict[str, list[Any]] = {}
 
     async def all_stored() -> bool:
         result = await query(nc, "evaluations", since_hours=1, evaluation_id=evaluation_id)
