@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
 
@@ -121,6 +122,19 @@ class JsonLinesSpanExporter(SpanExporter):
         return None
 
 
+class ReplySpanNames(SpanProcessor):
+    """Names reply publishes `(reply) publish` instead of after the caller's inbox subject.
+
+    FastStream names a publish span after its destination; for a request's reply that is a
+    unique `_INBOX.<random>` subject, so every reply would get a span name of its own.
+    """
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if span.name.startswith("_INBOX."):
+            span.update_name("(reply) publish")
+            span.set_attribute("messaging.destination.temporary", True)
+
+
 def setup_tracing(service: str, version: str, traces_dir: Path, instance: str) -> TracerProvider:
     """Install the global tracer provider for this process (once)."""
     global _provider
@@ -135,6 +149,7 @@ def setup_tracing(service: str, version: str, traces_dir: Path, instance: str) -
         }
     )
     provider = TracerProvider(resource=resource)
+    provider.add_span_processor(ReplySpanNames())
     exporter: SpanExporter
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"

@@ -145,6 +145,8 @@ class Runner:
                 async with heartbeat(msg, ORCHESTRATOR_RUNS):
                     status = await self.execute(run)
                 span.set_attribute("agentbus.run_status", status)
+                # Carries the trace, span, run and tenant ids like every line of the run.
+                log.info("run finished", extra={"status": status})
             await self._release(run)
             await msg.ack()
 

@@ -1,0 +1,276 @@
+"""One trace per request across every service, `agentbus traces`, and /metrics on every service.
+
+Runs over the real platform (file span exporter under the platform's data dir). Span files are
+written by each service's batch processor about once a second, so the test polls the files until
+the run's trace is complete rather than sleeping a fixed time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from agentbus.runtime import trace_view as tv
+from agentbus.runtime.platform import Platform
+
+pytestmark = pytest.mark.e2e
+
+QUESTION = "How do we roll back a release when a deployment goes wrong?"
+
+
+def dev_key(platform: Platform) -> str:
+    return (platform.data_dir / "dev-api-key").read_text().strip()
+
+
+async def ask(platform: Platform) -> str:
+    """A chat question through the gateway, streamed as a browser would; returns the run id."""
+    async with (
+        httpx.AsyncClient(
+            base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}, timeout=120
+        ) as http,
+        http.stream("POST", "/api/v1/chat/stream", json={"message": QUESTION}) as response,
+    ):
+        body = (await response.aread()).decode()
+    assert response.status_code == 200, body
+    start = next(block for block in body.split("\n\n") if "event: stream_start" in block)
+    data = json.loads(start.split("data: ", 1)[1])
+    run_id: str = data["run_id"]
+    assert "event: response" in body
+    return run_id
+
+
+def complete(trace: tv.Trace, services: set[str]) -> bool:
+    roots = [n for n in trace.roots if not n.orphan]
+    return (
+        not trace.orphans
+        and len(roots) == 1
+        and roots[0].span.service == "gateway"
+        and services <= set(trace.services)
+        # The LLM usage telemetry has reached analytics and been stored.
+        and any(s.name.startswith("clickhouse.insert") for s in trace.spans)
+    )
+
+
+async def wait_for_trace(platform: Platform, run_id: str, timeout: float = 60) -> tv.Trace:
+    """The run's trace once every service's spans are in the files, with no orphan left."""
+    wanted = {"gateway", "orchestrator", "retrieval", "analytics"}
+    deadline = time.monotonic() + timeout
+    found: tv.Trace | None = None
+    while time.monotonic() < deadline:
+        try:
+            spans = tv.load_spans(platform.data_dir / "traces")
+            traces = tv.find_run(spans, run_id)
+        except tv.TraceViewError:
+            traces = []
+        if traces:
+            found = traces[0]
+            if complete(found, wanted):
+                return found
+        await asyncio.sleep(0.5)
+    shown = tv.render(found) if found else "no span of the run at all"
+    raise AssertionError(f"trace of run {run_id} incomplete after {timeout}s:\n{shown}")
+
+
+async def agentbus(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as a subprocess against the platform's data dir, as a newcomer runs it."""
+    env = {**os.environ, "AGENTBUS_DATA_DIR": str(platform.data_dir)}
+    command = [sys.executable, "-m", "agentbus.runtime.cli", *args]
+    return await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def attrs_of(trace: tv.Trace, prefix: str) -> list[dict[str, Any]]:
+    return [s.attributes for s in trace.spans if s.name.startswith(prefix)]
+
+
+async def test_a_chat_question_is_one_trace_across_every_service(platform: Platform) -> None:
+    run_id = await ask(platform)
+    trace = await wait_for_trace(platform, run_id)
+
+    # The gateway's HTTP span is the one root; every other span hangs below it.
+    root = trace.roots[0].span
+    assert root.kind == tv.SERVER and root.attributes.get("agentbus.run_id") == run_id
+    ids = {s.span_id for s in trace.spans}
+    assert all(s.parent_id in ids for s in trace.spans if s is not root)
+    by_id = {s.span_id: s for s in trace.spans}
+
+    def parent(span: tv.Span) -> tv.Span:
+        assert span.parent_id is not None
+        return by_id[span.parent_id]
+
+    names = [s.name for s in trace.spans]
+    # gateway -> orchestrator over the RUNS queue: the consume span is the publish span's child.
+    consume = next(s for s in trace.spans if s.name == "agentbus.v1.runs.submit process")
+    assert consume.service == "orchestrator"
+    assert parent(consume).name == "agentbus.v1.runs.submit publish"
+    assert parent(consume).service == "gateway"
+    # A span per LangGraph node, the LLM calls inside the supervisor node.
+    assert {"node supervisor", "node tools"} <= set(names)
+    llm = [s for s in trace.spans if s.name.startswith("chat ")]
+    assert llm and all(parent(s).name == "node supervisor" for s in llm)
+    for span in llm:
+        a = span.attributes
+        assert a["gen_ai.operation.name"] == "chat"
+        assert a["gen_ai.request.model"] == "fast"
+        assert a["gen_ai.provider.name"] and a["gen_ai.response.model"]
+        assert a["gen_ai.usage.input_tokens"] > 0 and a["gen_ai.usage.output_tokens"] > 0
+    # The tool's request reaches retrieval in the same trace; its database work is spans there.
+    search = next(s for s in trace.spans if s.name == "agentbus.v1.retrieval.search process")
+    assert search.service == "retrieval"
+    assert parent(search).name == "agentbus.v1.retrieval.search request"
+    assert parent(parent(search)).name == "execute_tool search_documents"
+    db = [s for s in trace.spans if s.attributes.get("db.system.name") == "postgresql"]
+    assert db and all(s.service == "retrieval" for s in db)
+    assert db[0].attributes["db.operation.name"] == "SELECT"
+    assert attrs_of(trace, "embeddings ")[0]["gen_ai.operation.name"] == "embeddings"
+    # Telemetry published by the orchestrator carries the context: analytics joins the trace.
+    usage = next(s for s in trace.spans if s.name == "agentbus.v1.telemetry.llm_usage process")
+    assert usage.service == "analytics"
+    assert parent(usage).name == "agentbus.v1.telemetry.llm_usage publish"
+    assert any(
+        s.name.startswith("clickhouse.insert") and s.service == "analytics" for s in trace.spans
+    )
+    assert not [s for s in trace.spans if s.error], tv.render(trace)
+
+    # `agentbus traces --last` prints it, from the platform's data dir, as a newcomer would.
+    last = await agentbus(platform, "traces", "--last")
+    print(last.stdout)  # shown by pytest -rP: the tree a newcomer sees
+    assert last.returncode == 0, last.stderr
+    assert last.stdout.startswith(f"trace {trace.trace_id}")
+    for expected in ("[gateway]", "[orchestrator]", "[retrieval]", "[analytics]", "node tools"):
+        assert expected in last.stdout
+    assert "gen_ai.request.model=fast" in last.stdout and "ORPHAN" not in last.stdout
+    by_run = await agentbus(platform, "traces", "--run", run_id, "--json")
+    assert json.loads(by_run.stdout)["trace_id"] == trace.trace_id
+    unknown = await agentbus(platform, "traces", "0" * 32)
+    assert unknown.returncode == 1 and f"no trace {'0' * 32}" in unknown.stderr
+
+
+RUNBOOK = """Rolling back a release
+
+When a deployment goes wrong, run deployctl rollback --to previous from the release host, then
+confirm the rollback in the release dashboard and open an incident ticket.
+"""
+
+
+async def test_an_upload_is_one_trace_through_ingest(platform: Platform) -> None:
+    async with httpx.AsyncClient(
+        base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}, timeout=60
+    ) as http:
+        response = await http.post(
+            "/api/v1/documents", files={"file": ("tracing-runbook.md", RUNBOOK, "text/markdown")}
+        )
+    assert response.status_code == 202, response.text
+    document_id = response.json()["document_id"]
+    stages = {"ingest fetch", "ingest parse", "ingest chunk", "ingest embed", "ingest graph"}
+    deadline = time.monotonic() + 60
+    trace: tv.Trace | None = None
+    while time.monotonic() < deadline:
+        spans = tv.load_spans(platform.data_dir / "traces")
+        ids = {s.trace_id for s in spans if s.attributes.get("agentbus.document_id") == document_id}
+        if ids:
+            trace = tv.build(ids.pop(), spans)
+            names = {s.name for s in trace.spans}
+            roots = [n.span for n in trace.roots]
+            if stages <= names and not trace.orphans and [r.service for r in roots] == ["gateway"]:
+                break
+        await asyncio.sleep(0.5)
+    else:
+        raise AssertionError(tv.render(trace) if trace else "no span of the upload")
+    assert trace.roots[0].span.name == "POST /api/v1/documents"
+    process = next(s for s in trace.spans if s.name == "agentbus.v1.ingest.submit process")
+    assert process.service == "ingest"
+    async with httpx.AsyncClient(timeout=10) as http:
+        ingest = (await http.get(f"http://127.0.0.1:{platform.ops_ports['ingest']}/metrics")).text
+    found = samples(ingest)
+    for stage in ("fetch", "parse", "chunk", "embed", "store", "graph"):
+        assert value(found, "agentbus_ingest_stage_duration_seconds_count", stage=stage) >= 1
+
+
+def logs_of(platform: Platform, service: str, run_id: str) -> list[dict[str, Any]]:
+    out = []
+    for line in (platform.data_dir / "logs" / f"{service}.log").read_text().splitlines():
+        if run_id in line:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(text: str) -> Samples:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(found: Samples, name: str, **labels: str) -> float:
+    key = (name, frozenset(labels.items()))
+    assert key in found, f"{name}{labels} not exported"
+    return found[key]
+
+
+async def test_every_service_serves_its_metrics_after_a_run(platform: Platform) -> None:
+    run_id = await ask(platform)
+    await wait_for_trace(platform, run_id)
+    async with httpx.AsyncClient(timeout=10) as http:
+
+        async def metrics(service: str) -> str:
+            url = (
+                f"{platform.gateway_url}/metrics/"
+                if service == "gateway"
+                else f"http://127.0.0.1:{platform.ops_ports[service]}/metrics"
+            )
+            response = await http.get(url)
+            assert response.status_code == 200, (service, response.text[:200])
+            return response.text
+
+        gateway = samples(await metrics("gateway"))
+        assert value(gateway, "agentbus_sse_streams_open", kind="chat") == 0  # all closed again
+
+        text = await metrics("orchestrator")
+        assert run_id not in text  # labels stay bounded
+        orch = samples(text)
+        run = {"assistant": "agent", "status": "success"}
+        assert value(orch, "agentbus_runs_total", **run) >= 1
+        assert value(orch, "agentbus_run_duration_seconds_count", **run) >= 1
+        assert value(orch, "agentbus_run_duration_seconds_sum", **run) > 0
+        assert value(orch, "agentbus_active_runs", assistant="agent") == 0
+        model = "local/extractive"
+        assert value(orch, "agentbus_llm_tokens_total", model=model, type="input") > 0
+        assert value(orch, "agentbus_llm_tokens_total", model=model, type="output") > 0
+        assert value(orch, "agentbus_llm_cost_usd_total", model=model) >= 0
+        lag = {"stream": "RUNS", "consumer": "orchestrator"}
+        assert value(orch, "agentbus_consumer_pending_messages", **lag) >= 0
+        assert "agentbus_rejected_messages_total" in text
+
+        ingest = await metrics("ingest")
+        assert "# TYPE agentbus_ingest_stage_duration_seconds histogram" in ingest
+        lag = {"stream": "INGEST", "consumer": "ingest"}
+        assert value(samples(ingest), "agentbus_consumer_pending_messages", **lag) >= 0
+        analytics = samples(await metrics("analytics"))
+        lag = {"stream": "TELEMETRY", "consumer": "analytics-telemetry"}
+        assert value(analytics, "agentbus_consumer_pending_messages", **lag) >= 0
+        assert "agentbus_rejected_messages_total" in await metrics("retrieval")
+
+    # Logs of the run carry its trace, span, run and tenant ids.
+    lines = logs_of(platform, "orchestrator", run_id)
+    tagged = [e for e in lines if e.get("run_id") == run_id]
+    assert tagged, "no orchestrator log line tagged with the run"
+    assert all(e.get("tenant_id") == "dev" and len(e.get("trace_id", "")) == 32 for e in tagged)
+    assert all(len(e.get("span_id", "")) == 16 for e in tagged)
