@@ -499,7 +499,7 @@ class Queries:
         since, until = p.bounds(datetime.now(UTC))
         first_day, last_day = since.date(), (until - timedelta(microseconds=1)).date()
         if (last_day - first_day).days > 366:
-            raise BadParams("anomalies look at most 366 days at a time")
+            raise BadParams("invalid params for anomalies: period: at most 366 days at a time")
         names = SERIES if p.series == "all" else (p.series,)
         columns = [
             "series",

@@ -18,6 +18,7 @@ from . import __version__
 from .auth import router as auth_router
 from .langgraph import router as langgraph_router
 from .limits import BodyLimits
+from .routes_analytics import router as analytics_router
 from .routes_documents import router as documents_router
 from .routes_native import router as native_router
 from .settings import GatewaySettings
@@ -64,6 +65,7 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
     api.include_router(auth_router)
     api.include_router(native_router)
     api.include_router(documents_router)
+    api.include_router(analytics_router)
     # LangGraph Agent Server paths at the root: the SDK takes the base URL.
     api.include_router(langgraph_router)
 
