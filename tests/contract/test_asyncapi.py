@@ -9,7 +9,7 @@ from agentbus.contracts import subjects as s
 from agentbus.runtime.cli import asyncapi_document
 
 # Subjects whose consumers are wired in code so far; the rest arrive with their issues.
-WIRED = {"ingest", "retrieval"}
+WIRED = {"ingest", "retrieval", "analytics"}
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -25,4 +25,6 @@ def test_asyncapi_is_generated_from_the_broker(service: str) -> None:
             for spec in SUBJECTS
             if service in spec.consumers and spec.subject != s.HEALTH_ALL
         }
-        assert consumed <= addresses, (service, consumed - addresses)
+        # One durable consumer on a wildcard (analytics on telemetry.>) covers its subjects.
+        uncovered = {c for c in consumed if not any(s.matches(a, c) for a in addresses)}
+        assert not uncovered, (service, uncovered)

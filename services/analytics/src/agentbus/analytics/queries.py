@@ -31,8 +31,9 @@ from agentbus.contracts.analytics import AnalyticsQueryName, Scalar
 from .store import ClickHouseStore
 
 _DT = "DateTime64(3, 'UTC')"
-_PERIOD = re.compile(r"^(\d{1,5})\s*([hdw])$")
-_UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7}
+# "24h", "30d", "2w", and the spelled-out forms a model tends to write ("30 days", "1 month").
+_PERIOD = re.compile(r"^(\d{1,5})\s*(h|hours?|d|days?|w|weeks?|months?)$")
+_UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7, "m": 24 * 30}
 MAX_HOURS = 5 * 366 * 24.0
 
 
@@ -51,7 +52,7 @@ class Window(Params):
     since: datetime | None = None
     until: datetime | None = None
     since_hours: float | None = Field(default=None, gt=0, le=MAX_HOURS)
-    period: str | None = Field(default=None, description="e.g. 24h, 30d, 2w")
+    period: str | None = Field(default=None, max_length=32, description="e.g. 24h, 30d, 2w")
 
     # Not a parameter: the length of the period when the caller gives no start.
     default_hours: ClassVar[float] = 30 * 24.0
@@ -62,7 +63,7 @@ class Window(Params):
         if len(given) > 1:
             raise ValueError(f"give only one of since, since_hours, period (got {given})")
         if self.period is not None and not _PERIOD.match(self.period.strip().lower()):
-            raise ValueError("period must look like 24h, 30d or 2w")
+            raise ValueError("period must look like 24h, 30d, 2w or 3 months")
         start, end = self.bounds(datetime.now(UTC))
         if end <= start:
             raise ValueError("until must be after the start of the period")
@@ -76,7 +77,7 @@ class Window(Params):
         if self.period is not None:
             match = _PERIOD.match(self.period.strip().lower())
             assert match is not None
-            hours = int(match.group(1)) * _UNIT_HOURS[match.group(2)]
+            hours = int(match.group(1)) * _UNIT_HOURS[match.group(2)[0]]
             if hours <= 0 or hours > MAX_HOURS:
                 raise ValueError(f"period must be between 1h and {MAX_HOURS / 24:g}d")
         return end - timedelta(hours=hours or self.default_hours), end
