@@ -370,3 +370,106 @@ async def test_other_tenants_threads_are_not_found(
         assert await other.threads.search() == []
         await other.aclose()
     assert (await client.threads.get(thread))["thread_id"] == thread
+
+
+async def test_threads_assistants_and_stateless_runs(
+    client: LangGraphClient, http: httpx.AsyncClient
+) -> None:
+    assert (await http.get("/ok")).json() == {"ok": True}
+    assert (await http.get("/info")).json()["flags"]["assistants"] is True
+    found = await client.assistants.search(graph_id="steps")
+    assert [a["assistant_id"] for a in found] == ["steps"]
+    assert {a["assistant_id"] for a in await client.assistants.search()} == {
+        "agent",
+        "echo",
+        "steps",
+    }
+
+    tag = f"t{id(client)}"
+    one = await client.threads.create(metadata={"tag": tag, "n": 1})
+    two = await client.threads.create(metadata={"tag": tag, "n": 2})
+    with pytest.raises(ConflictError):
+        await client.threads.create(thread_id=one["thread_id"])
+    same = await client.threads.create(thread_id=one["thread_id"], if_exists="do_nothing")
+    assert same["thread_id"] == one["thread_id"]
+    hits = await client.threads.search(metadata={"tag": tag}, sort_by="created_at")
+    assert [t["thread_id"] for t in hits] == [two["thread_id"], one["thread_id"]]
+    assert all(t["status"] == "idle" for t in hits)
+    updated = await client.threads.update(one["thread_id"], metadata={"n": 3})
+    assert updated["metadata"] == {"tag": tag, "n": 3}
+    await client.threads.delete(two["thread_id"])
+    with pytest.raises(NotFoundError):
+        await client.threads.get(two["thread_id"])
+    assert [t["thread_id"] for t in await client.threads.search(metadata={"tag": tag})] == [
+        one["thread_id"]
+    ]
+
+    # Thread-less: a thread is made for the run.
+    created: list[Any] = []
+    result = await client.runs.wait(
+        None, "echo", input=ask("no thread"), on_run_created=created.append
+    )
+    assert isinstance(result, dict) and result["messages"][-1]["content"] == "no thread"
+    assert created and created[0]["thread_id"]
+    events = [
+        part
+        async for part in client.runs.stream(
+            None, "echo", input=ask("events please"), stream_mode="events"
+        )
+    ]
+    kinds = [p.data["event"] for p in events if p.event == "events"]
+    assert kinds[0] == "on_chain_start" and "on_chat_model_stream" in kinds
+    assert kinds[-1] == "on_chain_end"
+
+
+async def test_join_stream_with_the_sdk_resumes_after_last_event_id(
+    client: LangGraphClient,
+) -> None:
+    thread = await client.threads.create()
+    run = await client.runs.create(
+        thread["thread_id"],
+        "echo",
+        input=ask(" ".join(f"w{i}" for i in range(30))),
+        stream_mode=["messages-tuple"],
+    )
+    whole = [
+        p async for p in client.runs.join_stream(thread["thread_id"], run["run_id"])
+    ]  # the run's own stream mode
+    assert whole[0].event == "metadata" and {p.event for p in whole[1:]} == {"messages"}
+    middle = whole[10]
+    rest = [
+        p
+        async for p in client.runs.join_stream(
+            thread["thread_id"], run["run_id"], last_event_id=middle.id
+        )
+    ]
+    assert [(p.event, p.data, p.id) for p in rest] == [(p.event, p.data, p.id) for p in whole[11:]]
+    values = [
+        p
+        async for p in client.runs.join_stream(
+            thread["thread_id"], run["run_id"], stream_mode="values"
+        )
+    ]
+    assert values[-1].event == "values"
+    assert values[-1].data["messages"][-1]["content"].startswith("w0 w1")
+
+
+async def test_the_agent_streams_tokens_and_answers_with_citations(client: LangGraphClient) -> None:
+    thread = await client.threads.create()
+    parts = [
+        part
+        async for part in client.runs.stream(
+            thread["thread_id"],
+            "agent",
+            input=ask("who knows Rust?"),
+            stream_mode=["messages-tuple", "updates", "values"],
+        )
+    ]
+    assert "error" not in {p.event for p in parts}
+    nodes = {meta["langgraph_node"] for _, meta in (p.data for p in parts if p.event == "messages")}
+    assert nodes == {"supervisor"}
+    updated = [next(iter(p.data)) for p in parts if p.event == "updates"]
+    assert "supervisor" in updated
+    final = [p.data for p in parts if p.event == "values"][-1]
+    assert final["messages"][0] == {"role": "user", "content": "who knows Rust?", "type": "human"}
+    assert final["messages"][-1]["type"] == "ai" and final["messages"][-1]["content"]
