@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from typing import Any, TypeVar
 
 from nats.js.client import JetStreamContext
@@ -94,7 +94,7 @@ class StreamMetrics:
             registry=registry,
         )  # fmt: skip
 
-    async def track(self, kind: str, body: AsyncIterator[T]) -> AsyncIterator[T]:
+    async def track(self, kind: str, body: AsyncIterator[T]) -> AsyncGenerator[T, None]:
         """`body`, counted as an open stream until it ends or the client goes away."""
         gauge = self.open.labels(kind)
         gauge.inc()

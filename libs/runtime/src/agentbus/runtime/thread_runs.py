@@ -32,6 +32,8 @@ from agentbus.contracts import subjects as s
 from agentbus.contracts.runs import MultitaskStrategy
 from agentbus.contracts.streams import THREAD_RUNS
 
+from .traces import nats_span, with_trace_context
+
 StopAction = Literal["interrupt", "cancel", "rollback"]
 Outcome = Literal["started", "queued", "rejected"]
 
@@ -46,6 +48,11 @@ class ThreadRuns(BaseModel):
     since: float = Field(default_factory=time.time, description="When `active` became active")
     stop: StopAction | None = Field(default=None, description="What was asked of `active`")
     queue: list[RunRequested] = Field(default_factory=list)
+    traces: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Trace context of each queued run's request (run id -> W3C headers), so the "
+        "run joins that request's trace when it is published later",
+    )
 
     @property
     def busy(self) -> bool:
@@ -107,10 +114,11 @@ class ThreadRunsKV:
             return False
         return True
 
-    async def publish(self, run: RunRequested) -> None:
-        await self.js.publish(
-            s.RUNS_SUBMIT, run.model_dump_json().encode(), headers={"Nats-Msg-Id": run.run_id}
-        )
+    async def publish(self, run: RunRequested, trace: dict[str, str] | None = None) -> None:
+        # The headers carry the trace context: the admitting request's when it was saved with a
+        # queued run, else the current one.
+        with nats_span(s.RUNS_SUBMIT, headers={"Nats-Msg-Id": run.run_id}, parent=trace) as headers:
+            await self.js.publish(s.RUNS_SUBMIT, run.model_dump_json().encode(), headers=headers)
 
     async def admit(
         self, run: RunRequested, strategy: MultitaskStrategy, is_stale: StaleCheck
@@ -142,6 +150,7 @@ class ThreadRunsKV:
                 stop: StopAction = "interrupt" if strategy == "interrupt" else "rollback"
                 new = value.model_copy(update={"queue": [run, *value.queue], "stop": stop})
                 position = 1
+            new.traces = {**value.traces, run.run_id: with_trace_context()}
             if await self._write(run.tenant_id, run.thread_id, new, revision):
                 return Admission("queued", active_id, position)
         raise ContentionError(f"thread {run.thread_id} is changing too fast to admit a run")
@@ -188,12 +197,14 @@ class ThreadRunsKV:
                 hooked = True
             if value.queue:
                 nxt, rest = value.queue[0], value.queue[1:]
-                new = ThreadRuns(active=nxt, queue=rest)
+                waiting = {r.run_id for r in rest}
+                traces = {k: v for k, v in value.traces.items() if k in waiting}
+                new = ThreadRuns(active=nxt, queue=rest, traces=traces)
             else:
                 nxt, new = None, ThreadRuns()
             if await self._write(tenant_id, thread_id, new, revision):
                 if nxt is not None:
-                    await self.publish(nxt)
+                    await self.publish(nxt, value.traces.get(nxt.run_id))
                 return nxt
         raise ContentionError(f"thread {thread_id} is changing too fast to release a run")
 

@@ -135,6 +135,17 @@ class ReplySpanNames(SpanProcessor):
             span.set_attribute("messaging.destination.temporary", True)
 
 
+def make_exporter(service: str, traces_dir: Path) -> SpanExporter:
+    """OTLP/HTTP when an OTLP endpoint is configured (standard OTEL_* variables), else files."""
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    ):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    return JsonLinesSpanExporter(traces_dir, service)
+
+
 def setup_tracing(service: str, version: str, traces_dir: Path, instance: str) -> TracerProvider:
     """Install the global tracer provider for this process (once)."""
     global _provider
@@ -150,16 +161,9 @@ def setup_tracing(service: str, version: str, traces_dir: Path, instance: str) -
     )
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(ReplySpanNames())
-    exporter: SpanExporter
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    ):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        exporter = OTLPSpanExporter()
-    else:
-        exporter = JsonLinesSpanExporter(traces_dir, service)
-    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
+    provider.add_span_processor(
+        BatchSpanProcessor(make_exporter(service, traces_dir), schedule_delay_millis=1000)
+    )
     trace.set_tracer_provider(provider)
     _provider = provider
     return provider
@@ -223,11 +227,14 @@ def nats_span(
     operation: Literal["publish", "request"] = "publish",
     headers: Mapping[str, str] | None = None,
     attributes: Mapping[str, Any] | None = None,
+    parent: Mapping[str, str] | None = None,
 ) -> Iterator[dict[str, str]]:
     """A producer (publish) or client (request) span for a raw nats-py call.
 
     Yields the headers to send: `headers` plus this span's context, so the consumer's span
-    (FastStream's middleware extracts it) becomes its child.
+    (FastStream's middleware extracts it) becomes its child. `parent` (headers saved by
+    `with_trace_context` earlier) puts the span in that trace instead of the current one, for
+    work published on behalf of an earlier request.
     """
     template = subject_template(subject)
     attrs: dict[str, Any] = {
@@ -240,5 +247,8 @@ def nats_span(
     if template != subject:
         attrs["messaging.destination.template"] = template
     kind = SpanKind.CLIENT if operation == "request" else SpanKind.PRODUCER
-    with tracer().start_as_current_span(f"{template} {operation}", kind=kind, attributes=attrs):
+    context = propagate.extract(parent) if parent else None
+    with tracer().start_as_current_span(
+        f"{template} {operation}", context=context, kind=kind, attributes=attrs
+    ):
         yield with_trace_context(headers)
