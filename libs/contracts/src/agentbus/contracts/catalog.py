@@ -106,7 +106,8 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
     SubjectSpec(
         s.ANALYTICS_QUERY,
         "request",
-        producers=("orchestrator", "gateway"),
+        # The operator's CLI reads recorded runs for `agentbus eval`.
+        producers=("orchestrator", "gateway", OPERATOR),
         consumers=("analytics",),
         payloads=(AnalyticsQuery,),
         reply=AnalyticsResult,
