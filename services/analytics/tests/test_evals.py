@@ -17,6 +17,7 @@ from agentbus.analytics.evals.judges import (
     JudgeError,
     LlmJudge,
     choose_judge,
+    orchestrator_models_config,
     parse_verdict,
 )
 from agentbus.analytics.evals.loader import (
@@ -259,6 +260,10 @@ def test_llm_judge_normalises_and_inverts_per_metric() -> None:
 
 
 def test_the_offline_default_gets_the_heuristics_and_a_real_model_the_llm(tmp_path: Path) -> None:
+    # Unset AGENTBUS_MODELS_CONFIG: the orchestrator's packaged routing, all local by default.
+    packaged = orchestrator_models_config()
+    assert packaged is not None and packaged.parent.name == "orchestrator"
+    assert isinstance(choose_judge("deep", packaged), HeuristicJudge)
     assert isinstance(choose_judge("deep", None), HeuristicJudge)
     assert isinstance(choose_judge("local/extractive", None), HeuristicJudge)
     assert isinstance(choose_judge("openai/gpt-4o-mini", None), LlmJudge)

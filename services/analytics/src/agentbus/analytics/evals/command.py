@@ -22,7 +22,7 @@ from agentbus.contracts import new_id, utcnow
 from agentbus.runtime.service import StartupError, connect_once
 from agentbus.runtime.settings import Settings, load
 
-from .judges import Judge, JudgeError, choose_judge
+from .judges import Judge, JudgeError, choose_judge, orchestrator_models_config
 from .loader import MetricFileError, load_metrics, select
 from .runner import MAX_RUNS, EvalError, EvalReport, evaluate, fetch_runs
 from .settings import EvalSettings
@@ -129,7 +129,8 @@ def run_eval(args: argparse.Namespace, with_platform_urls: Callable[[Settings], 
             raise UsageError(f"--limit must be 1..{MAX_RUNS}, got {args.limit}")
         # model_copy inside keeps the class: these are still EvalSettings.
         settings = cast(EvalSettings, with_platform_urls(load(EvalSettings)))
-        judge = choose_judge(args.model or settings.eval_model, settings.models_config)
+        models_config = settings.models_config or orchestrator_models_config()
+        judge = choose_judge(args.model or settings.eval_model, models_config)
         report = asyncio.run(_run(settings, args, judge, since_hours))
     except (UsageError, MetricFileError, JudgeError, EvalError, StartupError) as exc:
         print(f"agentbus: {exc}", file=sys.stderr)

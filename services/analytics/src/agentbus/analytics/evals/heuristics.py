@@ -17,8 +17,9 @@ Shared text handling
 Heuristics
 - `question_overlap` (relevancy): the share of the question's content words that the answer
   body uses (two adjacent question words also count as used when the answer has them as one
-  word: "roll back" / "rollback"). A refusal scores 0 (it does not answer, as answer-relevancy metrics usually count
-  noncommittal answers); a question without content words gives 1 to any non-empty answer.
+  word: "roll back" / "rollback"). A refusal scores 0 (it does not answer, as
+  answer-relevancy metrics usually count noncommittal answers); a question without content
+  words gives 1 to any non-empty answer.
 - `context_support` (hallucination): the answer body is split into sentences; a sentence with
   content words is a claim. A claim is supported when at least `SUPPORT_THRESHOLD` (60%) of its
   content words occur in the retrieved contexts and every number in it occurs there too. Score =
@@ -38,6 +39,7 @@ Heuristics
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,8 +132,8 @@ def _coverage(question: str, body: str) -> tuple[float, list[str]] | None:
         return None
     answer = content_words(body)
     # Compounds meet their parts: "roll back" is covered by "rollback".
-    have = set(answer) | {a + b for a, b in zip(answer, answer[1:], strict=False)}
-    joined = {a + b for a, b in zip(sequence, sequence[1:], strict=False)} & have
+    have = set(answer) | {a + b for a, b in itertools.pairwise(answer)}
+    joined = {a + b for a, b in itertools.pairwise(sequence)} & have
     covered = {w for pair in joined for w in sequence if pair.startswith(w) or pair.endswith(w)}
     missing = [w for w in wanted if w not in have and w not in covered]
     return (len(wanted) - len(missing)) / len(wanted), missing

@@ -2,13 +2,15 @@
 
 Which one is decided once per evaluation from the judge model (`AGENTBUS_EVAL_MODEL`, default
 the `deep` group): a group of the LiteLLM Router config the orchestrator uses
-(`AGENTBUS_MODELS_CONFIG`), or a LiteLLM model id. When every deployment behind it is a
+(`AGENTBUS_MODELS_CONFIG`, else the orchestrator's packaged models.yaml when it is installed
+here), or a LiteLLM model id. When every deployment behind it is a
 `local/...` model (the offline default `local/extractive` copies sentences and cannot grade),
 the judge is the heuristic of each metric, and says so in every score.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
@@ -203,6 +205,19 @@ def _router_config(config: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 def _deployment(entry: dict[str, Any]) -> str:
     params = entry.get("litellm_params")
     return str(params.get("model", "")) if isinstance(params, dict) else ""
+
+
+def orchestrator_models_config() -> Path | None:
+    """The Router config the orchestrator uses when AGENTBUS_MODELS_CONFIG is unset: the
+    models.yaml packaged next to its code. Located, never imported (services stay apart)."""
+    try:
+        spec = importlib.util.find_spec("agentbus.orchestrator")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).resolve().parents[3] / "models.yaml"
+    return path if path.is_file() else None
 
 
 def choose_judge(model: str, models_config: Path | None) -> Judge:
