@@ -190,9 +190,10 @@ async def test_fetch_reports_what_analytics_could_not_do(nc: NatsClient) -> None
         await fetch_runs(nc, "evals-unit", 1.0, 5000, timeout=1)
 
 
-async def cli(tmp_path: Path, nats_url: str, *args: str) -> tuple[int, str, str]:
+async def cli(tmp_path: Path, nats_url: str, *args: str, **extra_env: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_")}
     env.update({"AGENTBUS_NATS_URL": nats_url, "AGENTBUS_DATA_DIR": str(tmp_path / "var")})
+    env.update(extra_env)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -256,6 +257,57 @@ async def test_agentbus_eval_prints_a_table_and_writes_the_report(
         assert len(list((tmp_path / "var" / "evals").glob("*.json"))) == 1
     finally:
         await sub.unsubscribe()
+
+
+# LiteLLM's own mock_response: the whole Router/LiteLLM call path with no provider behind it.
+MOCK_MODELS = """
+model_list:
+  - model_name: fast
+    litellm_params: {model: local/extractive}
+  - model_name: deep
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_key: sk-test
+      mock_response: "Sure.\\n```json\\n{\\"score\\": 4, \\"reason\\": \\"On topic.\\"}\\n```"
+router_settings: {num_retries: 0}
+"""
+
+
+async def test_agentbus_eval_with_a_real_model_judges_with_the_llm(
+    nc: NatsClient, nats_engine: NatsEngine, tmp_path: Path
+) -> None:
+    async def answer(msg: Msg) -> None:
+        query = AnalyticsQuery.model_validate_json(msg.data)
+        rows = [row("run-llm")]
+        await msg.respond(result(rows, tenant_id=query.tenant_id).model_dump_json().encode())
+
+    config = tmp_path / "models.yaml"
+    config.write_text(MOCK_MODELS)
+    sub = await nc.subscribe(s.ANALYTICS_QUERY, cb=answer)
+    try:
+        code, out, err = await cli(
+            tmp_path,
+            nats_engine.url,
+            "--tenant",
+            "evals-llm",
+            "--metric",
+            "relevancy",
+            "toxicity",
+            "--json",
+            AGENTBUS_MODELS_CONFIG=str(config),
+        )
+    finally:
+        await sub.unsubscribe()
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["judge"]["kind"] == "llm"
+    assert report["judge"]["model"] == "deep (openai/gpt-4o-mini)"
+    scores = report["runs"][0]["scores"]
+    # 4 on 1..5: 0.75 where higher is better, 0.25 for toxicity (its 5 is the worst).
+    assert (scores["relevancy"]["score"], scores["toxicity"]["score"]) == (0.75, 0.25)
+    assert scores["relevancy"]["judge"] == "llm" and scores["relevancy"]["reason"] == "On topic."
+    found = dict(await stored(nc, report["evaluation_id"]))
+    assert {v.judge for v in found.values()} == {"llm"} and len(found) == 2
 
 
 @pytest.mark.parametrize(
