@@ -28,6 +28,7 @@ from agentbus.contracts import DeleteDocument, DocumentDeleted, ErrorReply
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import INGEST_EVENTS
 from agentbus.runtime.clients.ingest import submit
+from agentbus.runtime.traces import nats_span
 
 from .auth.deps import Principal, current_principal
 from .ratelimit import per_tenant
@@ -145,7 +146,10 @@ async def delete_document(document_id: str, request: Request, principal: Auth) -
         raise HTTPException(404, "Document not found") from None
     nc = request.app.state.runs.nc
     try:
-        msg = await nc.request(s.INGEST_DELETE, req.model_dump_json().encode(), timeout=30)
+        with nats_span(s.INGEST_DELETE, "request") as headers:
+            msg = await nc.request(
+                s.INGEST_DELETE, req.model_dump_json().encode(), timeout=30, headers=headers
+            )
     except (NoRespondersError, NatsTimeoutError):
         raise HTTPException(503, "The ingest service is not available; try again") from None
     try:
@@ -219,7 +223,9 @@ async def document_events(
         raise HTTPException(404, "Document not found")
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
     return StreamingResponse(
-        _progress(request, principal.tenant_id, document_id, after),
+        request.app.state.runs.streams.track(
+            "ingest", _progress(request, principal.tenant_id, document_id, after)
+        ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

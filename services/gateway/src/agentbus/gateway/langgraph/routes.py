@@ -336,7 +336,7 @@ async def stream_run(
         (-1, 0),
         cancel_on_disconnect=body.on_disconnect == "cancel",
     )
-    return _sse(stream, thread_id, created.run.run_id)
+    return _sse(svc.gateway.streams.track("langgraph", stream), thread_id, created.run.run_id)
 
 
 @router.post("/runs/stream", dependencies=StreamLimit, summary="Stream a run on a new thread")
@@ -423,7 +423,7 @@ async def join_stream(
         after,
         cancel_on_disconnect=_flag(cancel_on_disconnect),
     )
-    return _sse(stream, thread_id, run_id)
+    return _sse(svc.gateway.streams.track("langgraph", stream), thread_id, run_id)
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=204, summary="Cancel a run")

@@ -23,6 +23,7 @@ from agentbus.contracts import (
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import RUN_EVENTS
 from agentbus.runtime.thread_runs import Admission, ThreadRuns, ThreadRunsKV
+from agentbus.runtime.traces import nats_span
 
 from ..auth.deps import Principal
 from ..runs import RunGateway
@@ -146,9 +147,10 @@ class LangGraphRuns:
             history_limit=history,
         )
         try:
-            reply = await self.gateway.nc.request(
-                s.THREADS_STATE, req.model_dump_json().encode(), timeout=10
-            )
+            with nats_span(s.THREADS_STATE, "request") as headers:
+                reply = await self.gateway.nc.request(
+                    s.THREADS_STATE, req.model_dump_json().encode(), timeout=10, headers=headers
+                )
         except Exception:
             raise HTTPException(503, "The orchestrator did not answer") from None
         try:
@@ -215,7 +217,9 @@ class LangGraphRuns:
             action="interrupt",
             reason="a newer run on the thread interrupts this one",
         )
-        await self.gateway.nc.publish(s.run_control(run_id), ctl.model_dump_json().encode())
+        subject = s.run_control(run_id)
+        with nats_span(subject) as headers:
+            await self.gateway.nc.publish(subject, ctl.model_dump_json().encode(), headers=headers)
 
     async def _is_stale(self, value: ThreadRuns) -> bool:
         active = value.active
@@ -289,11 +293,11 @@ class LangGraphRuns:
                 data={"reason": "cancelled before it started"},
                 status="cancelled",
             )
-            await self.gateway.js.publish(
-                s.run_events(run_id),
-                end.model_dump_json().encode(),
-                headers={"Nats-Msg-Id": f"{run_id}:0"},
-            )
+            subject = s.run_events(run_id)
+            with nats_span(subject, headers={"Nats-Msg-Id": f"{run_id}:0"}) as headers:
+                await self.gateway.js.publish(
+                    subject, end.model_dump_json().encode(), headers=headers
+                )
             await self.records.set_run_status(tenant_id, run_id, "cancelled")
             return
         if where == "unknown":
