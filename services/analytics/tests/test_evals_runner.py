@@ -317,7 +317,8 @@ async def test_agentbus_eval_with_a_real_model_judges_with_the_llm(
         (["--since", "0h"], "must be more than 0"),
         (["--limit", "0"], "--limit must be 1..1000"),
         (["--metric", "nope"], "unknown metric(s) nope; available: conciseness"),
-        (["--model", "nomodel"], None),  # a group name without a config: heuristics, no error
+        (["--model", "nomodel"], "judge model 'nomodel' is not a group of"),
+        (["--tenant", "dev"], None),  # valid options: it gets as far as connecting
     ],
 )
 async def test_agentbus_eval_bad_options_are_one_clear_line(
