@@ -56,7 +56,7 @@ def bar(done: int, total: int, width: int = 24) -> str:
 
 def _progress(done: int, total: int) -> None:
     line = f"judging {bar(done, total)} {done}/{total} runs"
-    end = "\n" if total and done == total else ""
+    end = "\n" if done == total else ""
     print("\r" + line.ljust(60), end=end, file=sys.stderr, flush=True)
 
 
@@ -103,6 +103,11 @@ async def _run(
     nc = await connect_once(settings)
     try:
         runs, unreadable = await fetch_runs(nc, args.tenant, since_hours, args.limit, args.timeout)
+        if len(runs) + len(unreadable) >= args.limit:
+            print(
+                f"agentbus: only the latest {args.limit} runs (raise --limit, max {MAX_RUNS})",
+                file=sys.stderr,
+            )
         report = await evaluate(
             nc,
             tenant_id=args.tenant,
