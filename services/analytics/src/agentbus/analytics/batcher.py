@@ -1,6 +1,6 @@
 """Buffer decoded messages as rows; insert them in batches; ack only what was stored.
 
-A handler hands over (table, row, message) and returns at once without acking. The batch is
+The handlers hand over (table, row, message) and return without acking. The batch is
 inserted when it reaches `batch_size` rows (the handler that fills it waits for the insert, which
 holds back the next fetch) or when its oldest row is `flush_interval_s` old (a timer task). After
 an insert succeeds its messages are acked; after it fails they are NAKed with the consumer's
@@ -11,7 +11,8 @@ While rows wait (a long interval, a slow insert) the timer sends `in_progress` f
 JetStream does not redeliver messages that are still in hand.
 
 Each insert is also recorded as a `clickhouse.insert <table>` span in the trace of every
-message it stored, parented to that message's consume span and timed with the real insert.
+message it stored, parented to the trace context the message carries in its headers (the
+producer's publish span) and timed with the real insert.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from faststream.nats.message import NatsMessage
-from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
+from nats.aio.msg import Msg
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from agentbus.contracts.streams import ConsumerSpec
-from agentbus.runtime.consuming import nak_delay
 
 from .rows import COLUMNS, Row
 from .store import ClickHouseStore
@@ -78,8 +79,26 @@ class Metrics:
 class Pending:
     table: str
     row: Row
-    msg: NatsMessage
-    parent: SpanContext
+    msg: Msg
+    parent: Context | None
+
+
+def delivery_delay(msg: Msg, spec: ConsumerSpec) -> float:
+    """The consumer's NAK delay for this message's delivery attempt."""
+    try:
+        attempt = int(msg.metadata.num_delivered or 1)
+    except Exception:
+        attempt = 1
+    delays = spec.nak_delays_s or (1.0,)
+    return float(delays[min(attempt - 1, len(delays) - 1)])
+
+
+def trace_context(msg: Msg) -> Context | None:
+    """The producer's trace context from the message headers, if it sent one."""
+    headers = msg.headers
+    if not headers or "traceparent" not in headers:
+        return None
+    return propagate.extract(headers)
 
 
 @dataclass
@@ -103,16 +122,15 @@ class Batcher:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def add(self, table: str, row: Row, msg: NatsMessage) -> None:
+    async def add(self, table: str, row: Row, msg: Msg) -> None:
         if self._closed:
             # Shutting down after the last flush: hand it back now rather than after ack_wait.
-            await msg.nack()
+            with contextlib.suppress(Exception):
+                await msg.nak()
             return
         if not self._pending:
             self._oldest = self._last_beat = time.monotonic()
-        # The handler runs inside the telemetry middleware's consume span of this message.
-        parent = trace.get_current_span().get_span_context()
-        self._pending.append(Pending(table, row, msg, parent))
+        self._pending.append(Pending(table, row, msg, trace_context(msg)))
         if len(self._pending) >= self.batch_size:
             await self.flush()
 
@@ -150,7 +168,7 @@ class Batcher:
             )
             for item in items:
                 with contextlib.suppress(Exception):
-                    await item.msg.nack(delay=nak_delay(item.msg, self.spec))
+                    await item.msg.nak(delay=delivery_delay(item.msg, self.spec))
             return
         self.metrics.flush_seconds.labels(table).observe(time.perf_counter() - started)
         self.metrics.batch_rows.labels(table).observe(len(items))
@@ -171,11 +189,11 @@ class Batcher:
             "db.operation.batch.size": len(items),
         }
         for item in items:
-            if not item.parent.is_valid:
-                continue
+            if item.parent is None:
+                continue  # no trace to join; a root span per row would only be noise
             span = tracer.start_span(
                 f"clickhouse.insert {table}",
-                context=trace.set_span_in_context(NonRecordingSpan(item.parent)),
+                context=item.parent,
                 kind=SpanKind.CLIENT,
                 attributes=attributes,
                 start_time=start_ns,
