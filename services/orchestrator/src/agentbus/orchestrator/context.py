@@ -21,7 +21,7 @@ from opentelemetry.trace import Span
 from agentbus.contracts import LlmUsage, RunEvent, RunRequested, ToolCalled
 from agentbus.contracts.runs import RunEventType, RunStatus
 from agentbus.runtime.metrics import RunMetrics
-from agentbus.runtime.traces import tracer
+from agentbus.runtime.traces import tracer, with_trace_context
 
 from .models import ModelCall
 from .tools import ToolBox
@@ -80,11 +80,10 @@ class RunContext:
         )
         from agentbus.contracts import subjects as s
 
-        await self.publish(
-            s.run_events(self.run.run_id),
-            event.model_dump_json().encode(),
-            {"Nats-Msg-Id": f"{self.run.run_id}:{self.next_seq}"},
-        )
+        headers = {"Nats-Msg-Id": f"{self.run.run_id}:{self.next_seq}"}
+        if type_ == "token":
+            headers = with_trace_context(headers)  # no span per token (see Runner.publish)
+        await self.publish(s.run_events(self.run.run_id), event.model_dump_json().encode(), headers)
         self.next_seq += 1
         return event
 

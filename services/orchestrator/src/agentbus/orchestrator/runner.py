@@ -81,7 +81,13 @@ class Runner:
         self.multitask = Multitask(self.js, next((g.checkpointer for g in graphs.values()), None))
 
     async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
-        # Every event and telemetry message carries the trace context (analytics joins the trace).
+        # Every event and telemetry message carries the trace context (analytics joins the trace),
+        # in a producer span of its own unless the caller put the context in already (token
+        # events: one per chunk, covered by the model call's span; a span each would cost more
+        # than the publish, see bench/tracing_overhead.py).
+        if "traceparent" in headers:
+            await self.js.publish(subject, data, headers=headers)
+            return
         with nats_span(subject, headers=headers) as traced:
             await self.js.publish(subject, data, headers=traced)
 
