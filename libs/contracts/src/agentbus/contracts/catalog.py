@@ -50,7 +50,8 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
     SubjectSpec(
         s.RUNS_SUBMIT,
         "stream",
-        producers=("gateway",),
+        # The orchestrator publishes the next queued run of a thread when a run ends.
+        producers=("gateway", "orchestrator"),
         consumers=("orchestrator",),
         payloads=(RunRequested,),
         stream="RUNS",
@@ -59,7 +60,8 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
     SubjectSpec(
         s.RUN_EVENTS_ALL,
         "stream",
-        producers=("orchestrator",),
+        # The gateway ends a queued run cancelled before it started (one `end` event).
+        producers=("orchestrator", "gateway"),
         consumers=("gateway",),
         payloads=(RunEvent,),
         stream="RUN_EVENTS",
