@@ -18,6 +18,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from agentbus.contracts import AnalyticsQuery, AnalyticsQueryName, AnalyticsResult, ErrorReply
 from agentbus.contracts import subjects as s
+from agentbus.runtime.traces import nats_span
 
 from .auth.deps import Principal, current_principal
 
@@ -75,7 +76,10 @@ async def run_query(
     req = AnalyticsQuery(tenant_id=principal.tenant_id, name=query, params=dict(params))
     nc = request.app.state.runs.nc
     try:
-        msg = await nc.request(s.ANALYTICS_QUERY, req.model_dump_json().encode(), timeout=30)
+        with nats_span(s.ANALYTICS_QUERY, "request") as headers:
+            msg = await nc.request(
+                s.ANALYTICS_QUERY, req.model_dump_json().encode(), timeout=30, headers=headers
+            )
     except (NoRespondersError, NatsTimeoutError):
         raise HTTPException(503, "The analytics service is not available; try again") from None
     try:
