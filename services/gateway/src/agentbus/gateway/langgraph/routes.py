@@ -5,7 +5,9 @@ the compatibility table."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+import json
+import logging
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
@@ -30,6 +32,7 @@ from .models import (
 from .service import ASSISTANTS, LangGraphRuns, assistant, lg_state, new_uuid
 
 router = APIRouter(tags=["langgraph"])
+log = logging.getLogger("agentbus.gateway.langgraph")
 
 Auth = Annotated[Principal, Depends(current_principal)]
 
@@ -53,8 +56,18 @@ RunLimit = [Depends(per_tenant("chat"))]
 _background: set[asyncio.Task[Any]] = set()
 
 
-def _later(coro: Awaitable[Any]) -> None:
-    task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+def _cancel_later(svc: LangGraphRuns, tenant: str, thread_id: str, run_id: str) -> None:
+    """Cancel a run whose client went away (`on_disconnect: cancel`), outside the request."""
+
+    async def cancel() -> None:
+        try:
+            await svc.cancel(tenant, thread_id, run_id, "interrupt")
+        except HTTPException:
+            pass  # it ended meanwhile
+        except Exception:
+            log.warning("could not cancel a run after its client left", exc_info=True)
+
+    task: asyncio.Task[Any] = asyncio.ensure_future(cancel())
     _background.add(task)
     task.add_done_callback(_background.discard)
 
@@ -244,7 +257,7 @@ async def _lg_stream(
         ended = True
     finally:
         if not ended and cancel_on_disconnect:
-            _later(svc.cancel(tenant, thread_id, run_id, "interrupt"))
+            _cancel_later(svc, tenant, thread_id, run_id)
 
 
 def _sse(body: AsyncIterator[bytes], thread_id: str, run_id: str) -> StreamingResponse:
@@ -263,8 +276,6 @@ async def _wait_body(
     svc: LangGraphRuns, tenant: str, row: dict[str, Any], *, cancel_on_disconnect: bool
 ) -> AsyncIterator[bytes]:
     # Whitespace while the run works keeps proxies from timing out; JSON allows it before a value.
-    import json
-
     result: asyncio.Task[dict[str, Any]] = asyncio.ensure_future(svc.outcome(tenant, row))
     ended = False
     try:
@@ -279,7 +290,7 @@ async def _wait_body(
         if not result.done():
             result.cancel()
         if not ended and cancel_on_disconnect:
-            _later(svc.cancel(tenant, row["thread_id"], row["run_id"], "interrupt"))
+            _cancel_later(svc, tenant, row["thread_id"], row["run_id"])
 
 
 def _wait_response(
