@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +16,9 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
+from nats.js.api import DeliverPolicy
 
+from agentbus.contracts import RunEvent
 from agentbus.runtime.platform import Platform
 
 pytestmark = pytest.mark.e2e
@@ -473,3 +476,37 @@ async def test_the_agent_streams_tokens_and_answers_with_citations(client: LangG
     final = [p.data for p in parts if p.event == "values"][-1]
     assert final["messages"][0] == {"role": "user", "content": "who knows Rust?", "type": "human"}
     assert final["messages"][-1]["type"] == "ai" and final["messages"][-1]["content"]
+
+
+async def test_a_queued_run_starts_although_the_gateway_that_queued_it_died(
+    platform: Platform, client: LangGraphClient
+) -> None:
+    thread = await client.threads.create()
+    first = await client.runs.create(thread["thread_id"], "steps", input=steps(5, 0.3))
+    second = await client.runs.create(
+        thread["thread_id"], "steps", input=steps(6, 0), multitask_strategy="enqueue"
+    )
+    platform.stop_service("gateway", sig=signal.SIGKILL)
+    try:
+        # No gateway now: the orchestrator ends the first run, releases the thread and starts
+        # the queued one.
+        nc = await nats.connect(platform.engines.urls()["nats"])
+        sub = await nc.jetstream().subscribe(
+            f"agentbus.v1.runs.events.{second['run_id']}",
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        while True:
+            event = RunEvent.model_validate_json((await sub.next_msg(timeout=60)).data)
+            if event.type == "end":
+                assert event.status == "success"
+                break
+        await nc.close()
+    finally:
+        platform.start_service("gateway")
+        await asyncio.to_thread(platform.wait_ready, 120)
+    again = get_client(url=platform.gateway_url, api_key=dev_key(platform))
+    for run in (first, second):
+        assert (await again.runs.get(thread["thread_id"], run["run_id"]))["status"] == "success"
+    assert (await again.threads.get(thread["thread_id"]))["values"]["done"] == list(range(1, 7))
+    await again.aclose()
