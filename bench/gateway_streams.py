@@ -571,12 +571,60 @@ async def active_load(
     return chats
 
 
+async def active_phase(
+    session: aiohttp.ClientSession,
+    base: str,
+    key: str,
+    tap: BusTap,
+    args: argparse.Namespace,
+    gateway_pid: int,
+    meter: CpuMeter,
+    label: str,
+) -> dict[str, Any]:
+    meter.start()
+    started = time.perf_counter()
+    with RssSampler(gateway_pid) as rss:
+        chats = await active_load(
+            session,
+            base,
+            key,
+            tap,
+            args.active,
+            args.active_seconds,
+            args.timeout,
+            args.active_assistant,
+            args.active_words,
+        )
+    wall = time.perf_counter() - started
+    ok = sum(1 for c in chats if c.ok)
+    res = {
+        **chat_report(chats),
+        "wall_s": wall,
+        "chats_s": ok / wall if wall else 0.0,
+        "cpu_s": meter.stop(),
+        "gateway_rss_peak_mib": rss.peak,
+        "loadavg": os.getloadavg(),
+    }
+    print(
+        f"  active {label}: {ok}/{len(chats)} chats ok in {wall:.1f}s"
+        f" ({res['chats_s']:.1f}/s), failures {res['failures']},"
+        f" delivery p50 {res['delivery'].get('p50_ms', float('nan')):.2f} ms"
+        f" p99 {res['delivery'].get('p99_ms', float('nan')):.2f} ms,"
+        f" gateway cpu {res['cpu_s'].get('gateway', 0.0):.1f}s"
+    )
+    return res
+
+
 def _gaps(stream: IdleStream, until: float) -> list[float]:
-    """Seconds between its opening, each heartbeat, and `until`."""
+    """Seconds from its opening to the first heartbeat and between heartbeats; the time since
+    the last one counts only once it is overdue (a heartbeat that never came)."""
     if stream.opened is None:
         return []
-    marks = [stream.opened, *stream.heartbeats, until]
-    return [b - a for a, b in itertools.pairwise(marks)]
+    marks = [stream.opened, *stream.heartbeats]
+    gaps = [b - a for a, b in itertools.pairwise(marks)]
+    if until - marks[-1] > HEARTBEAT_S:
+        gaps.append(until - marks[-1])
+    return gaps
 
 
 async def measure_streams(
@@ -597,6 +645,11 @@ async def measure_streams(
         "active_assistant": args.active_assistant,
         "active_words": args.active_words if args.active_assistant == "echo" else None,
     }
+    # Baseline in the same run: the active load with no idle stream held.
+    if args.active:
+        res["active_alone"] = await active_phase(
+            session, base, key, tap, args, gateway_pid, meter, "alone"
+        )
     consumers_before = await steady_consumer_count(nc)
     res["before"] = {
         "gateway": proc_status(gateway_pid),
@@ -673,36 +726,9 @@ async def measure_streams(
     res["idle_hold"]["loadavg"] = os.getloadavg()
     print(f"  held idle for {args.idle_hold:.0f}s: cpu {res['idle_hold']['cpu_s']}")
 
-    # Active chat streams next to them.
-    meter.start()
-    active_started = time.perf_counter()
-    with RssSampler(gateway_pid) as rss:
-        chats = await active_load(
-            session,
-            base,
-            key,
-            tap,
-            args.active,
-            args.active_seconds,
-            args.timeout,
-            args.active_assistant,
-            args.active_words,
-        )
-    active_wall = time.perf_counter() - active_started
-    res["active_load"] = {
-        **chat_report(chats),
-        "wall_s": active_wall,
-        "chats_s": sum(1 for c in chats if c.ok) / active_wall if active_wall else 0.0,
-        "cpu_s": meter.stop(),
-        "gateway_rss_peak_mib": rss.peak,
-        "loadavg": os.getloadavg(),
-    }
-    al = res["active_load"]
-    print(
-        f"  active: {al['ok']}/{al['runs']} chats ok in {active_wall:.1f}s"
-        f" ({al['chats_s']:.1f}/s), failures {al['failures']},"
-        f" delivery p50 {al['delivery'].get('p50_ms', float('nan')):.2f} ms"
-        f" p99 {al['delivery'].get('p99_ms', float('nan')):.2f} ms"
+    # The same active load again, now next to the idle streams.
+    res["active_load"] = await active_phase(
+        session, base, key, tap, args, gateway_pid, meter, "with idle streams"
     )
     after_active = {"gateway": proc_status(gateway_pid), "nats": proc_status(nats_pid)}
     res["after_active"] = after_active
@@ -930,6 +956,51 @@ def _mib(d: dict[str, float], key: str = "VmRSS") -> float:
     return float(d.get(key, float("nan")))
 
 
+def active_table(st: dict[str, Any], idle: int) -> str:
+    cores = os.cpu_count() or 1
+    rows = []
+    for key, label in (("active_alone", "alone"), ("active_load", f"with {idle} idle")):
+        a = st.get(key)
+        if a is None:
+            continue
+        cpu = a["cpu_s"]
+        rows.append(
+            [
+                label,
+                f"{a['ok']}/{a['runs']}",
+                a["chats_s"],
+                _p(a["ttft"], "p50_ms"),
+                _p(a["ttft"], "p95_ms"),
+                _p(a["end"], "p50_ms"),
+                _p(a["delivery"], "p50_ms"),
+                _p(a["delivery"], "p95_ms"),
+                _p(a["delivery"], "p99_ms"),
+                1e3 * cpu.get("gateway", 0.0) / max(1, a["ok"]),
+                f"{100 * cpu.get('gateway', 0.0) / a['wall_s']:.0f}%",
+                a["gateway_rss_peak_mib"],
+                f"{100 * cpu.get('other', 0.0) / (a['wall_s'] * cores):.0f}%",
+            ]
+        )
+    return markdown_table(
+        [
+            "active chats",
+            "ok",
+            "chats/s",
+            "TTFT p50 ms",
+            "TTFT p95 ms",
+            "end p50 ms",
+            "delivery p50 ms",
+            "p95",
+            "p99",
+            "gateway CPU ms/chat",
+            "gateway, % of a core",
+            "gateway RSS peak MiB",
+            "other load",
+        ],
+        rows,
+    )
+
+
 def streams_report(st: dict[str, Any]) -> str:
     before, idle, active, closed = (
         st["before"],
@@ -979,7 +1050,6 @@ def streams_report(st: dict[str, Any]) -> str:
     )
     hold = st["idle_hold"]
     hold_cpu = hold["cpu_s"]
-    al = st["active_load"]
     check = st["idle_check"]
     lines = [
         mem,
@@ -992,16 +1062,13 @@ def streams_report(st: dict[str, Any]) -> str:
         f"Idle hold {hold['seconds']:.0f} s: gateway CPU "
         f"{100 * hold_cpu.get('gateway', 0.0) / hold['seconds']:.1f}% of one core, nats-server "
         f"{100 * hold_cpu.get('nats', 0.0) / hold['seconds']:.1f}%, other processes "
-        f"{100 * hold_cpu.get('other', 0.0) / hold['seconds']:.0f}% of a core.",
-        f"Active ({st['active']} `{st['active_assistant']}` chat streams in a closed loop): "
-        f"{al['ok']}/{al['runs']} chats completed ({al['chats_s']:.1f}/s over "
-        f"{al['wall_s']:.0f} s, failures {al['failures'] or 'none'}), TTFT p50 "
-        f"{_p(al['ttft'], 'p50_ms'):.0f} ms p95 {_p(al['ttft'], 'p95_ms'):.0f} ms, end p50 "
-        f"{_p(al['end'], 'p50_ms'):.0f} ms; gateway RSS peak {al['gateway_rss_peak_mib']:.1f} MiB.",
-        "Event delivery (SSE arrival - bus arrival, "
-        f"{al['delivery'].get('n', 0)} events): p50 {_p(al['delivery'], 'p50_ms'):.2f} ms, "
-        f"p95 {_p(al['delivery'], 'p95_ms'):.2f} ms, p99 {_p(al['delivery'], 'p99_ms'):.2f} ms, "
-        f"max {_p(al['delivery'], 'max_ms'):.1f} ms.",
+        f"{100 * hold_cpu.get('other', 0.0) / (hold['seconds'] * (os.cpu_count() or 1)):.0f}% "
+        "of the machine.",
+        f"Active: {st['active']} `{st['active_assistant']}` chat streams in a closed loop, "
+        f"alone and then next to the {n} idle streams:",
+        "",
+        active_table(st, n),
+        "",
         f"Idle streams still open at the end: {check['still_open']}/{n} (held >= "
         f"{check['held_s_min']:.0f} s; closed early: {check['closed_early'] or 'none'}); "
         f"heartbeats per stream min {check['heartbeats_min']}, median "
