@@ -77,6 +77,31 @@ async def test_malformed_events_are_rejected_counted_and_later_ones_stored(
         assert as_dicts(await ask(nc, tenant + "x", "dora", since_hours=1)) == []
 
 
+async def test_a_backfill_spanning_a_decade_is_stored_in_one_batch(
+    analytics_env: dict[str, str], nc: NatsClient, tenant: str
+) -> None:
+    js = nc.jetstream()
+    subject = s.domain_event(tenant, "ci", "deployment")
+    start = datetime(2015, 1, 1, tzinfo=UTC)
+    for month in range(130):  # more months than ClickHouse's partitions-per-insert default
+        event = DomainEvent(
+            tenant_id=tenant,
+            source="ci",
+            type="deployment",
+            ts=start + timedelta(days=31 * month),
+            data={"service": "api"},
+        )
+        await js.publish(subject, event.model_dump_json().encode())
+    service = build(AnalyticsSettings())
+    async with running(service):
+
+        async def stored() -> bool:
+            rows = as_dicts(await ask(nc, tenant, "dora", since="2014-01-01", until="2027-01-01"))
+            return any(r["service"] == "*" and r["deployments"] == 130 for r in rows)
+
+        await eventually(stored, what="130 monthly deployments")
+
+
 async def test_query_params_are_validated_and_every_query_is_tenant_scoped(
     analytics_env: dict[str, str], nc: NatsClient, tenant: str
 ) -> None:

@@ -61,7 +61,14 @@ class ClickHouseStore:
 
     def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
         with self._lock:
-            self.client.insert(table, rows, column_names=list(columns))
+            # Tables are partitioned by month of the event time; a backfill spanning years in one
+            # batch would otherwise fail (limit 100) and come back forever.
+            self.client.insert(
+                table,
+                rows,
+                column_names=list(columns),
+                settings={"max_partitions_per_insert_block": 0},
+            )
 
     async def query(
         self, sql: str, parameters: dict[str, Any] | None = None
