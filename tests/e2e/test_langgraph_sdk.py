@@ -510,3 +510,16 @@ async def test_a_queued_run_starts_although_the_gateway_that_queued_it_died(
         assert (await again.runs.get(thread["thread_id"], run["run_id"]))["status"] == "success"
     assert (await again.threads.get(thread["thread_id"]))["values"]["done"] == list(range(1, 7))
     await again.aclose()
+
+
+async def test_a_failing_run_streams_an_error_event(client: LangGraphClient) -> None:
+    thread = await client.threads.create()
+    bad_delay = {"steps": 1, "delay": "slow"}  # the node fails on float("slow")
+    parts = [p async for p in client.runs.stream(thread["thread_id"], "steps", input=bad_delay)]
+    errors = [p.data for p in parts if p.event == "error"]
+    assert errors and errors[0]["error"] == "ValueError" and "slow" in errors[0]["message"]
+    run_id = parts[0].data["run_id"]
+    assert (await client.runs.get(thread["thread_id"], run_id))["status"] == "error"
+    assert (await client.threads.get(thread["thread_id"]))["status"] == "error"
+    with pytest.raises(Exception, match="ValueError"):
+        await client.runs.wait(thread["thread_id"], "steps", input=bad_delay)
