@@ -186,7 +186,7 @@ async def test_query_params_are_validated_and_every_query_is_tenant_scoped(
         assert mine[0]["direction"] == "high" and mine[0]["z_score"] is None
 
         # Bad parameters: an error naming the problem, never a partial result.
-        for name, params, fragment in [
+        bad: list[tuple[str, dict[str, Any], str]] = [
             ("usage", {"group_by": "user"}, "group_by"),
             ("usage", {"tenant_id": "other"}, "tenant_id"),  # tenant never from params
             ("usage", {"since_hours": -1}, "since_hours"),
@@ -199,7 +199,8 @@ async def test_query_params_are_validated_and_every_query_is_tenant_scoped(
             ("recorded_runs", {"limit": 5000}, "limit"),
             ("recorded_runs", {"limit": "many"}, "limit"),
             ("evaluations", {"sql": "DROP TABLE runs"}, "sql"),
-        ]:
+        ]
+        for name, params, fragment in bad:
             result = await ask(nc, tenant, name, **params)
             assert result.error is not None and fragment in result.error, (name, params, result)
             assert result.rows == []

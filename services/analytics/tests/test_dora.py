@@ -101,8 +101,8 @@ def synthesize(tenant: str, services: list[str], total: int, seed: int) -> World
             world.commits[sha] = committed
             pending[service].append(sha)
             if rng.random() < 0.5:
-                data = {"sha": sha, "service": service, "committed_at": committed.isoformat()}
-                world.add("git", rng.choice(["commit", "change"]), ts, data)
+                commit = {"sha": sha, "service": service, "committed_at": committed.isoformat()}
+                world.add("git", rng.choice(["commit", "change"]), ts, commit)
             else:  # no committed_at: the event time is the commit time
                 world.commits[sha] = ts
                 world.add("git", "commit", ts, {"sha": sha, "repository": service})

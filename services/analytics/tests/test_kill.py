@@ -85,7 +85,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_counts_nothing_twice(
             info = await js.consumer_info(
                 ANALYTICS_DOMAIN_EVENTS.stream, ANALYTICS_DOMAIN_EVENTS.durable
             )
-            return info.num_pending == 0 and info.num_ack_pending == 0
+            return not info.num_pending and not info.num_ack_pending
 
         await eventually(drained, timeout=60, what="the consumer to drain")
         assert await deployments(nc, tenant) == total

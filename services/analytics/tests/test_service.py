@@ -8,7 +8,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from opentelemetry import propagate, trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -111,7 +111,7 @@ async def test_usage_totals_of_a_run_are_the_sum_of_its_calls_and_inserts_are_tr
 
         async def stored() -> bool:
             rows = as_dicts(await ask(nc, tenant, "usage", group_by="run", since_hours=1))
-            return sum(r["calls"] for r in rows) == 10
+            return sum(int(str(r["calls"])) for r in rows) == 10
 
         await eventually(stored, what="usage rows")
         by_run = {
@@ -161,6 +161,7 @@ async def test_usage_totals_of_a_run_are_the_sum_of_its_calls_and_inserts_are_tr
         assert span.parent is not None
         assert span.parent.span_id == root.get_span_context().span_id
         assert span.start_time is not None and span.end_time is not None
-        assert root.end_time is not None and span.start_time > root.end_time
+        assert isinstance(root, ReadableSpan) and root.end_time is not None
+        assert span.start_time > root.end_time
     queries = [sp for sp in spans if sp.name == "analytics.query usage"]
     assert queries and all(sp.parent is not None for sp in queries)
