@@ -53,7 +53,7 @@ def ask(text: str) -> dict[str, Any]:
 
 
 async def wait_status(
-    client: LangGraphClient, thread_id: str, run_id: str, wanted: set[str], timeout: float = 60
+    client: LangGraphClient, thread_id: str, run_id: str, wanted: set[str], timeout: float = 120
 ) -> str:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -247,7 +247,7 @@ async def test_on_disconnect_cancel_stops_the_run(client: LangGraphClient) -> No
     stream = client.runs.stream(
         thread["thread_id"],
         "steps",
-        input=steps(40, 0.2),
+        input=steps(300, 0.2),  # a minute: it can only end `interrupted` by the cancel
         stream_mode="custom",
         on_disconnect="cancel",
     )
