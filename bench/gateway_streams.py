@@ -49,7 +49,7 @@ event of a run can be matched to the same event on the bus.
      that do not go back to where they started.
 
 Run: `.venv/bin/python -m bench.gateway_streams [--idle 2000] [--active 200]
-[--active-seconds 40] [--ttft-runs 100] [--assistants agent,echo] [--json out.json]`.
+[--active-seconds 30] [--ttft-runs 100] [--assistants agent,echo] [--json out.json]`.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 if __package__ in (None, ""):  # `python bench/gateway_streams.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -627,38 +628,17 @@ def _gaps(stream: IdleStream, until: float) -> list[float]:
     return gaps
 
 
-async def measure_streams(
+async def open_idle(
     plat: Platform,
     nc: NatsClient,
     session: aiohttp.ClientSession,
     base: str,
     key: str,
-    tap: BusTap,
     args: argparse.Namespace,
-    gateway_pid: int,
-    nats_pid: int | None,
+    consumers_before: int,
     meter: CpuMeter,
-) -> dict[str, Any]:
-    res: dict[str, Any] = {
-        "idle": args.idle,
-        "active": args.active,
-        "active_assistant": args.active_assistant,
-        "active_words": args.active_words if args.active_assistant == "echo" else None,
-    }
-    # Baseline in the same run: the active load with no idle stream held.
-    if args.active:
-        res["active_alone"] = await active_phase(
-            session, base, key, tap, args, gateway_pid, meter, "alone"
-        )
-    consumers_before = await steady_consumer_count(nc)
-    res["before"] = {
-        "gateway": proc_status(gateway_pid),
-        "nats": proc_status(nats_pid),
-        "consumers": consumers_before,
-        "loadavg": os.getloadavg(),
-    }
-    print(f"  before: gateway {res['before']['gateway']}, consumers {consumers_before}")
-
+) -> tuple[list[IdleStream], list[asyncio.Task[None]], dict[str, Any]]:
+    """`args.idle` streams of new runs that stay open, held by tasks until cancelled."""
     # Runs that stay open: accepted by the gateway's store, never submitted.
     pool = await asyncpg.create_pool(plat.engines.postgres.url, min_size=1, max_size=4)
     try:
@@ -692,11 +672,96 @@ async def measure_streams(
         await asyncio.wait_for(all_answered.wait(), args.timeout * 4)
     answered_s = time.perf_counter() - started
     ok_streams = sum(1 for st in streams if st.status == 200)
-    count, waited = await wait_consumers(
-        nc, lambda c: c >= consumers_before + ok_streams, args.timeout
+    count, _ = await wait_consumers(nc, lambda c: c >= consumers_before + ok_streams, args.timeout)
+    return (
+        streams,
+        tasks,
+        {
+            "ok": ok_streams,
+            "answered_s": answered_s,
+            "open_s": time.perf_counter() - started,
+            "consumers": count,
+            "cpu_s": meter.stop(),
+        },
     )
-    open_s = time.perf_counter() - started
-    open_cpu = meter.stop()
+
+
+async def close_idle(
+    nc: NatsClient, tasks: list[asyncio.Task[None]], consumers_before: int, settle: float
+) -> tuple[int, float | None]:
+    """Close the streams; (RUN_EVENTS consumers left, seconds until they were all gone)."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    closed_at = time.perf_counter()
+    count, _ = await wait_consumers(nc, lambda c: c <= consumers_before, 60.0)
+    released = time.perf_counter() - closed_at if count <= consumers_before else None
+    await asyncio.sleep(settle)
+    return count, released
+
+
+def tcp_peers(pid: int | None, ports: dict[int, str]) -> dict[str, int]:
+    """Open TCP connections of a process by peer (named ports; anything else is "other")."""
+    import psutil
+
+    out: dict[str, int] = {}
+    if pid is None:
+        return out
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.Process(pid).net_connections("tcp"):
+            if conn.raddr:
+                name = ports.get(conn.raddr.port, "other")
+                out[name] = out.get(name, 0) + 1
+    return out
+
+
+async def measure_streams(
+    plat: Platform,
+    nc: NatsClient,
+    session: aiohttp.ClientSession,
+    base: str,
+    key: str,
+    tap: BusTap,
+    args: argparse.Namespace,
+    gateway_pid: int,
+    nats_pid: int | None,
+    meter: CpuMeter,
+) -> dict[str, Any]:
+    res: dict[str, Any] = {
+        "idle": args.idle,
+        "active": args.active,
+        "active_assistant": args.active_assistant,
+        "active_words": args.active_words if args.active_assistant == "echo" else None,
+    }
+    # Baseline in the same run: the active load with no idle stream held.
+    if args.active:
+        res["active_alone"] = await active_phase(
+            session, base, key, tap, args, gateway_pid, meter, "alone"
+        )
+    consumers_before = await steady_consumer_count(nc)
+    ports = {
+        urlsplit(plat.engines.nats.url).port or 0: "nats",
+        urlsplit(plat.engines.postgres.url).port or 0: "postgres",
+    }
+    res["before"] = {
+        "gateway_tcp_peers": tcp_peers(gateway_pid, ports),
+        "gateway": proc_status(gateway_pid),
+        "nats": proc_status(nats_pid),
+        "consumers": consumers_before,
+        "loadavg": os.getloadavg(),
+    }
+    print(f"  before: gateway {res['before']['gateway']}, consumers {consumers_before}")
+
+    streams, tasks, opening = await open_idle(
+        plat, nc, session, base, key, args, consumers_before, meter
+    )
+    ok_streams, open_s, count, open_cpu, answered_s = (
+        opening["ok"],
+        opening["open_s"],
+        opening["consumers"],
+        opening["cpu_s"],
+        opening["answered_s"],
+    )
     statuses: dict[str, int] = {}
     for st in streams:
         statuses[str(st.status)] = statuses.get(str(st.status), 0) + 1
@@ -758,22 +823,35 @@ async def measure_streams(
     print(f"  idle check: {res['idle_check']}")
 
     # Close them all: the gateway must let go of every consumer and file.
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    closed_at = time.perf_counter()
-    count, waited = await wait_consumers(nc, lambda c: c <= consumers_before, 60.0)
-    await asyncio.sleep(args.settle)
+    count, released = await close_idle(nc, tasks, consumers_before, args.settle)
     res["after_close"] = {
         "gateway": proc_status(gateway_pid),
         "nats": proc_status(nats_pid),
         "consumers": count,
-        "consumers_released_s": time.perf_counter() - closed_at
-        if count <= consumers_before
-        else None,
-        "consumers_wait_s": waited,
+        "consumers_released_s": released,
+        "gateway_tcp_peers": tcp_peers(gateway_pid, ports),
     }
     print(f"  after close: {res['after_close']}")
+
+    # A second round of the same streams: memory that Python kept for reuse is reused; a leak
+    # grows again.
+    if args.second_round:
+        _, tasks, opening = await open_idle(
+            plat, nc, session, base, key, args, consumers_before, meter
+        )
+        second_open = {"gateway": proc_status(gateway_pid), "nats": proc_status(nats_pid)}
+        count, released = await close_idle(nc, tasks, consumers_before, args.settle)
+        res["second_round"] = {
+            "ok": opening["ok"],
+            "open": second_open,
+            "after_close": {
+                "gateway": proc_status(gateway_pid),
+                "nats": proc_status(nats_pid),
+                "consumers": count,
+                "consumers_released_s": released,
+            },
+        }
+        print(f"  second round: {res['second_round']}")
     return res
 
 
@@ -790,6 +868,63 @@ async def wait_http(base: str, timeout: float) -> None:
                         return
             await asyncio.sleep(0.2)
     raise TimeoutError(f"the gateway at {base} did not answer /healthz")
+
+
+class ServiceDied(RuntimeError):
+    pass
+
+
+async def watch_services(plat: Platform, main: asyncio.Task[Any] | None) -> None:
+    """Stop the benchmark at once when a service process exits, instead of letting every
+    remaining chat wait for its timeout."""
+    while True:
+        await asyncio.sleep(1.0)
+        for name in ("orchestrator", "gateway"):
+            code = plat.procs[name].poll()
+            if code is not None:
+                print(f"{name} exited with code {code}: {plat.last_output(name)}")
+                if main is not None:
+                    main.cancel(f"{name} exited with code {code}")
+                return
+
+
+async def run_parts(
+    plat: Platform,
+    nc: NatsClient,
+    args: argparse.Namespace,
+    base: str,
+    key: str,
+    gateway_pid: int,
+    nats_pid: int | None,
+    meter: CpuMeter,
+    results: dict[str, Any],
+) -> None:
+    tap = BusTap(nc)
+    await tap.start()
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=None)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        if args.ttft_runs:
+            print("time to first token, one run at a time")
+            for assistant in args.assistants:
+                paths: dict[str, Callable[[], Awaitable[Chat]]] = {
+                    "bus": partial(bus_chat, nc, tap, assistant, args.timeout),
+                    "gateway": partial(
+                        gateway_chat, session, base, key, assistant, tap, args.timeout
+                    ),
+                }
+                async with contextlib.AsyncExitStack() as stack:
+                    if assistant == "echo":
+                        baseline = await stack.enter_async_context(
+                            Baseline(plat.engines.postgres.url, 4)
+                        )
+                        paths["in-process"] = partial(in_process_chat, baseline)
+                    results["ttft"][assistant] = await measure_ttft(assistant, paths, args, meter)
+        if args.idle or args.active:
+            print(f"streams: {args.idle} idle + {args.active} active")
+            results["streams"] = await measure_streams(
+                plat, nc, session, base, key, tap, args, gateway_pid, nats_pid, meter
+            )
 
 
 async def measure(plat: Platform, args: argparse.Namespace) -> dict[str, Any]:
@@ -810,34 +945,15 @@ async def measure(plat: Platform, args: argparse.Namespace) -> dict[str, Any]:
             nats_pid = roots.get("nats")
             results["gateway_file_limit"] = _file_limit(gateway_pid)
             results["run_events_max_consumers"] = await set_max_consumers(nc, args.max_consumers)
-            tap = BusTap(nc)
-            await tap.start()
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=None)
-            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-                if args.ttft_runs:
-                    print("time to first token, one run at a time")
-                    for assistant in args.assistants:
-                        paths: dict[str, Callable[[], Awaitable[Chat]]] = {
-                            "bus": partial(bus_chat, nc, tap, assistant, args.timeout),
-                            "gateway": partial(
-                                gateway_chat, session, base, key, assistant, tap, args.timeout
-                            ),
-                        }
-                        async with contextlib.AsyncExitStack() as stack:
-                            if assistant == "echo":
-                                baseline = await stack.enter_async_context(
-                                    Baseline(plat.engines.postgres.url, 4)
-                                )
-                                paths["in-process"] = partial(in_process_chat, baseline)
-                            results["ttft"][assistant] = await measure_ttft(
-                                assistant, paths, args, meter
-                            )
-                if args.idle or args.active:
-                    print(f"streams: {args.idle} idle + {args.active} active")
-                    results["streams"] = await measure_streams(
-                        plat, nc, session, base, key, tap, args, gateway_pid, nats_pid, meter
-                    )
+            watchdog = asyncio.create_task(watch_services(plat, asyncio.current_task()))
+            try:
+                await run_parts(plat, nc, args, base, key, gateway_pid, nats_pid, meter, results)
+            except asyncio.CancelledError:
+                if watchdog.done():
+                    raise ServiceDied("a service exited during the benchmark (see above)") from None
+                raise
+            finally:
+                watchdog.cancel()
     finally:
         await nc.close()
     return results
@@ -1008,44 +1124,35 @@ def streams_report(st: dict[str, Any]) -> str:
         st["after_active"],
         st["after_close"],
     )
+    second = st.get("second_round")
     n = max(1, st["open"]["statuses"].get("200", 0))
     g0, g1 = _mib(before["gateway"]), _mib(idle["gateway"])
     n0, n1 = _mib(before["nats"]), _mib(idle["nats"])
+
+    def row(label: str, proc: str, key: str, per_stream: object) -> list[object]:
+        def value(d: dict[str, Any]) -> object:
+            v = d[proc].get(key, float("nan"))
+            return int(v) if key == "fds" else v
+
+        cells = [label, value(before), value(idle), value(active), value(closed)]
+        if second is not None:
+            cells += [value(second["open"]), value(second["after_close"])]
+        return [*cells, per_stream]
+
+    headers = ["process", "before", f"{n} idle open", "after active", "after close"]
+    if second is not None:
+        headers += ["open again", "close again"]
+    consumers = ["RUN_EVENTS consumers", before["consumers"], st["open"]["consumers"], "-"]
+    consumers += [closed["consumers"]]
+    if second is not None:
+        consumers += ["-", second["after_close"]["consumers"]]
     mem = markdown_table(
-        ["process", "before", f"{n} idle open", "after active", "after close", "per stream KiB"],
+        [*headers, "per stream KiB"],
         [
-            [
-                "gateway RSS MiB",
-                g0,
-                g1,
-                _mib(active["gateway"]),
-                _mib(closed["gateway"]),
-                (g1 - g0) * 1024 / n,
-            ],
-            [
-                "gateway open files",
-                int(before["gateway"].get("fds", 0)),
-                int(idle["gateway"].get("fds", 0)),
-                int(active["gateway"].get("fds", 0)),
-                int(closed["gateway"].get("fds", 0)),
-                "-",
-            ],
-            [
-                "nats-server RSS MiB",
-                n0,
-                n1,
-                _mib(active["nats"]),
-                _mib(closed["nats"]),
-                (n1 - n0) * 1024 / n,
-            ],
-            [
-                "RUN_EVENTS consumers",
-                before["consumers"],
-                st["open"]["consumers"],
-                "-",
-                closed["consumers"],
-                "-",
-            ],
+            row("gateway RSS MiB", "gateway", "VmRSS", (g1 - g0) * 1024 / n),
+            row("gateway open files", "gateway", "fds", "-"),
+            row("nats-server RSS MiB", "nats", "VmRSS", (n1 - n0) * 1024 / n),
+            [*consumers, "-"],
         ],
     )
     hold = st["idle_hold"]
@@ -1075,6 +1182,8 @@ def streams_report(st: dict[str, Any]) -> str:
         f"{check['heartbeats_median']:.0f}; gap between heartbeats p50 "
         f"{check['heartbeat_gap_s']['p50']:.1f} s, p99 {check['heartbeat_gap_s']['p99']:.1f} s, "
         f"max {check['heartbeat_gap_s']['max']:.1f} s.",
+        f"Gateway TCP connections by peer: before {before.get('gateway_tcp_peers')}, after "
+        f"close {closed.get('gateway_tcp_peers')}.",
     ]
     return "\n".join(lines)
 
@@ -1107,7 +1216,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--active", type=int, default=200, help="chat streams in flight during the active phase"
     )
     parser.add_argument(
-        "--active-seconds", type=float, default=40.0, help="how long the active phase runs"
+        "--active-seconds", type=float, default=30.0, help="how long the active phase runs"
     )
     parser.add_argument(
         "--active-assistant",
@@ -1130,6 +1239,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=20.0,
         help="seconds the idle streams are held alone before the active phase (> 15 s: one "
         "heartbeat round)",
+    )
+    parser.add_argument(
+        "--second-round",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="open and close the idle streams a second time (leak check)",
     )
     parser.add_argument(
         "--open-concurrency", type=int, default=64, help="idle streams being opened at once"
