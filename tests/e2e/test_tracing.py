@@ -12,14 +12,21 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentbus.runtime import trace_view as tv
+from agentbus.runtime.engines import free_port
 from agentbus.runtime.platform import Platform
 
 pytestmark = pytest.mark.e2e
@@ -282,3 +289,130 @@ async def test_every_service_serves_its_metrics_after_a_run(platform: Platform) 
     assert tagged, "no orchestrator log line tagged with the run"
     assert all(e.get("tenant_id") == "dev" and len(e.get("trace_id", "")) == 32 for e in tagged)
     assert all(len(e.get("span_id", "")) == 16 for e in tagged)
+
+
+# -- the same trace over OTLP --------------------------------------------------------------------
+
+
+class Collector:
+    """A minimal OTLP/HTTP trace receiver: keeps every span it is sent, as trace_view spans."""
+
+    def __init__(self) -> None:
+        self.spans: list[tv.Span] = []
+        self.lock = threading.Lock()
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # http.server calls do_<METHOD>
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = ExportTraceServiceRequest.FromString(body)
+                with collector.lock:
+                    collector.spans.extend(tv.parse_request(otlp_json(request)))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def snapshot(self) -> list[tv.Span]:
+        with self.lock:
+            return list(self.spans)
+
+
+def _value(v: AnyValue) -> dict[str, Any]:
+    kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return {"arrayValue": {"values": [_value(x) for x in v.array_value.values]}}
+    if kind == "int_value":
+        return {"intValue": str(v.int_value)}
+    names = {"string_value": "stringValue", "bool_value": "boolValue"}
+    names["double_value"] = "doubleValue"
+    return {names[kind]: getattr(v, kind)} if kind in names else {}
+
+
+def _attrs(items: Iterable[KeyValue]) -> list[dict[str, Any]]:
+    return [{"key": kv.key, "value": _value(kv.value)} for kv in items]
+
+
+def _span(sp: Span) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "traceId": sp.trace_id.hex(),
+        "spanId": sp.span_id.hex(),
+        "name": sp.name,
+        "kind": int(sp.kind),
+        "startTimeUnixNano": str(sp.start_time_unix_nano),
+        "endTimeUnixNano": str(sp.end_time_unix_nano),
+        "attributes": _attrs(sp.attributes),
+        "status": {"code": int(sp.status.code), "message": sp.status.message},
+    }
+    if sp.parent_span_id:
+        out["parentSpanId"] = sp.parent_span_id.hex()
+    return out
+
+
+def otlp_json(request: ExportTraceServiceRequest) -> dict[str, Any]:
+    """The protobuf request in the OTLP/JSON encoding (ids as hex, as the span files hold)."""
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": _attrs(rs.resource.attributes)},
+                "scopeSpans": [{"spans": [_span(sp) for sp in ss.spans]} for ss in rs.scope_spans],
+            }
+            for rs in request.resource_spans
+        ]
+    }
+
+
+@pytest.fixture(scope="module")
+def otlp_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, Collector]]:
+    """A second platform whose services export to an OTLP collector instead of span files."""
+    collector = Collector()
+    root = tmp_path_factory.mktemp("otlp-platform")
+    plat = Platform(
+        root / "var",
+        gateway_port=free_port(),
+        extra_env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        },
+    )
+    plat.start(timeout=180)
+    try:
+        yield plat, collector
+    finally:
+        plat.stop()
+        collector.server.shutdown()
+
+
+async def test_the_same_trace_reaches_an_otlp_collector(
+    otlp_platform: tuple[Platform, Collector],
+) -> None:
+    platform, collector = otlp_platform
+    run_id = await ask(platform)
+    wanted = {"gateway", "orchestrator", "retrieval", "analytics"}
+    deadline = time.monotonic() + 60
+    trace: tv.Trace | None = None
+    while time.monotonic() < deadline:
+        spans = collector.snapshot()
+        with_run = {s.trace_id for s in spans if s.attributes.get("agentbus.run_id") == run_id}
+        if with_run:
+            trace = tv.build(with_run.pop(), spans)
+            if complete(trace, wanted):
+                break
+        await asyncio.sleep(0.5)
+    else:
+        raise AssertionError(tv.render(trace) if trace else "the collector got no span of the run")
+    assert trace.roots[0].span.name == "POST /api/v1/chat/stream"
+    names = {s.name for s in trace.spans}
+    assert {"node supervisor", "node tools", "agentbus.v1.retrieval.search process"} <= names
+    llm = [s for s in trace.spans if s.name.startswith("chat ")]
+    assert llm and all(s.attributes["gen_ai.usage.output_tokens"] > 0 for s in llm)
+    # Nothing went to the span files: OTLP replaces them.
+    files = await asyncio.to_thread(lambda: list((platform.data_dir / "traces").glob("*.jsonl")))
+    assert not files
