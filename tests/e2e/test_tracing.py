@@ -38,13 +38,13 @@ def dev_key(platform: Platform) -> str:
     return (platform.data_dir / "dev-api-key").read_text().strip()
 
 
-async def ask(platform: Platform) -> str:
+async def ask(platform: Platform, question: str = QUESTION) -> str:
     """A chat question through the gateway, streamed as a browser would; returns the run id."""
     async with (
         httpx.AsyncClient(
             base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}, timeout=120
         ) as http,
-        http.stream("POST", "/api/v1/chat/stream", json={"message": QUESTION}) as response,
+        http.stream("POST", "/api/v1/chat/stream", json={"message": question}) as response,
     ):
         body = (await response.aread()).decode()
     assert response.status_code == 200, body
@@ -67,9 +67,11 @@ def complete(trace: tv.Trace, services: set[str]) -> bool:
     )
 
 
-async def wait_for_trace(platform: Platform, run_id: str, timeout: float = 60) -> tv.Trace:
+async def wait_for_trace(
+    platform: Platform, run_id: str, timeout: float = 60, services: set[str] | None = None
+) -> tv.Trace:
     """The run's trace once every service's spans are in the files, with no orphan left."""
-    wanted = {"gateway", "orchestrator", "retrieval", "analytics"}
+    wanted = services or {"gateway", "orchestrator", "retrieval", "analytics"}
     deadline = time.monotonic() + timeout
     found: tv.Trace | None = None
     while time.monotonic() < deadline:
@@ -169,6 +171,23 @@ async def test_a_chat_question_is_one_trace_across_every_service(platform: Platf
     assert json.loads(by_run.stdout)["trace_id"] == trace.trace_id
     unknown = await agentbus(platform, "traces", "0" * 32)
     assert unknown.returncode == 1 and f"no trace {'0' * 32}" in unknown.stderr
+
+
+async def test_a_graph_question_traces_the_graph_query(platform: Platform) -> None:
+    run_id = await ask(platform, "Who knows Rust?")
+    trace = await wait_for_trace(platform, run_id, services={"gateway", "orchestrator"})
+    deadline = time.monotonic() + 30
+    while not any(s.name.startswith("graph.query ") for s in trace.spans):
+        assert time.monotonic() < deadline, tv.render(trace)
+        await asyncio.sleep(0.5)
+        trace = await wait_for_trace(platform, run_id, services={"gateway", "orchestrator"})
+    query = next(s for s in trace.spans if s.name == "graph.query people_by_skill")
+    assert query.service == "retrieval"
+    assert query.attributes["db.operation.name"] == "MATCH"
+    assert query.attributes["db.system.name"] in {"neo4j", "falkordb"}
+    ids = {s.span_id: s for s in trace.spans}
+    assert query.parent_id is not None
+    assert ids[query.parent_id].name == "agentbus.v1.graph.query process"
 
 
 RUNBOOK = """Rolling back a release
