@@ -97,7 +97,8 @@ class GraphQueries:
             )
         params = {name: norm(req.params[name]) for name, norm in named.params.items()}
         # A client span per graph query (OTel database conventions): the named query, not the
-        # Cypher text. The system is the server's own name (Neo4j, or FalkorDB embedded).
+        # Cypher text. The system is what the server's Bolt agent string names (neo4j if none;
+        # the embedded FalkorDB's Bolt listener also answers as Neo4j).
         with tracer().start_as_current_span(
             f"graph.query {req.name}",
             kind=SpanKind.CLIENT,
