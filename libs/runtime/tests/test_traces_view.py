@@ -180,3 +180,22 @@ def test_subject_templates_keep_span_names_bounded() -> None:
         == "agentbus.v1.events.{tenant}.{source}.{type}"
     )
     assert subject_template("agentbus.v1.runs.submit") == "agentbus.v1.runs.submit"
+
+
+def test_span_files_rotate_and_both_are_read(tmp_path: Path) -> None:
+    exporter = JsonLinesSpanExporter(tmp_path, "gateway", max_bytes=2000)
+    provider = TracerProvider(resource=Resource.create({"service.name": "agentbus-gateway"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    ids = []
+    for i in range(20):
+        with tracer.start_as_current_span(f"request {i}") as span:
+            ids.append(format(span.get_span_context().trace_id, "032x"))
+    provider.shutdown()
+    current, previous = tmp_path / "gateway.jsonl", tmp_path / "gateway.1.jsonl"
+    assert previous.exists() and current.stat().st_size <= 2000 + 600
+    spans = tv.load_spans(tmp_path)
+    kept = {s.trace_id for s in spans}
+    # The newest spans are always there; the oldest went with an earlier rotation.
+    assert ids[-1] in kept and ids[0] not in kept
+    assert tv.find_trace(spans, ids[-1]).roots[0].span.name == "request 19"

@@ -101,19 +101,32 @@ def encode(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
     }
 
 
-class JsonLinesSpanExporter(SpanExporter):
-    """Appends each batch as one line to `<directory>/<service>.jsonl`."""
+# Span files of a platform left running would grow for ever: past this size a service's file
+# becomes `<service>.1.jsonl` (replacing the previous one) and a new one starts.
+MAX_FILE_BYTES = 64 * 1024 * 1024
 
-    def __init__(self, directory: Path, service: str) -> None:
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends each batch as one line to `<directory>/<service>.jsonl` (rotated, see above)."""
+
+    def __init__(self, directory: Path, service: str, max_bytes: int = MAX_FILE_BYTES) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"{service}.jsonl"
+        self.previous = directory / f"{service}.1.jsonl"
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         line = json.dumps(encode(spans), separators=(",", ":"))
         try:
-            with self._lock, self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
+            with self._lock:
+                with self.path.open("a", encoding="utf-8") as fh:
+                    fh.write(line + "\n")
+                    size = fh.tell()
+                if size > self.max_bytes:
+                    # Another replica of the service may append meanwhile: its next batch
+                    # simply goes to the new file (each export opens the path anew).
+                    self.path.replace(self.previous)
         except OSError:
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
