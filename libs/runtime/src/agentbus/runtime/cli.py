@@ -420,7 +420,15 @@ def cmd_traces(args: argparse.Namespace) -> int:
 
     directory = _settings(args).traces_dir
     try:
-        spans = tv.load_spans(directory)
+        # A trace id or run id narrows what is parsed to the lines that mention it.
+        if args.run:
+            mention = tv.load_spans(directory, [f'"{args.run}"'])
+            ids = {s.trace_id for s in mention if s.attributes.get("agentbus.run_id") == args.run}
+            spans = tv.load_spans(directory, sorted(ids)) if ids else []
+        elif args.trace_id and len(args.trace_id) == 32:
+            spans = tv.load_spans(directory, [args.trace_id.lower()])
+        else:
+            spans = tv.load_spans(directory)
         if args.list:
             found = tv.recent(spans, args.limit, requests_only=False)
             if args.json:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,11 +162,13 @@ def parse_request(request: dict[str, Any]) -> list[Span]:
     return out
 
 
-def load_spans(directory: Path) -> list[Span]:
-    """Every span in the directory's `*.jsonl` files.
+def load_spans(directory: Path, needles: Iterable[str] = ()) -> list[Span]:
+    """Every span in the directory's `*.jsonl` files (with `needles`: only from the lines that
+    contain one of them, e.g. a trace id, which skips parsing the rest of big files).
 
     A line that is not JSON (the end of a file a service is appending to right now) is skipped.
     """
+    wanted = tuple(needles)
     files = sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
     if not files:
         raise TraceViewError(
@@ -176,6 +179,8 @@ def load_spans(directory: Path) -> list[Span]:
     for path in files:
         with path.open(encoding="utf-8", errors="replace") as fh:
             for line in fh:
+                if wanted and not any(n in line for n in wanted):
+                    continue
                 try:
                     request = json.loads(line)
                 except ValueError:
@@ -228,7 +233,9 @@ def find_trace(spans: list[Span], trace_id: str) -> Trace:
         return build(matches[0], spans)
     if len(matches) > 1:
         raise TraceViewError(f"{trace_id} matches {len(matches)} traces; give more digits")
-    raise TraceViewError(f"no trace {trace_id} in the span files ({len(ids)} traces there)")
+    raise TraceViewError(
+        f"no trace {trace_id} in the span files (`agentbus traces --list` shows recent ones)"
+    )
 
 
 def find_run(spans: list[Span], run_id: str) -> list[Trace]:
