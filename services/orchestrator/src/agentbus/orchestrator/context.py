@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import Token
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,11 @@ from .models import ModelCall
 from .tools import ToolBox
 
 Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
+
+
+_NODE_SPAN: ContextVar[tuple[Span, Token[Context]] | None] = ContextVar(
+    "agentbus_node_span", default=None
+)
 
 
 class RunCancelled(Exception):
@@ -51,8 +56,8 @@ class RunContext:
     started: float = field(default_factory=time.perf_counter)
     trace_id: str | None = None
     metrics: RunMetrics | None = None
-    # Open LangGraph node spans with their context tokens (node_start .. node_end).
-    _spans: list[tuple[Span, Token[Context]]] = field(default_factory=list)
+    # LangGraph node spans started and not yet ended (node_start .. node_end).
+    _spans: list[Span] = field(default_factory=list)
 
     @property
     def tenant_id(self) -> str:
@@ -91,23 +96,30 @@ class RunContext:
         self.nodes += 1
         # The node's span stays current until node_end (same coroutine), so the node's model
         # calls, tool requests and events are its children.
+        # The span lives in a context variable of the node's own context, so nodes running in
+        # parallel each end their own.
         span = tracer().start_span(
             f"node {node}", attributes={"langgraph.node": node, "agentbus.run_id": self.run.run_id}
         )
-        self._spans.append((span, otel_context.attach(trace.set_span_in_context(span))))
+        self._spans.append(span)
+        _NODE_SPAN.set((span, otel_context.attach(trace.set_span_in_context(span))))
         await self.emit("node_start", node=node)
 
     async def node_end(self, node: str) -> None:
         await self.emit("node_end", node=node)
-        if self._spans:
-            span, token = self._spans.pop()
+        entry = _NODE_SPAN.get()
+        if entry is not None:
+            span, token = entry
+            _NODE_SPAN.set(None)
             otel_context.detach(token)
             span.end()
+            if span in self._spans:
+                self._spans.remove(span)
 
     def end_spans(self) -> None:
         """End node spans a node left open (it raised, was interrupted or cancelled)."""
         while self._spans:
-            span, _ = self._spans.pop()
+            span = self._spans.pop()
             span.set_attribute("langgraph.node.completed", False)
             span.end()
 
