@@ -555,20 +555,25 @@ async def active_load(
     timeout: float,
     assistant: str,
     words: int,
+    think: float = 0.0,
 ) -> list[Chat]:
-    """`clients` chat streams at all times until `seconds` passed; every chat started is read to
+    """`clients` chat clients (each waiting `think` s between chats) until `seconds` passed; every chat started is read to
     its end (or its timeout)."""
     chats: list[Chat] = []
     deadline = time.perf_counter() + seconds
 
-    async def client() -> None:
+    async def client(i: int) -> None:
+        if think > 0:  # spread the clients' starts over one think time
+            await asyncio.sleep(think * i / clients)
         while time.perf_counter() < deadline:
             chat = await gateway_chat(session, base, key, assistant, tap, timeout, words)
             chats.append(chat)
             if chat.http_status == 429:
                 await asyncio.sleep(0.5)
+            if think > 0:
+                await asyncio.sleep(think)
 
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client(i) for i in range(clients)))
     return chats
 
 
@@ -595,6 +600,7 @@ async def active_phase(
             args.timeout,
             args.active_assistant,
             args.active_words,
+            args.think,
         )
     wall = time.perf_counter() - started
     ok = sum(1 for c in chats if c.ok)
@@ -732,6 +738,7 @@ async def measure_streams(
         "active": args.active,
         "active_assistant": args.active_assistant,
         "active_words": args.active_words if args.active_assistant == "echo" else None,
+        "think": args.think,
     }
     # Baseline in the same run: the active load with no idle stream held.
     if args.active:
@@ -1171,7 +1178,8 @@ def streams_report(st: dict[str, Any]) -> str:
         f"{100 * hold_cpu.get('nats', 0.0) / hold['seconds']:.1f}%, other processes "
         f"{100 * hold_cpu.get('other', 0.0) / (hold['seconds'] * (os.cpu_count() or 1)):.0f}% "
         "of the machine.",
-        f"Active: {st['active']} `{st['active_assistant']}` chat streams in a closed loop, "
+        f"Active: {st['active']} `{st['active_assistant']}` chat clients in a closed loop "
+        f"(think time {st.get('think', 0.0):g} s), "
         f"alone and then next to the {n} idle streams:",
         "",
         active_table(st, n),
@@ -1226,6 +1234,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "can publish them; agent is the local model, bounded by the orchestrator)",
     )
     parser.add_argument("--active-words", type=int, default=32, help="tokens per active echo chat")
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="seconds each active client waits between its chats (0: a closed loop at full "
+        "speed, which saturates this machine; e.g. 10 for a sustainable rate)",
+    )
     parser.add_argument(
         "--max-consumers",
         type=int,
