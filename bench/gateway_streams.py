@@ -557,8 +557,8 @@ async def active_load(
     words: int,
     think: float = 0.0,
 ) -> list[Chat]:
-    """`clients` chat clients (each waiting `think` s between chats) until `seconds` passed; every chat started is read to
-    its end (or its timeout)."""
+    """`clients` chat clients, each waiting `think` s between its chats, until `seconds`
+    passed; every chat started is read to its end (or its timeout)."""
     chats: list[Chat] = []
     deadline = time.perf_counter() + seconds
 
