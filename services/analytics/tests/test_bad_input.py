@@ -240,3 +240,33 @@ def test_robust_z(x: float, baseline: list[float], flagged: bool, z: float | Non
     got_flag, got_z, _, _ = robust_z(x, baseline, 3.5)
     assert got_flag is flagged
     assert got_z == (pytest.approx(z) if z is not None else None)
+
+
+async def test_a_result_too_large_for_the_bus_is_an_error_not_a_timeout(
+    analytics_env: dict[str, str], nc: NatsClient, tenant: str
+) -> None:
+    js = nc.jetstream()
+    for i in range(80):  # 80 answers of 16,000 characters: over NATS's 1 MB message limit
+        run = RunFinished(
+            tenant_id=tenant,
+            run_id=f"r{i}",
+            thread_id="th",
+            assistant_id="agent",
+            status="success",
+            duration_ms=1,
+            question="q",
+            answer="a" * 16_000,
+        )
+        await js.publish(s.TELEMETRY_RUN_FINISHED, run.model_dump_json().encode())
+    service = build(AnalyticsSettings())
+    async with running(service):
+
+        async def stored() -> bool:
+            rows = as_dicts(await ask(nc, tenant, "runs"))
+            return bool(rows) and rows[0]["runs"] == 80
+
+        await eventually(stored, what="80 runs")
+        big = await ask(nc, tenant, "recorded_runs", limit=1000)
+        assert big.error is not None and "message limit" in big.error and big.rows == []
+        small = await ask(nc, tenant, "recorded_runs", limit=10)
+        assert small.error is None and len(small.rows) == 10

@@ -89,6 +89,23 @@ async def terminate(raw: Msg) -> None:
         await raw.term()
 
 
+def fits(result: AnalyticsResult, max_payload: int) -> AnalyticsResult:
+    """The result, or an error saying why it cannot travel: NATS caps a message's size."""
+    size = len(result.model_dump_json())
+    if size <= max_payload - 1024:  # room for headers
+        return result
+    return AnalyticsResult(
+        tenant_id=result.tenant_id,
+        name=result.name,
+        columns=result.columns,
+        took_ms=result.took_ms,
+        error=(
+            f"the result ({len(result.rows)} rows, {size} bytes) is over the bus's message limit "
+            f"of {max_payload} bytes; ask for fewer rows (limit) or a shorter period"
+        ),
+    )
+
+
 def build(settings: AnalyticsSettings) -> Service:
     service = new_service(
         "analytics",
@@ -254,7 +271,7 @@ def build(settings: AnalyticsSettings) -> Service:
             ) as span,
         ):
             try:
-                return await answer(queries, req)
+                return fits(await answer(queries, req), service.connection.max_payload)
             except BadParams as exc:
                 span.set_attribute("error.type", "bad_params")
                 service.rejects.count(msg.raw_message.subject, "bad_params")

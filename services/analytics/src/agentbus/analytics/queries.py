@@ -91,6 +91,7 @@ def _aware(value: datetime) -> datetime:
 
 class UsageParams(Window):
     group_by: Literal["model", "assistant", "tenant", "day", "run"] = "model"
+    limit: int = Field(default=1000, ge=1, le=10_000, description="Most groups returned")
     run_id: str | None = Field(default=None, min_length=1, max_length=128)
     model: str | None = Field(default=None, min_length=1, max_length=256)
     assistant_id: str | None = Field(default=None, min_length=1, max_length=128)
@@ -98,6 +99,7 @@ class UsageParams(Window):
 
 class RunsParams(Window):
     group_by: Literal["assistant", "day", "status"] = "assistant"
+    limit: int = Field(default=1000, ge=1, le=10_000, description="Most groups returned")
     assistant_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
@@ -227,7 +229,7 @@ class Queries:
         }
         since, until = p.bounds(datetime.now(UTC))
         where = [f"tenant_id = {{t:String}} AND ts >= {{since:{_DT}}} AND ts < {{until:{_DT}}}"]
-        args: dict[str, Any] = {"t": tenant, "since": since, "until": until}
+        args: dict[str, Any] = {"t": tenant, "since": since, "until": until, "limit": p.limit}
         for column, value in (
             ("run_id", p.run_id),
             ("model", p.model),
@@ -247,6 +249,7 @@ class Queries:
             FROM llm_usage FINAL
             WHERE {" AND ".join(where)}
             GROUP BY key ORDER BY key
+            LIMIT {{limit:UInt32}}
         """
         columns = [
             p.group_by,
@@ -287,7 +290,7 @@ class Queries:
         keys = {"assistant": "assistant_id", "day": "toString(toDate(ts))", "status": "status"}
         since, until = p.bounds(datetime.now(UTC))
         where = f"tenant_id = {{t:String}} AND ts >= {{since:{_DT}}} AND ts < {{until:{_DT}}}"
-        args: dict[str, Any] = {"t": tenant, "since": since, "until": until}
+        args: dict[str, Any] = {"t": tenant, "since": since, "until": until, "limit": p.limit}
         if p.assistant_id is not None:
             where += " AND assistant_id = {assistant_id:String}"
             args["assistant_id"] = p.assistant_id
@@ -299,6 +302,7 @@ class Queries:
                    quantilesExactInclusive(0.5, 0.95, 0.99)(duration_ms), avg(duration_ms)
             FROM runs FINAL WHERE {where}
             GROUP BY key ORDER BY key
+            LIMIT {{limit:UInt32}}
         """
         columns = [
             p.group_by,
