@@ -165,3 +165,42 @@ async def test_usage_totals_of_a_run_are_the_sum_of_its_calls_and_inserts_are_tr
         assert span.start_time > root.end_time
     queries = [sp for sp in spans if sp.name == "analytics.query usage"]
     assert queries and all(sp.parent is not None for sp in queries)
+
+
+async def test_stopping_inserts_and_acks_what_is_buffered(
+    analytics_env: dict[str, str],
+    nc: NatsClient,
+    tenant: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agentbus.contracts import DomainEvent
+    from agentbus.contracts.streams import ANALYTICS_DOMAIN_EVENTS as spec
+
+    js = nc.jetstream()
+    subject = s.domain_event(tenant, "ci", "deployment")
+    monkeypatch.setenv("AGENTBUS_ANALYTICS_FLUSH_INTERVAL_S", "600")  # only SIGTERM flushes
+    service = build(AnalyticsSettings())
+    async with running(service):
+        for _ in range(5):
+            event = DomainEvent(tenant_id=tenant, source="ci", type="deployment")
+            await js.publish(subject, event.model_dump_json().encode())
+
+        async def buffered() -> bool:
+            rows = service.registry.get_sample_value(
+                "agentbus_analytics_buffered_rows", {"consumer": spec.durable}
+            )
+            return rows == 5
+
+        await eventually(buffered, what="five events buffered, unacked")
+        assert await deployments(nc, tenant) == 0  # not inserted yet
+    info = await js.consumer_info(spec.stream, spec.durable)
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)  # acked on the way out
+
+    monkeypatch.setenv("AGENTBUS_ANALYTICS_FLUSH_INTERVAL_S", "0.2")
+    async with running(build(AnalyticsSettings())):
+        assert await deployments(nc, tenant) == 5
+
+
+async def deployments(nc: NatsClient, tenant: str) -> int:
+    rows = as_dicts(await ask(nc, tenant, "dora", since_hours=1))
+    return next((int(str(r["deployments"])) for r in rows if r["service"] == "*"), 0)

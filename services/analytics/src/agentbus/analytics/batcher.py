@@ -29,7 +29,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from agentbus.contracts.streams import ConsumerSpec
 
@@ -64,6 +64,12 @@ class Metrics:
             "Time to insert one batch into ClickHouse",
             ["table"],
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.buffered = Gauge(
+            "agentbus_analytics_buffered_rows",
+            "Rows decoded and waiting for their batch insert (their messages are not acked yet)",
+            ["consumer"],
             registry=registry,
         )
         self.batch_rows = Histogram(
@@ -131,6 +137,7 @@ class Batcher:
         if not self._pending:
             self._oldest = self._last_beat = time.monotonic()
         self._pending.append(Pending(table, row, msg, trace_context(msg)))
+        self._gauge()
         if len(self._pending) >= self.batch_size:
             await self.flush()
 
@@ -148,6 +155,12 @@ class Batcher:
                     await self._insert(table, items)
             finally:
                 self._inflight = []
+                self._gauge()
+
+    def _gauge(self) -> None:
+        self.metrics.buffered.labels(self.spec.durable).set(
+            len(self._pending) + len(self._inflight)
+        )
 
     async def _insert(self, table: str, items: list[Pending]) -> None:
         start_ns, started = time.time_ns(), time.perf_counter()
