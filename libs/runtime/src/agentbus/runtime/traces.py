@@ -175,7 +175,14 @@ def setup_tracing(service: str, version: str, traces_dir: Path, instance: str) -
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(ReplySpanNames())
     provider.add_span_processor(
-        BatchSpanProcessor(make_exporter(service, traces_dir), schedule_delay_millis=1000)
+        # Analytics records one insert span per stored message, up to a whole batch (2,000) at
+        # once: the default queue of 2,048 would drop spans of the next batch.
+        BatchSpanProcessor(
+            make_exporter(service, traces_dir),
+            schedule_delay_millis=1000,
+            max_queue_size=32_768,
+            max_export_batch_size=2_048,
+        )
     )
     trace.set_tracer_provider(provider)
     _provider = provider

@@ -32,6 +32,8 @@ DEFAULT_LIMITS = {
     "register": "10/minute",
     "login": "20/minute",
     "upload": "30/minute",
+    # Dashboards poll; a DORA query over a long period costs ClickHouse seconds.
+    "analytics": "120/minute",
 }
 
 

@@ -21,6 +21,7 @@ from agentbus.contracts import subjects as s
 from agentbus.runtime.traces import nats_span
 
 from .auth.deps import Principal, current_principal
+from .ratelimit import per_tenant
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
 
@@ -47,6 +48,7 @@ def _invalid(errors: list[dict[str, str]]) -> JSONResponse:
 
 @router.get(
     "/{query}",
+    dependencies=[Depends(per_tenant("analytics"))],
     summary="Run a named analytics query (usage, runs, dora, anomalies, ...) for your tenant",
     responses={
         422: {"description": "Unknown query or invalid parameters"},

@@ -16,7 +16,7 @@ class GatewaySettings(Settings, AuthSettings):
     rate_limits: dict[str, str] = Field(
         default_factory=dict,
         description='Per route, e.g. {"chat": "60/minute"}; routes: chat, stream, register, '
-        "login, upload (unset routes keep their defaults)",
+        "login, upload, analytics (unset routes keep their defaults)",
     )
     max_upload_bytes: int = Field(
         default=25 * 1024 * 1024, ge=1024, description="Largest document upload (413 above it)"
