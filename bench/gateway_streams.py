@@ -29,27 +29,34 @@ event of a run can be matched to the same event on the bus.
    - `in-process` (echo only): the graph driven by `astream` in this process with the
      orchestrator's checkpointer (bench/run_overhead.py's Baseline), DESIGN §8's baseline.
 2. Streams held by the gateway process:
+   - Baseline in the same run: `--active` chat clients (`POST /api/v1/chat/stream`, `echo` with
+     `--active-words` tokens by default) for `--active-seconds`, each starting its next chat
+     when the previous one ended (after `--think` seconds; 0 is a closed loop at full speed).
+     Reported: chats started/completed, TTFT and end, event delivery latency (SSE arrival -
+     bus arrival, every event with an id), gateway CPU per chat and RSS peak.
    - `--idle` streams `GET /api/v1/runs/{run_id}/stream` of runs that stay open: the run rows
      are created in the gateway's store (`GatewayStore.create_run`, what the gateway does when a
      run is accepted) but no RunRequested is published, so each stream waits with no event,
      exactly like a run queued behind the orchestrator's concurrency limit, and gets the 15 s
      heartbeat comment. Opened `--open-concurrency` at a time. Open = the gateway's JetStream
-     consumers on RUN_EVENTS reached the number of streams (counted by the server).
+     consumers on RUN_EVENTS reached the number of streams (counted by the server). Each
+     stream is one consumer, and nats-server 2.15 allows 1000 per stream unless the stream
+     sets a limit, so RUN_EVENTS' limit is raised to `--max-consumers` first (0: keep it).
    - Gateway memory (VmRSS of /proc/<pid>/status) and open files, and nats-server's, before and
      after; memory per stream = RSS delta / streams. Then the idle streams are held alone for
-     `--idle-hold` seconds (gateway CPU with idle streams only).
-   - `--active` chat streams (`POST /api/v1/chat/stream`, the `agent` assistant) in a closed
-     loop for `--active-seconds`: each of `--active` clients starts a new chat as soon as its
-     previous one ended, while the idle streams stay open. Reported: chats started/completed,
-     TTFT and end under load, event delivery latency (SSE arrival - bus arrival, every event with
-     an id), gateway RSS peak.
+     `--idle-hold` seconds (the CPU that holding them costs).
+   - The same active load again, next to the idle streams.
    - All idle streams must still be open at the end, with a heartbeat at least every ~15 s
      (largest gap between heartbeats reported). Then they are closed, and gateway RSS, open
-     files and the RUN_EVENTS consumer count are read again: a leak shows as files or consumers
-     that do not go back to where they started.
+     files and the RUN_EVENTS consumer count are read again; with `--second-round` (default)
+     the same number of streams is opened and closed once more. A leak shows as memory, files
+     or consumers that grow again or do not go back to where they started.
+   A 429 is counted and retried after its Retry-After; the benchmark stops at once if the
+   orchestrator or the gateway exits.
 
 Run: `.venv/bin/python -m bench.gateway_streams [--idle 2000] [--active 200]
-[--active-seconds 30] [--ttft-runs 100] [--assistants agent,echo] [--json out.json]`.
+[--active-seconds 30] [--think 0] [--ttft-runs 100] [--assistants agent,echo]
+[--max-consumers 10000] [--json out.json]`.
 """
 
 from __future__ import annotations
@@ -1290,6 +1297,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("counts must not be negative")
     if args.rounds < 1 or args.open_concurrency < 1 or args.timeout <= 0:
         parser.error("--rounds, --open-concurrency and --timeout must be positive")
+    if args.active_words < 1 or args.active_seconds <= 0:
+        parser.error("--active-words and --active-seconds must be positive")
+    if min(args.think, args.idle_hold, args.settle, args.max_consumers) < 0:
+        parser.error("--think, --idle-hold, --settle and --max-consumers must not be negative")
     unknown = set(args.assistants) - {"agent", "echo"}
     if unknown:
         parser.error(f"unknown assistants {sorted(unknown)}: choose from agent, echo")
