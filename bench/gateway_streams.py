@@ -518,12 +518,15 @@ async def wait_consumers(
     return count, time.perf_counter() - started
 
 
-async def steady_consumer_count(nc: NatsClient, timeout: float = 20.0) -> int:
-    """RUN_EVENTS' consumer count once it stopped changing: consumers of streams that just
-    ended (the TTFT runs) are still being removed."""
+async def steady_consumer_count(nc: NatsClient, timeout: float = 30.0) -> int:
+    """RUN_EVENTS' consumer count once the consumers of streams that just ended (the chats
+    before) are gone: zero, as nothing else consumes RUN_EVENTS here, or else unchanged for
+    6 s."""
     deadline = time.perf_counter() + timeout
     counts = [await consumer_count(nc)]
-    while time.perf_counter() < deadline and not (len(counts) >= 3 and len(set(counts[-3:])) == 1):
+    while counts[-1] and time.perf_counter() < deadline:
+        if len(counts) >= 6 and len(set(counts[-6:])) == 1:
+            break
         await asyncio.sleep(1.0)
         counts.append(await consumer_count(nc))
     return counts[-1]
