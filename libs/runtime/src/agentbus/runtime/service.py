@@ -84,6 +84,9 @@ class Service:
     _ops: OpsServer | None = field(default=None, init=False, repr=False)
     _lag: QueueLag | None = field(default=None, init=False, repr=False)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    # Set once this instance consumes and answers: another replica's health reply says nothing
+    # about this one.
+    ready: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     @property
     def connection(self) -> NatsClient:
@@ -154,6 +157,7 @@ class Service:
                 "service ready",
                 extra={"nats": self.settings.nats_url, "version": self.version},
             )
+            self.ready.set()
             if self.http is not None and sock is not None:
                 await self._serve_http(self.http, sock)
             else:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import nats
 from nats.aio.client import Client as NatsClient
 
 from agentbus.contracts import ServiceHealth
@@ -19,21 +18,20 @@ from .service import Service
 async def running(service: Service, timeout: float = 30.0) -> AsyncIterator[Service]:
     """Run `service` as a task until the block ends, then stop it as SIGTERM would."""
     task = asyncio.create_task(service.run())
-    nc = await nats.connect(service.settings.nats_url)
     try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:  # ready once it answers its health endpoint
-            if task.done():
-                task.result()  # re-raise the start-up error
-            with contextlib.suppress(nats.errors.TimeoutError, nats.errors.NoRespondersError):
-                await nc.request(s.health(service.name), b"", timeout=0.5)
-                break
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{service.name} did not become ready")
-            await asyncio.sleep(0.1)
+        # Ready when this instance is: with another replica running, a health reply could come
+        # from that one while this one is still starting.
+        ready = asyncio.create_task(service.ready.wait())
+        done, _ = await asyncio.wait({task, ready}, timeout=timeout, return_when="FIRST_COMPLETED")
+        if task in done:
+            ready.cancel()
+            task.result()  # re-raise the start-up error
+            raise RuntimeError(f"{service.name} stopped during start-up")
+        if not done:
+            ready.cancel()
+            raise TimeoutError(f"{service.name} did not become ready")
         yield service
     finally:
-        await nc.close()
         service.request_stop()
         await asyncio.wait_for(task, timeout)
 

@@ -19,6 +19,7 @@ from agentbus.runtime.metrics import RunMetrics
 from agentbus.runtime.models.embeddings import warm_up
 from agentbus.runtime.provisioning import consumer_config
 from agentbus.runtime.service import Service, StartupError, new_service
+from agentbus.runtime.slots import WorkSlots
 
 from . import __version__
 from .assistants import BUILDERS
@@ -42,6 +43,7 @@ def build(settings: OrchestratorSettings) -> Service:
     except ModelConfigError as exc:
         raise StartupError(f"invalid model config: {exc}") from None
     state: dict[str, Any] = {}
+    slots = WorkSlots(settings.max_concurrent_runs, ORCHESTRATOR_RUNS)
 
     async def start() -> None:
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
@@ -76,6 +78,8 @@ def build(settings: OrchestratorSettings) -> Service:
         await state["runner"].control(msg.data)
 
     async def stop() -> None:
+        # Runs in flight finish (and ack) before their checkpointer's pool closes.
+        await slots.drain(settings.shutdown_timeout_s)
         if "pool" in state:
             await state["pool"].close()
 
@@ -89,12 +93,12 @@ def build(settings: OrchestratorSettings) -> Service:
         config=consumer_config(ORCHESTRATOR_RUNS),
         pull_sub=PullSub(batch_size=1, timeout=5.0),
         ack_policy=AckPolicy.MANUAL,
-        max_workers=settings.max_concurrent_runs,
         title="runs.submit",
         description="Execute one run (RunRequested) and stream its events",
     )
     async def on_run(msg: NatsMessage) -> None:
-        await state["runner"].handle(msg)
+        # Returns once the run has a slot; the run goes on in the background (see WorkSlots).
+        await slots.start(msg, lambda: state["runner"].handle(msg))
 
     @service.broker.subscriber(
         s.THREADS_STATE,
