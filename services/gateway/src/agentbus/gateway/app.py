@@ -39,7 +39,9 @@ def build(settings: GatewaySettings) -> Service:
         store = GatewayStore(pool)
         await store.ensure_schema()
         api.state.store = store
-        api.state.runs = RunGateway(service.connection, store, streams)
+        api.state.runs = RunGateway(
+            service.connection, store, streams, heartbeat_s=settings.sse_heartbeat_s
+        )
         try:
             api.state.limiter = await open_limiter(
                 service.connection.jetstream(), settings.rate_limits

@@ -175,7 +175,7 @@ async def _progress(
     try:
         while True:
             try:
-                msg = await sub.next_msg(timeout=15)
+                msg = await sub.next_msg(timeout=request.app.state.runs.heartbeat_s)
             except TimeoutError:
                 yield HEARTBEAT
                 continue

@@ -28,9 +28,15 @@ HEARTBEAT_S = 15.0
 
 class RunGateway:
     def __init__(
-        self, nc: NatsClient, store: GatewayStore, streams: StreamMetrics | None = None
+        self,
+        nc: NatsClient,
+        store: GatewayStore,
+        streams: StreamMetrics | None = None,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self.nc = nc
+        # Proxies close idle connections; a comment this often keeps an SSE stream open.
+        self.heartbeat_s = heartbeat_s
         self.js = nc.jetstream()
         self.store = store
         # Open SSE streams (a gauge in the service's registry; a private one when not given).
@@ -78,7 +84,7 @@ class RunGateway:
             await self.nc.publish(subject, ctl.model_dump_json().encode(), headers=headers)
 
     async def events(
-        self, tenant_id: str, run_id: str, *, after: int = -1, heartbeat: float = HEARTBEAT_S
+        self, tenant_id: str, run_id: str, *, after: int = -1, heartbeat: float | None = None
     ) -> AsyncIterator[RunEvent | None]:
         """The run's events with seq > `after`, until `end`; None marks a heartbeat interval."""
         sub = await self.js.subscribe(
@@ -90,7 +96,7 @@ class RunGateway:
         try:
             while True:
                 try:
-                    msg = await sub.next_msg(timeout=heartbeat)
+                    msg = await sub.next_msg(timeout=heartbeat or self.heartbeat_s)
                 except TimeoutError:
                     yield None
                     continue

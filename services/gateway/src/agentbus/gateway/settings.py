@@ -21,6 +21,12 @@ class GatewaySettings(Settings, AuthSettings):
     max_upload_bytes: int = Field(
         default=25 * 1024 * 1024, ge=1024, description="Largest document upload (413 above it)"
     )
+    sse_heartbeat_s: float = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="Seconds of silence after which an SSE stream gets a keepalive comment",
+    )
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest JSON request body (413 above it)"
     )

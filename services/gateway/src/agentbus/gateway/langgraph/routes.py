@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 from .. import __version__
 from ..auth.deps import Principal, current_principal
 from ..ratelimit import per_tenant
-from ..runs import HEARTBEAT_S, RunGateway
+from ..runs import RunGateway
 from ..sse import HEARTBEAT
 from ..store import GatewayStore
 from .encode import Encoder, frame, parse_event_id
@@ -280,7 +280,7 @@ async def _wait_body(
     ended = False
     try:
         while True:
-            done, _ = await asyncio.wait({result}, timeout=HEARTBEAT_S)
+            done, _ = await asyncio.wait({result}, timeout=svc.gateway.heartbeat_s)
             if done:
                 break
             yield b"\n"
