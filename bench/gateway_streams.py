@@ -809,9 +809,10 @@ async def measure_streams(
     print(f"  held idle for {args.idle_hold:.0f}s: cpu {res['idle_hold']['cpu_s']}")
 
     # The same active load again, now next to the idle streams.
-    res["active_load"] = await active_phase(
-        session, base, key, tap, args, gateway_pid, meter, "with idle streams"
-    )
+    if args.active:
+        res["active_load"] = await active_phase(
+            session, base, key, tap, args, gateway_pid, meter, "with idle streams"
+        )
     after_active = {"gateway": proc_status(gateway_pid), "nats": proc_status(nats_pid)}
     res["after_active"] = after_active
 
@@ -1188,12 +1189,18 @@ def streams_report(st: dict[str, Any]) -> str:
         f"{100 * hold_cpu.get('nats', 0.0) / hold['seconds']:.1f}%, other processes "
         f"{100 * hold_cpu.get('other', 0.0) / (hold['seconds'] * (os.cpu_count() or 1)):.0f}% "
         "of the machine.",
-        f"Active: {st['active']} `{st['active_assistant']}` chat clients in a closed loop "
-        f"(think time {st.get('think', 0.0):g} s), "
-        f"alone and then next to the {n} idle streams:",
-        "",
-        active_table(st, n),
-        "",
+        *(
+            [
+                f"Active: {st['active']} `{st['active_assistant']}` chat clients in a closed "
+                f"loop (think time {st.get('think', 0.0):g} s), alone and then next to the {n} "
+                "idle streams:",
+                "",
+                active_table(st, n),
+                "",
+            ]
+            if st["active"]
+            else []
+        ),
         f"Idle streams still open at the end: {check['still_open']}/{n} (held >= "
         f"{check['held_s_min']:.0f} s; closed early: {check['closed_early'] or 'none'}); "
         f"heartbeats per stream min {check['heartbeats_min']}, median "
