@@ -25,6 +25,7 @@ async def test_provision_is_idempotent_and_complete(nats_url: str) -> None:
             assert sorted(info.config.subjects or []) == sorted(spec.subjects)
             assert info.config.retention == js_api.RetentionPolicy(spec.retention)
             assert info.config.duplicate_window == spec.duplicate_window_s
+            assert info.config.max_consumers == spec.max_consumers
         for consumer in CONSUMERS:
             cinfo = await js.consumer_info(consumer.stream, consumer.durable)
             assert cinfo.config.ack_policy == js_api.AckPolicy.EXPLICIT
@@ -72,6 +73,12 @@ async def test_changed_stream_is_updated_and_retention_change_is_refused(nats_ur
         await ensure_stream(js, wider)
         info = await js.stream_info("PROVISION_TEST")
         assert sorted(info.config.subjects or []) == ["provision.test.a", "provision.test.b"]
+        # A stream made before its consumer limit was raised (one per open SSE stream) gets it.
+        assert info.config.max_consumers == 1000
+        roomier = StreamSpec(**{**vars(wider), "max_consumers": 20_000})
+        await ensure_stream(js, roomier)
+        info = await js.stream_info("PROVISION_TEST")
+        assert info.config.max_consumers == 20_000
         queue = StreamSpec(**{**vars(wider), "retention": "workqueue", "max_age_s": 30})
         with pytest.raises(ProvisioningError, match="retention"):
             await ensure_stream(js, queue)

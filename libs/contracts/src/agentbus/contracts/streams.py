@@ -14,6 +14,8 @@ from . import subjects as s
 Retention = Literal["limits", "workqueue", "interest"]
 
 HOUR = 3600.0
+# Open SSE streams the platform holds at once (each costs about 50 KiB in nats-server).
+SSE_STREAMS_PER_CLUSTER = 50_000
 DAY = 24 * HOUR
 
 
@@ -27,6 +29,8 @@ class StreamSpec:
     description: str
     max_bytes: int = -1
     storage: Literal["file", "memory"] = "file"
+    # nats-server caps consumers per stream at 1,000 unless told otherwise (-1 included).
+    max_consumers: int = 1000
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ RUN_EVENTS = StreamSpec(
     max_age_s=HOUR,
     duplicate_window_s=10 * 60,
     description="Every event of every run, replayable by sequence; dedupe by run_id:seq",
+    # Every open SSE stream of a run is one ordered consumer, across all gateway replicas.
+    max_consumers=SSE_STREAMS_PER_CLUSTER,
 )
 INGEST = StreamSpec(
     name="INGEST",
@@ -90,6 +96,7 @@ INGEST_EVENTS = StreamSpec(
     max_age_s=DAY,
     duplicate_window_s=2 * 60,
     description="Ingest progress and outcomes per document",
+    max_consumers=SSE_STREAMS_PER_CLUSTER,
 )
 EVENTS = StreamSpec(
     name="EVENTS",

@@ -33,6 +33,7 @@ def stream_config(spec: StreamSpec) -> js_api.StreamConfig:
         duplicate_window=spec.duplicate_window_s,
         storage=js_api.StorageType(spec.storage),
         discard=js_api.DiscardPolicy.OLD,
+        max_consumers=spec.max_consumers,
     )
 
 
@@ -66,6 +67,7 @@ async def ensure_stream(js: JetStreamContext, spec: StreamSpec) -> None:
         or have.max_age != wanted.max_age
         or have.duplicate_window != wanted.duplicate_window
         or have.description != wanted.description
+        or have.max_consumers != wanted.max_consumers
     ):
         if have.retention != wanted.retention:
             raise ProvisioningError(
