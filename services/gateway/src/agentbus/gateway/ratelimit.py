@@ -3,14 +3,18 @@ replica through the NATS KV bucket `rate_limits`.
 
 Fixed windows: the key `<route>.<who>.<window start>` counts requests with compare-and-set
 updates, so two replicas never lose each other's counts. Over the limit: 429 with Retry-After.
+Within a replica, hits on one key take turns (a lock per key): concurrent requests of one tenant
+would otherwise lose most compare-and-set races to each other.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import re
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -54,6 +58,10 @@ class RateLimiter:
     def __init__(self, kv: KeyValue, rules: dict[str, Rule]) -> None:
         self.kv = kv
         self.rules = rules
+        # Locks live while some request holds or waits for them.
+        self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def hit(self, route: str, who: str) -> float | None:
         """Count one request; the seconds to wait if it is over the limit, else None."""
@@ -65,6 +73,17 @@ class RateLimiter:
         # KV keys allow [-/_=.a-zA-Z0-9]: hash whoever it is.
         subject = hashlib.sha256(who.encode()).hexdigest()[:20]
         key = f"{route}.{subject}.{window}"
+        turn = self._turns.get(key)
+        if turn is None:
+            turn = self._turns[key] = asyncio.Lock()
+        async with turn:
+            count = await self._count(key, rule)
+        if count > rule.limit:
+            return max(1.0, window + rule.window_s - now)
+        return None
+
+    async def _count(self, key: str, rule: Rule) -> int:
+        """This hit's number in its window; only other replicas can race it now."""
         for _ in range(20):  # bounded retries of the compare-and-set
             try:
                 entry = await self.kv.get(key)
@@ -85,9 +104,7 @@ class RateLimiter:
                 continue
         else:
             count = rule.limit + 1  # heavy contention: treat as over, never as free
-        if count > rule.limit:
-            return max(1.0, window + rule.window_s - now)
-        return None
+        return count
 
 
 async def _enforce(request: Request, route: str, who: str) -> None:

@@ -49,12 +49,13 @@ class ThreadUpdate(Body):
     metadata: dict[str, Any] | None = None
 
 
-def runs_of(request: Request) -> RunGateway:
+# async: a plain `def` dependency costs a trip through the thread pool on every request.
+async def runs_of(request: Request) -> RunGateway:
     gateway: RunGateway = request.app.state.runs
     return gateway
 
 
-def store_of(request: Request) -> GatewayStore:
+async def store_of(request: Request) -> GatewayStore:
     store: GatewayStore = request.app.state.store
     return store
 

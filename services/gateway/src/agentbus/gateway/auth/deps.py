@@ -55,7 +55,8 @@ def install_auth(app: FastAPI, auth: AuthService) -> None:
     app.state.auth = auth
 
 
-def auth_of(conn: HTTPConnection) -> AuthService:
+# async: a plain `def` dependency costs a trip through the thread pool on every request.
+async def auth_of(conn: HTTPConnection) -> AuthService:
     auth: AuthService | None = getattr(conn.app.state, "auth", None)
     if auth is None:
         raise HTTPException(503, "Authentication is not available yet")
