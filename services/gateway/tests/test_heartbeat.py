@@ -52,3 +52,37 @@ def test_heartbeat_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("AGENTBUS_SSE_HEARTBEAT_S", "0")
     with pytest.raises(ValueError, match="sse_heartbeat_s"):
         GatewaySettings()
+
+
+async def test_a_stream_nats_refuses_is_a_503_not_a_cut_off_200(
+    service_env: dict[str, str],
+) -> None:
+    settings = GatewaySettings()
+    service = build(settings)
+    base = f"http://127.0.0.1:{settings.gateway_port}"
+    nc = await nats.connect(service_env["AGENTBUS_NATS_URL"])
+    js = nc.jetstream()
+    async with running(service), httpx.AsyncClient(base_url=base, timeout=30) as http:
+        key = (Path(service_env["AGENTBUS_DATA_DIR"]) / "dev-api-key").read_text().strip()
+        headers = {"x-api-key": key}
+        info = await js.stream_info("RUN_EVENTS")
+        config, wanted = info.config, info.config.max_consumers
+        # Room for one more consumer: the first stream takes it, the second cannot subscribe.
+        config.max_consumers = info.state.consumer_count + 1
+        await js.update_stream(config)
+        try:
+            async with http.stream(
+                "POST", "/api/v1/chat/stream", json={"message": "first"}, headers=headers
+            ) as first:
+                assert first.status_code == 200
+                second = await http.post(
+                    "/api/v1/chat/stream", json={"message": "second"}, headers=headers
+                )
+                assert second.status_code == 503
+                assert second.headers["retry-after"] == "1"
+                assert "/api/v1/runs/" in second.json()["detail"]
+        finally:
+            config.max_consumers = wanted
+            await js.update_stream(config)
+            await js.purge_stream("RUNS")
+            await nc.close()

@@ -59,9 +59,7 @@ class RateLimiter:
         self.kv = kv
         self.rules = rules
         # Locks live while some request holds or waits for them.
-        self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def hit(self, route: str, who: str) -> float | None:
         """Count one request; the seconds to wait if it is over the limit, else None."""

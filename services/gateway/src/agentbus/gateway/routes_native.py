@@ -10,13 +10,13 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentbus.contracts import ThreadState, ThreadStateRequest, new_id
+from agentbus.contracts import RunEvent, ThreadState, ThreadStateRequest, new_id
 from agentbus.contracts import subjects as s
 from agentbus.runtime.traces import nats_span
 
 from .auth.deps import Principal, current_principal
 from .ratelimit import per_tenant
-from .runs import RunGateway
+from .runs import RunGateway, StreamUnavailable
 from .sse import HEARTBEAT, native_frames
 from .store import GatewayStore
 
@@ -74,9 +74,22 @@ async def _thread_or_404(store: GatewayStore, tenant_id: str, thread_id: str) ->
 async def _native_stream(
     runs: RunGateway, tenant_id: str, run_id: str, after: int
 ) -> AsyncIterator[bytes]:
+    """Subscribed before the response starts, so a refused subscription is a 503."""
+    try:
+        events = await runs.open_events(tenant_id, run_id, after=after)
+    except StreamUnavailable:
+        raise HTTPException(
+            503,
+            f"Cannot stream run {run_id} now; resume with GET /api/v1/runs/{run_id}/stream",
+            headers={"Retry-After": "1"},
+        ) from None
+    return _native_frames(events)
+
+
+async def _native_frames(events: AsyncIterator[RunEvent | None]) -> AsyncIterator[bytes]:
     started = time.monotonic()
     tokens = 0
-    async for event in runs.events(tenant_id, run_id, after=after):
+    async for event in events:
         if event is None:
             yield HEARTBEAT
             continue
@@ -128,7 +141,8 @@ async def chat_stream(
 ) -> StreamingResponse:
     run_id, _ = await _start_chat(req, principal, store, runs)
     return _sse(
-        runs.streams.track("chat", _native_stream(runs, principal.tenant_id, run_id, -1)), run_id
+        runs.streams.track("chat", await _native_stream(runs, principal.tenant_id, run_id, -1)),
+        run_id,
     )
 
 
@@ -170,7 +184,7 @@ async def run_stream(
     except ValueError:
         raise HTTPException(400, "Last-Event-ID must be an event id of this stream") from None
     return _sse(
-        runs.streams.track("chat", _native_stream(runs, principal.tenant_id, run_id, after)),
+        runs.streams.track("chat", await _native_stream(runs, principal.tenant_id, run_id, after)),
         run_id,
     )
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
@@ -24,6 +25,10 @@ from agentbus.runtime.traces import nats_span
 from .store import GatewayStore
 
 HEARTBEAT_S = 15.0
+
+
+class StreamUnavailable(RuntimeError):
+    """A run's events cannot be followed right now (NATS refused the subscription)."""
 
 
 class RunGateway:
@@ -83,16 +88,44 @@ class RunGateway:
         with nats_span(subject) as headers:
             await self.nc.publish(subject, ctl.model_dump_json().encode(), headers=headers)
 
-    async def events(
-        self, tenant_id: str, run_id: str, *, after: int = -1, heartbeat: float | None = None
+    async def open_events(
+        self, tenant_id: str, run_id: str, *, after: int = -1
     ) -> AsyncIterator[RunEvent | None]:
-        """The run's events with seq > `after`, until `end`; None marks a heartbeat interval."""
-        sub = await self.js.subscribe(
+        """`events`, subscribed before it returns: an SSE response must not start (200 and
+        headers sent) for a stream that cannot be read, e.g. at the stream's consumer limit.
+
+        Raises StreamUnavailable.
+        """
+        try:
+            sub = await self._subscribe(run_id)
+        except Exception as exc:
+            raise StreamUnavailable(f"cannot follow run {run_id}: {exc}") from None
+        return self._events(sub, tenant_id, run_id, after, None)
+
+    async def _subscribe(self, run_id: str) -> JetStreamContext.PushSubscription:
+        return await self.js.subscribe(
             s.run_events(run_id),
             stream=RUN_EVENTS.name,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
         )
+
+    async def events(
+        self, tenant_id: str, run_id: str, *, after: int = -1, heartbeat: float | None = None
+    ) -> AsyncIterator[RunEvent | None]:
+        """The run's events with seq > `after`, until `end`; None marks a heartbeat interval."""
+        sub = await self._subscribe(run_id)
+        async for event in self._events(sub, tenant_id, run_id, after, heartbeat):
+            yield event
+
+    async def _events(
+        self,
+        sub: JetStreamContext.PushSubscription,
+        tenant_id: str,
+        run_id: str,
+        after: int,
+        heartbeat: float | None,
+    ) -> AsyncIterator[RunEvent | None]:
         try:
             while True:
                 try:
