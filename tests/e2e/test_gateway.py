@@ -3,6 +3,7 @@ bad input."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -64,6 +65,40 @@ async def test_chat_stream_speaks_the_native_sse_contract(http: httpx.AsyncClien
     assert ids == sorted(ids) and len(ids) == len(set(ids))
     assert events[-1]["data"]["tokens"] > 0
     assert response.headers["content-location"].startswith("/api/v1/runs/")
+
+
+async def test_messages_sent_together_on_one_thread_run_one_after_another(
+    http: httpx.AsyncClient,
+) -> None:
+    thread = (await http.post("/api/v1/threads", json={"title": "busy"})).json()
+    questions = ["Who knows Rust?", "How do we roll back a release?", "Who owns billing?"]
+    outcomes = await asyncio.gather(
+        *(
+            stream(
+                http,
+                "POST",
+                "/api/v1/chat/stream",
+                json={"message": q, "thread_id": thread["thread_id"]},
+            )
+            for q in questions
+        )
+    )
+    for response, events in outcomes:
+        assert response.status_code == 200
+        assert events[-1]["event"] == "stream_end" and events[-1]["data"]["status"] == "success"
+    # Queued behind each other (enqueue), never interleaved: question, answer, question, ...
+    listed = await http.get(f"/api/v1/threads/{thread['thread_id']}/messages")
+    messages = listed.json()["messages"]
+    # Each question is followed by its own final answer before the next question comes in
+    # (tool calls and results may sit in between).
+    turns: list[list[str]] = []
+    for m in messages:
+        if m["role"] == "user":
+            turns.append([])
+        elif m["role"] == "assistant" and m.get("content") and not m.get("tool_calls"):
+            turns[-1].append(m["content"])
+    assert sorted(m["content"] for m in messages if m["role"] == "user") == sorted(questions)
+    assert [len(answers) for answers in turns] == [1, 1, 1], messages
 
 
 async def test_dropped_stream_resumes_from_last_event_id_with_no_gap_or_repeat(

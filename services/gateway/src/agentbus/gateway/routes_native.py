@@ -15,6 +15,7 @@ from agentbus.contracts import subjects as s
 from agentbus.runtime.traces import nats_span
 
 from .auth.deps import Principal, current_principal
+from .langgraph.routes import service_of
 from .ratelimit import per_tenant
 from .runs import RunGateway, StreamUnavailable
 from .sse import HEARTBEAT, native_frames
@@ -112,7 +113,7 @@ def _sse(body: AsyncIterator[bytes], run_id: str) -> StreamingResponse:
 
 
 async def _start_chat(
-    req: ChatRequest, principal: Principal, store: GatewayStore, runs: RunGateway
+    request: Request, req: ChatRequest, principal: Principal, store: GatewayStore, runs: RunGateway
 ) -> tuple[str, str]:
     tenant = principal.tenant_id
     if req.thread_id is None:
@@ -127,6 +128,10 @@ async def _start_chat(
         assistant_id=req.assistant_id,
         input={"messages": [{"role": "user", "content": req.message}]},
         user_id=principal.user_id,
+        # One run at a time per thread, whichever API started it: a message sent while the
+        # thread is busy starts when the run before it ends (the `enqueue` strategy).
+        multitask_strategy="enqueue",
+        admit=service_of(request).enqueue,
     )
     return run.run_id, thread_id
 
@@ -137,9 +142,9 @@ async def _start_chat(
     dependencies=[Depends(per_tenant("stream"))],
 )
 async def chat_stream(
-    req: ChatRequest, principal: Auth, store: Store, runs: Runs
+    request: Request, req: ChatRequest, principal: Auth, store: Store, runs: Runs
 ) -> StreamingResponse:
-    run_id, _ = await _start_chat(req, principal, store, runs)
+    run_id, _ = await _start_chat(request, req, principal, store, runs)
     return _sse(
         runs.streams.track("chat", await _native_stream(runs, principal.tenant_id, run_id, -1)),
         run_id,
@@ -151,8 +156,10 @@ async def chat_stream(
     summary="Ask and wait for the whole answer",
     dependencies=[Depends(per_tenant("chat"))],
 )
-async def chat(req: ChatRequest, principal: Auth, store: Store, runs: Runs) -> dict[str, Any]:
-    run_id, thread_id = await _start_chat(req, principal, store, runs)
+async def chat(
+    request: Request, req: ChatRequest, principal: Auth, store: Store, runs: Runs
+) -> dict[str, Any]:
+    run_id, thread_id = await _start_chat(request, req, principal, store, runs)
     async for event in runs.events(principal.tenant_id, run_id):
         if event is not None and event.type == "end":
             return {

@@ -6,7 +6,7 @@ reconnects with Last-Event-ID to any gateway replica gets the rest of the run.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -59,7 +59,9 @@ class RunGateway:
         multitask_strategy: MultitaskStrategy = "reject",
         metadata: dict[str, Any] | None = None,
         user_id: str | None = None,
+        admit: Callable[[RunRequested], Awaitable[object]] | None = None,
     ) -> RunRequested:
+        """Record and publish a run; with `admit`, that decides when it is published."""
         run = RunRequested(
             tenant_id=tenant_id,
             run_id=new_id(),
@@ -78,6 +80,9 @@ class RunGateway:
         trace.get_current_span().set_attributes(
             {"agentbus.run_id": run.run_id, "agentbus.tenant_id": tenant_id}
         )
+        if admit is not None:
+            await admit(run)
+            return run
         with nats_span(s.RUNS_SUBMIT, headers={"Nats-Msg-Id": run.run_id}) as headers:
             await self.js.publish(s.RUNS_SUBMIT, run.model_dump_json().encode(), headers=headers)
         return run

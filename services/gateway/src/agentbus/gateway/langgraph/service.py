@@ -205,6 +205,10 @@ class LangGraphRuns:
                 await self._control(tenant, admission.active_run_id, "cancel")
         return Created(run, admission, modes)
 
+    async def enqueue(self, run: RunRequested) -> None:
+        """Admit a native chat run: it waits for the thread's active run, as `enqueue` does."""
+        await (await self.kv()).admit(run, "enqueue", self._is_stale)
+
     async def _control(
         self, tenant_id: str, run_id: str, action: Literal["cancel", "interrupt"]
     ) -> None:
