@@ -7,6 +7,7 @@ re-sends a number is deduplicated by the stream.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
@@ -58,6 +59,11 @@ class RunContext:
     metrics: RunMetrics | None = None
     # LangGraph node spans started and not yet ended (node_start .. node_end).
     _spans: list[Span] = field(default_factory=list)
+    # Emits take turns: two in flight at once (a node's event and the cancel path's `end`) would
+    # share a seq, and the stream's dedupe would drop the second as a repeat: a lost `end`.
+    _emitting: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # After `end` nothing more is published: `end` is a run's last event for every reader.
+    ended: bool = False
 
     @property
     def tenant_id(self) -> str:
@@ -71,7 +77,19 @@ class RunContext:
         node: str | None = None,
         status: RunStatus | None = None,
     ) -> RunEvent:
+        async with self._emitting:
+            return await self._emit(type_, data, node, status)
+
+    async def _emit(
+        self,
+        type_: RunEventType,
+        data: dict[str, Any] | None,
+        node: str | None,
+        status: RunStatus | None,
+    ) -> RunEvent:
         if self.cancel_requested and type_ != "end":
+            raise RunCancelled(self.run.run_id)
+        if self.ended and type_ != "end":
             raise RunCancelled(self.run.run_id)
         event = RunEvent(
             tenant_id=self.run.tenant_id,
@@ -83,6 +101,8 @@ class RunContext:
             data=data or {},
             status=status,
         )
+        if self.ended:
+            return event  # a second `end` changes nothing for readers: not published
         from agentbus.contracts import subjects as s
 
         headers = {"Nats-Msg-Id": f"{self.run.run_id}:{self.next_seq}"}
@@ -90,6 +110,8 @@ class RunContext:
             headers = with_trace_context(headers)  # no span per token (see Runner.publish)
         await self.publish(s.run_events(self.run.run_id), event.model_dump_json().encode(), headers)
         self.next_seq += 1
+        if type_ == "end":
+            self.ended = True
         return event
 
     async def node_start(self, node: str) -> None:
@@ -164,6 +186,8 @@ class RunContext:
             streamed=True,
             trace_id=self.trace_id,
         )
+        if self.ended:
+            return event  # a second `end` changes nothing for readers: not published
         from agentbus.contracts import subjects as s
 
         await self.publish(s.TELEMETRY_LLM_USAGE, usage.model_dump_json().encode(), {})
@@ -179,6 +203,8 @@ class RunContext:
             error=error,
             trace_id=self.trace_id,
         )
+        if self.ended:
+            return event  # a second `end` changes nothing for readers: not published
         from agentbus.contracts import subjects as s
 
         await self.publish(s.TELEMETRY_TOOL_CALLED, called.model_dump_json().encode(), {})
