@@ -186,8 +186,6 @@ class RunContext:
             streamed=True,
             trace_id=self.trace_id,
         )
-        if self.ended:
-            return event  # a second `end` changes nothing for readers: not published
         from agentbus.contracts import subjects as s
 
         await self.publish(s.TELEMETRY_LLM_USAGE, usage.model_dump_json().encode(), {})
@@ -203,8 +201,6 @@ class RunContext:
             error=error,
             trace_id=self.trace_id,
         )
-        if self.ended:
-            return event  # a second `end` changes nothing for readers: not published
         from agentbus.contracts import subjects as s
 
         await self.publish(s.TELEMETRY_TOOL_CALLED, called.model_dump_json().encode(), {})
