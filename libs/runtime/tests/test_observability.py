@@ -63,3 +63,32 @@ def test_json_logs_carry_trace_run_and_tenant() -> None:
     assert first["run_id"] == "r1" and first["tenant_id"] == "acme"
     assert first["node"] == "router" and first["service"] == "orchestrator"
     assert "run_id" not in second and "trace_id" not in second
+
+
+def test_idle_fetch_timeouts_from_faststream_are_demoted_and_others_are_not() -> None:
+    import logging
+
+    from agentbus.runtime.logs import IdleFetchTimeouts
+
+    def record_of(raiser: str, exc: BaseException, msg: str) -> logging.LogRecord:
+        namespace: dict[str, object] = {}
+        # A frame named like nats-py's fetch, in a file whose path says nats.
+        code = compile(f"def {raiser}():\n    raise exc\n", "/x/nats/js/client.py", "exec")
+        exec(code, {"exc": exc}, namespace)
+        try:
+            namespace[raiser]()  # type: ignore[operator]
+        except BaseException as caught:
+            info = (type(caught), caught, caught.__traceback__)
+        return logging.LogRecord(
+            "agentbus.ingest.broker", logging.ERROR, __file__, 1, msg, None, info
+        )
+
+    keep = IdleFetchTimeouts()
+    idle = record_of("_fetch_n", TimeoutError(), "Task-3 raised an exception, retrying...")
+    assert keep.filter(idle) is False and idle.levelname == "DEBUG"
+    for other in (
+        record_of("_fetch_n", ValueError("x"), "Task-3 raised an exception, retrying..."),
+        record_of("handle", TimeoutError(), "Task-3 raised an exception, retrying..."),
+        record_of("_fetch_n", TimeoutError(), "run failed"),
+    ):
+        assert keep.filter(other) is True and other.levelname == "ERROR"

@@ -110,6 +110,16 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _up_detached(settings: Settings, args: argparse.Namespace) -> int:
+    # Checked here too: a second launcher's own error would land in platform.log amid the
+    # running platform's lines, and its last line could be any of theirs.
+    running = read_state(settings.data_dir)
+    if running is not None and pid_alive(running.launcher_pid):
+        print(
+            f"agentbus: a platform is already running from {settings.data_dir}"
+            f" (pid {running.launcher_pid}); stop it with `agentbus down`",
+            file=sys.stderr,
+        )
+        return 2
     logs = settings.data_dir / "logs"
     try:
         logs.mkdir(parents=True, exist_ok=True)

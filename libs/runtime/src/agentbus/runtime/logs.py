@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 from opentelemetry import trace
@@ -76,10 +77,43 @@ class TextFormatter(logging.Formatter):
         super().__init__(f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s")
 
 
+class IdleFetchTimeouts(logging.Filter):
+    """Demote one known false alarm to DEBUG.
+
+    nats-py's pull `fetch` raises the builtin TimeoutError when an idle fetch's deadline runs out,
+    while FastStream 0.7.8's pull loop only suppresses `nats.errors.TimeoutError`: its supervisor
+    then logs an ERROR with a traceback and restarts the loop, losing nothing. Idle consumers
+    would otherwise log that about once a minute.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if (
+            record.levelno >= logging.ERROR
+            and "raised an exception, retrying" in record.getMessage()
+            and type(exc) is TimeoutError
+            and record.exc_info is not None
+            and _raised_in_nats_fetch(record.exc_info[2])
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def _raised_in_nats_fetch(tb: TracebackType | None) -> bool:
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name == "_fetch_n" and "nats" in code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def setup_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
     """Route all logging (ours, FastStream's, uvicorn's) through one stderr handler."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service) if fmt == "json" else TextFormatter(service))
+    handler.addFilter(IdleFetchTimeouts())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
