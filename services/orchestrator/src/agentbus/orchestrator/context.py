@@ -108,7 +108,18 @@ class RunContext:
         headers = {"Nats-Msg-Id": f"{self.run.run_id}:{self.next_seq}"}
         if type_ == "token":
             headers = with_trace_context(headers)  # no span per token (see Runner.publish)
-        await self.publish(s.run_events(self.run.run_id), event.model_dump_json().encode(), headers)
+        sending = asyncio.ensure_future(
+            self.publish(s.run_events(self.run.run_id), event.model_dump_json().encode(), headers)
+        )
+        try:
+            await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            # The run's task was cancelled mid-publish, but the event may already be stored:
+            # finish it first, or the cancel path's `end` would reuse its seq and be deduped.
+            await asyncio.wait({sending})
+            if not sending.cancelled() and sending.exception() is None:
+                self.next_seq += 1
+            raise
         self.next_seq += 1
         if type_ == "end":
             self.ended = True
