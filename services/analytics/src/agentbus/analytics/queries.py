@@ -22,7 +22,7 @@ import statistics
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -107,22 +107,6 @@ class DoraParams(Window):
     service: str | None = Field(default=None, min_length=1, max_length=256)
 
 
-SERIES = (
-    "usage.tokens",
-    "usage.input_tokens",
-    "usage.output_tokens",
-    "usage.cost",
-    "usage.calls",
-    "usage.errors",
-    "runs.count",
-    "runs.errors",
-    "runs.duration_p95",
-    "dora.deployments",
-    "dora.failed_deployments",
-    "dora.commits",
-    "dora.incidents",
-    "events.count",
-)
 SeriesName = Literal[
     "all",
     "usage.tokens",
@@ -140,6 +124,8 @@ SeriesName = Literal[
     "dora.incidents",
     "events.count",
 ]
+# Every series by name, from the one list above.
+SERIES = tuple(name for name in get_args(SeriesName) if name != "all")
 
 
 class AnomaliesParams(Window):

@@ -49,36 +49,30 @@ def parse_event_id(value: str | None) -> tuple[int, int]:
     return result
 
 
-def with_message_types(value: Any) -> Any:
-    """Add LangChain's `type` to each message dict of a state (`messages` lists), keeping `role`."""
+def _fill_messages(value: Any, key: str, source: str, table: dict[str, str]) -> Any:
+    """Each message dict of a state's `messages` without `key` gets table[message[source]]."""
     if not isinstance(value, dict):
         return value
     out = dict(value)
     messages = out.get("messages")
     if isinstance(messages, list):
         out["messages"] = [
-            {**m, "type": ROLE_TO_TYPE[m["role"]]}
-            if isinstance(m, dict) and "type" not in m and m.get("role") in ROLE_TO_TYPE
+            {**m, key: table[m[source]]}
+            if isinstance(m, dict) and key not in m and m.get(source) in table
             else m
             for m in messages
         ]
     return out
+
+
+def with_message_types(value: Any) -> Any:
+    """Add LangChain's `type` to each message dict of a state (`messages` lists), keeping `role`."""
+    return _fill_messages(value, "type", "role", ROLE_TO_TYPE)
 
 
 def with_message_roles(value: Any) -> Any:
     """The reverse for input: LangChain `type` -> `role` where a message has no role."""
-    if not isinstance(value, dict):
-        return value
-    out = dict(value)
-    messages = out.get("messages")
-    if isinstance(messages, list):
-        out["messages"] = [
-            {**m, "role": TYPE_TO_ROLE[m["type"]]}
-            if isinstance(m, dict) and "role" not in m and m.get("type") in TYPE_TO_ROLE
-            else m
-            for m in messages
-        ]
-    return out
+    return _fill_messages(value, "role", "type", TYPE_TO_ROLE)
 
 
 def message_chunk(text: str, message_id: str) -> dict[str, Any]:
