@@ -12,6 +12,8 @@ from . import __version__
 from .api import create_api
 from .auth import start_auth
 from .ratelimit import open_limiter
+from .routes_web import mount_web
+from .routes_web import router as web_router
 from .runs import RunGateway
 from .settings import GatewaySettings
 from .store import GatewayStore
@@ -27,6 +29,9 @@ def build(settings: GatewaySettings) -> Service:
     # Postgres holds users, tenants, API keys and threads.
     service.checks.update(service.probes.checks("postgres"))
     api = create_api(service, settings)
+    # The web app's API, then the app itself at `/` (its fallback route goes last).
+    api.include_router(web_router)
+    mount_web(api, None, settings.traces_dir)
     streams = StreamMetrics(service.registry)
 
     async def start_stores() -> None:

@@ -7,6 +7,7 @@
 | node_start/node_end | events: on_chain_start / on_chain_end                                 |
 | tool_start/tool_end | events: on_tool_start / on_tool_end                                   |
 | custom              | custom: `custom`; events: on_custom_event                             |
+| routing, model_selection, citations | events: on_custom_event named by the type             |
 
 An `error` event is `event: error` {"error", "message"} whatever the modes; an `end` with
 status `interrupted` repeats the values (and updates) with `__interrupt__`, as LangGraph does.
@@ -26,6 +27,10 @@ from agentbus.contracts import RunEvent
 
 # What the SDK may ask for and this server streams; the rest of LangGraph's modes are a 422.
 SUPPORTED_MODES = ("values", "updates", "messages-tuple", "custom", "events")
+
+# Run events with no LangGraph stream part of their own; `events` mode carries them as custom
+# events named by their type (the web app's status bar and routing badge read them).
+PLATFORM_EVENTS = ("routing", "model_selection", "citations")
 
 # OpenAI-style roles (our graphs' state) <-> LangChain message types (what LangGraph clients show).
 ROLE_TO_TYPE = {"user": "human", "assistant": "ai", "system": "system", "tool": "tool"}
@@ -160,6 +165,12 @@ class Encoder:
                 else {"output": event.data.get("result_preview")}
             )
             out.append(("events", self._lc_event(f"on_{event.type}", node, data, name=name)))
+        elif event.type in PLATFORM_EVENTS and want("events"):
+            # The platform's own steps, as LangGraph shows a dispatched custom event
+            # (`adispatch_custom_event(name, data)`): the name says which.
+            out.append(
+                ("events", self._lc_event("on_custom_event", node, event.data, name=event.type))
+            )
         elif event.type == "custom":
             if want("custom"):
                 out.append(("custom", event.data))

@@ -1,0 +1,235 @@
+"""What the web app needs beyond the other routers: recent runs with their usage, one run's
+trace as spans (for the waterfall), a document's stored bytes (citations open it at a page),
+and the built app itself at `/` (static files with a fallback to index.html).
+
+The trace comes from the same span files `agentbus traces` reads (`<data_dir>/traces`); with
+`OTEL_EXPORTER_OTLP_ENDPOINT` set, spans go to a collector instead, so the answer says where to
+look (`jaeger_url` when `AGENTBUS_JAEGER_URL` names the UI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import NotFoundError
+
+from agentbus.contracts import AnalyticsQuery, AnalyticsResult
+from agentbus.contracts import subjects as s
+from agentbus.contracts.streams import DOCUMENTS
+from agentbus.runtime.trace_view import Span, TraceViewError, find_run, load_spans
+
+from .auth.deps import Principal, current_principal
+
+router = APIRouter(prefix="/api/v1", tags=["web"])
+Auth = Annotated[Principal, Depends(current_principal)]
+
+
+async def _analytics(
+    request: Request, tenant: str, name: str, **params: Any
+) -> list[dict[str, Any]]:
+    """Rows of a named analytics query as dicts; [] when analytics is down or refuses."""
+    req = AnalyticsQuery(tenant_id=tenant, name=name, params=params)  # type: ignore[arg-type]
+    try:
+        msg = await request.app.state.runs.nc.request(
+            s.ANALYTICS_QUERY, req.model_dump_json().encode(), timeout=10
+        )
+        result = AnalyticsResult.model_validate_json(msg.data)
+    except (NoRespondersError, NatsTimeoutError, ValueError):
+        return []
+    if result.error is not None:
+        return []
+    return [dict(zip(result.columns, row, strict=False)) for row in result.rows]
+
+
+@router.get("/runs", summary="Recent runs of your tenant with status, tokens and cost")
+async def recent_runs(
+    request: Request,
+    principal: Auth,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    tenant = principal.tenant_id
+    rows = await request.app.state.store.pool.fetch(
+        "SELECT run_id, thread_id, assistant_id, status, created_at, updated_at FROM runs"
+        " WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT $2",
+        tenant,
+        limit,
+    )
+    # Analytics knows how each run ended (RunFinished) and what its model calls cost.
+    recorded, usage = await asyncio.gather(
+        _analytics(request, tenant, "recorded_runs", since_hours=24 * 30, limit=1000),
+        _analytics(request, tenant, "usage", group_by="run", period="30d", limit=10_000),
+    )
+    finished = {str(r.get("run_id")): r for r in recorded}
+    used = {str(r.get("run")): r for r in usage}
+    items = []
+    for row in rows:
+        run_id = row["run_id"]
+        done = finished.get(run_id, {})
+        cost = used.get(run_id, {})
+        created, updated = row["created_at"], row["updated_at"]
+        status = done.get("status") or row["status"]
+        items.append(
+            {
+                "run_id": run_id,
+                "thread_id": row["thread_id"],
+                "assistant_id": row["assistant_id"],
+                "status": status,
+                "created_at": created.isoformat(),
+                "duration_ms": round((updated - created).total_seconds() * 1000, 1)
+                if status not in ("pending", "running")
+                else None,
+                "question": done.get("question"),
+                "trace_id": done.get("trace_id"),
+                "tokens": cost.get("total_tokens"),
+                "cost_usd": cost.get("cost_usd"),
+                "latency_ms_p50": cost.get("latency_ms_p50"),
+            }
+        )
+    return {"items": items}
+
+
+def _span_json(span: Span, start_ns: int) -> dict[str, Any]:
+    return {
+        "span_id": span.span_id,
+        "parent_id": span.parent_id,
+        "name": span.name,
+        "service": span.service,
+        "start_ms": round((span.start_ns - start_ns) / 1e6, 3),
+        "duration_ms": round(span.duration_ms, 3),
+        "status": span.status,
+        "status_message": span.status_message,
+        "attributes": {k: v for k, v in span.attributes.items() if not isinstance(v, dict)},
+    }
+
+
+def jaeger_url(trace_id: str) -> str | None:
+    base = os.environ.get("AGENTBUS_JAEGER_URL", "").rstrip("/")
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return None
+    return f"{base or 'http://localhost:16686'}/trace/{trace_id}"
+
+
+@router.get(
+    "/runs/{run_id}/trace",
+    summary="A run's spans across services, as `agentbus traces --run` reads them",
+    responses={404: {"description": "No such run for this tenant, or no spans of it yet"}},
+)
+async def run_trace(run_id: str, request: Request, principal: Auth) -> dict[str, Any]:
+    owner = await request.app.state.store.pool.fetchval(
+        "SELECT tenant_id FROM runs WHERE tenant_id = $1 AND run_id = $2",
+        principal.tenant_id,
+        run_id,
+    )
+    if owner is None:
+        raise HTTPException(404, "Run not found")
+    directory = request.app.state.web_traces_dir
+    try:
+        # Two passes: the lines naming the run give its trace ids, then their whole traces.
+        first = await asyncio.to_thread(load_spans, directory, [run_id])
+        ids = {sp.trace_id for sp in first if sp.attributes.get("agentbus.run_id") == run_id}
+        spans = await asyncio.to_thread(load_spans, directory, sorted(ids)) if ids else first
+        traces = find_run(spans, run_id)
+    except TraceViewError as exc:
+        url = None
+        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            url = os.environ.get("AGENTBUS_JAEGER_URL") or "http://localhost:16686"
+        return JSONResponse(  # type: ignore[return-value]
+            {"detail": str(exc), "jaeger_url": url}, status_code=404
+        )
+    out = []
+    for trace in traces:
+        ordered = sorted(trace.spans, key=lambda sp: (sp.start_ns, -sp.end_ns))
+        out.append(
+            {
+                "trace_id": trace.trace_id,
+                "duration_ms": round(trace.duration_ms, 3),
+                "services": trace.services,
+                "orphans": len(trace.orphans),
+                "jaeger_url": jaeger_url(trace.trace_id),
+                "spans": [_span_json(sp, trace.start_ns) for sp in ordered],
+            }
+        )
+    return {"run_id": run_id, "traces": out}
+
+
+@router.get(
+    "/documents/{document_id}/file",
+    summary="The document's stored bytes (open a PDF citation at its page with #page=N)",
+    responses={404: {"description": "No such document for this tenant"}},
+)
+async def document_file(document_id: str, request: Request, principal: Auth) -> Response:
+    row = await request.app.state.store.pool.fetchrow(
+        "SELECT sha256, filename, content_type FROM documents"
+        " WHERE tenant_id = $1 AND document_id = $2",
+        principal.tenant_id,
+        document_id,
+    )
+    if row is None or not row["sha256"]:
+        raise HTTPException(404, "Document not found")
+    js = request.app.state.runs.nc.jetstream()
+    try:
+        store = await js.object_store(DOCUMENTS.name)
+        result = await store.get(f"{principal.tenant_id}/{document_id}/{row['sha256']}")
+    except NotFoundError:
+        raise HTTPException(404, "Document not found") from None
+    filename = json.dumps(str(row["filename"] or "document"))
+    return Response(
+        result.data or b"",
+        media_type=str(row["content_type"] or "application/octet-stream"),
+        headers={
+            "Content-Disposition": f"inline; filename={filename}",
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+# --- the built app -------------------------------------------------------------------------
+
+# Paths that belong to the APIs: an unknown one is a JSON 404, never the app's page.
+API_PREFIXES = ("/api/", "/v1/", "/mcp", "/a2a", "/threads", "/runs", "/assistants", "/store")
+
+
+def default_web_dir() -> Path:
+    """`web/dist` of the repository this package is installed from (editable install)."""
+    return Path(__file__).resolve().parents[5] / "web" / "dist"
+
+
+def mount_web(api: FastAPI, web_dir: Path | None, traces_dir: Path) -> None:
+    """Serve the built app at `/`; call after every API router is included.
+
+    Files under the build directory are served as they are (hashed assets cached for a year);
+    any other GET that is not an API path gets index.html, so a reload on an app URL works.
+    Without a build (`make setup` runs `npm ci && npm run build`), `/` says how to make one.
+    """
+    api.state.web_traces_dir = traces_dir
+    configured = os.environ.get("AGENTBUS_WEB_DIR")
+    root = (web_dir or (Path(configured) if configured else default_web_dir())).resolve()
+
+    @api.get("/{path:path}", include_in_schema=False)
+    async def web_app(path: str) -> Response:
+        if ("/" + path).startswith(API_PREFIXES):
+            raise HTTPException(404, "Not Found")
+        index = root / "index.html"
+        if not index.is_file():
+            return JSONResponse(
+                {"detail": f"The web app is not built ({root}); run `make setup`"},
+                status_code=404,
+            )
+        target = (root / path).resolve()
+        if path and target.is_file() and target.is_relative_to(root):
+            cache = (
+                "public, max-age=31536000, immutable" if path.startswith("assets/") else "no-cache"
+            )
+            return FileResponse(target, headers={"Cache-Control": cache})
+        if path.startswith("assets/"):
+            raise HTTPException(404, "Not Found")
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
