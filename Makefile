@@ -16,7 +16,7 @@ PYPROJECTS := libs/contracts/pyproject.toml libs/runtime/pyproject.toml \
               $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
 MYPY_PACKAGES := -p agentbus.contracts -p agentbus.runtime $(foreach s,$(SERVICES),-p agentbus.$(s))
 
-.PHONY: setup run test lint format contracts nats-config clean
+.PHONY: setup run test lint format contracts nats-config clean node-tests
 
 setup: $(STAMP)
 
@@ -31,10 +31,18 @@ $(DEPLOY_TOOLS): $(STAMP) deploy/tools/install.sh
 	deploy/tools/install.sh $(VENV)
 	touch $(DEPLOY_TOOLS)
 
+# The real JavaScript clients the gateway's adapter tests drive (the `ai` package), from npm.
+NODE_TESTS := services/gateway/tests/node
+node-tests: $(NODE_TESTS)/node_modules/.installed-stamp
+
+$(NODE_TESTS)/node_modules/.installed-stamp: $(NODE_TESTS)/package.json $(NODE_TESTS)/package-lock.json
+	cd $(NODE_TESTS) && npm ci --no-audit --no-fund
+	touch $@
+
 run: $(STAMP)
 	$(BIN)/agentbus up
 
-test: $(STAMP) $(DEPLOY_TOOLS) lint
+test: $(STAMP) $(DEPLOY_TOOLS) node-tests lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -15,6 +15,7 @@ from agentbus.runtime.health import Readiness, readiness
 from agentbus.runtime.service import Service
 
 from . import __version__
+from .aisdk import router as aisdk_router
 from .auth import router as auth_router
 from .langgraph import router as langgraph_router
 from .limits import BodyLimits
@@ -68,6 +69,8 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
     api.include_router(analytics_router)
     # LangGraph Agent Server paths at the root: the SDK takes the base URL.
     api.include_router(langgraph_router)
+    # Adapters for other clients' protocols, each over the same runs (see the README table).
+    api.include_router(aisdk_router)
 
     @api.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

@@ -15,11 +15,11 @@ from agentbus.contracts import subjects as s
 from agentbus.runtime.traces import nats_span
 
 from .auth.deps import Principal, current_principal
-from .langgraph.routes import service_of
 from .ratelimit import per_tenant
 from .runs import RunGateway, StreamUnavailable
 from .sse import HEARTBEAT, native_frames
 from .store import GatewayStore
+from .turns import start_turn
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
 
@@ -115,25 +115,17 @@ def _sse(body: AsyncIterator[bytes], run_id: str) -> StreamingResponse:
 async def _start_chat(
     request: Request, req: ChatRequest, principal: Principal, store: GatewayStore, runs: RunGateway
 ) -> tuple[str, str]:
-    tenant = principal.tenant_id
-    if req.thread_id is None:
-        thread_id = new_id()
-        await store.create_thread(tenant, thread_id, req.message[:80], {})
-    else:
-        thread_id = req.thread_id
-        await _thread_or_404(store, tenant, thread_id)
-    run = await runs.submit(
-        tenant,
-        thread_id,
+    # The one turn path of every chat API (threads, `enqueue` admission per thread, submission).
+    turn = await start_turn(
+        request,
+        principal,
+        messages=[{"role": "user", "content": req.message}],
+        thread_id=req.thread_id,
         assistant_id=req.assistant_id,
-        input={"messages": [{"role": "user", "content": req.message}]},
-        user_id=principal.user_id,
-        # One run at a time per thread, whichever API started it: a message sent while the
-        # thread is busy starts when the run before it ends (the `enqueue` strategy).
-        multitask_strategy="enqueue",
-        admit=service_of(request).enqueue,
+        create_thread=False,
+        title=req.message[:80],
     )
-    return run.run_id, thread_id
+    return turn.run_id, turn.thread_id
 
 
 @router.post(
