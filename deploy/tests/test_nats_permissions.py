@@ -31,10 +31,11 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.micro import add_service
 
-from agentbus.contracts import SERVICES, SUBJECTS
+from agentbus.contracts import SERVICES, STREAMS, SUBJECTS
 from agentbus.contracts import subjects as s
 from agentbus.contracts.catalog import EXTERNAL, OPERATOR, SubjectSpec
-from agentbus.contracts.permissions import all_users, password_env, render_config
+from agentbus.contracts.permissions import all_users, inbox_prefix, password_env, render_config
+from agentbus.contracts.streams import DOCUMENTS
 from agentbus.runtime.engines import GraphEngine, PostgresEngine
 from agentbus.runtime.provisioning import provision
 
@@ -161,6 +162,7 @@ async def connect(server: AuthNats, *users: str) -> AsyncIterator[dict[str, Conn
             nc = await nats.connect(
                 server.url,
                 user=user,
+                inbox_prefix=inbox_prefix(user),
                 password=server.passwords[user],
                 error_cb=on_error,
                 allow_reconnect=False,
@@ -252,41 +254,61 @@ NEVER: dict[str, list[str]] = {
         "$JS.API.STREAM.PURGE.RUN_EVENTS",
         "$JS.API.CONSUMER.DELETE.RUNS.orchestrator",
         "$JS.API.CONSUMER.CREATE.RUNS",
+        "$JS.API.STREAM.UPDATE.EVENTS",
+        "$JS.API.STREAM.CREATE.DEAD_LETTERS",
     ],
     "orchestrator": [
         "$KV.rate_limits.acme",
         "$O.documents.C.x",
         "$JS.API.CONSUMER.MSG.NEXT.INGEST.ingest",
         "$JS.API.STREAM.DELETE.RUN_EVENTS",
+        "$JS.API.STREAM.UPDATE.INGEST",
+        "$JS.API.STREAM.PURGE.OBJ_documents",
     ],
     "retrieval": [
         "$KV.thread_runs.t1",
         "$JS.API.DIRECT.GET.KV_thread_runs.$KV.thread_runs.t1",
         "$JS.API.CONSUMER.CREATE.RUN_EVENTS",
         "$JS.API.CONSUMER.MSG.NEXT.EVENTS.analytics-events",
+        "$JS.API.STREAM.CREATE.RUNS",
+        "$JS.API.STREAM.UPDATE.OBJ_documents",
     ],
     "ingest": [
         "$KV.thread_runs.t1",
         "$JS.API.CONSUMER.MSG.NEXT.RUNS.orchestrator",
         "$JS.API.CONSUMER.MSG.NEXT.EVENTS.analytics-events",
         "$JS.API.STREAM.PURGE.INGEST",
+        "$JS.API.STREAM.UPDATE.RUNS",
     ],
     "analytics": [
         "$O.documents.C.x",
         "$JS.API.CONSUMER.MSG.NEXT.INGEST.ingest",
         "$JS.API.CONSUMER.MSG.NEXT.EVENTS.ingest-graph",
         "$JS.API.STREAM.DELETE.EVENTS",
+        "$JS.API.STREAM.UPDATE.RUNS",
+        "$JS.API.STREAM.MSG.GET.OBJ_documents",
     ],
     "operator": [
         "$JS.API.STREAM.DELETE.RUNS",
         "$JS.API.CONSUMER.MSG.NEXT.RUNS.orchestrator",
         "$KV.thread_runs.t1",
+        "$JS.API.STREAM.CREATE.RUNS",
+        "$JS.API.STREAM.UPDATE.EVENTS",
+        "$O.documents.C.x",
+        "$JS.API.STREAM.PURGE.OBJ_documents",
     ],
     "publisher": [
         "$JS.API.STREAM.CREATE.RUNS",
         "$JS.API.CONSUMER.CREATE.EVENTS",
         "$KV.thread_runs.t1",
         "$SRV.PING",
+        # The documents bucket: reading any tenant's bytes, wiping it, overwriting its objects.
+        "$JS.API.STREAM.MSG.GET.OBJ_documents",
+        "$JS.API.DIRECT.GET.OBJ_documents",
+        "$JS.API.DIRECT.GET.OBJ_documents.$O.documents.M.x",
+        "$JS.API.STREAM.PURGE.OBJ_documents",
+        "$O.documents.C.x",
+        "$O.documents.M.x",
     ],
 }
 
@@ -299,6 +321,9 @@ async def test_jetstream_flows_work_and_other_services_resources_are_refused(
 
         # Every replica of every service provisions at start-up, concurrently.
         await asyncio.gather(*(provision(js[svc], svc) for svc in SERVICES))
+        # ... each only its own streams, yet together they make every one.
+        names = {info.config.name async for info in _stream_infos(js["operator"])}
+        assert names >= {x.name for x in STREAMS} | {f"OBJ_{DOCUMENTS.name}"}
 
         # Runs: the gateway submits, the orchestrator pulls from its durable and acks.
         ack = await js["gateway"].publish(
@@ -350,14 +375,14 @@ async def test_jetstream_flows_work_and_other_services_resources_are_refused(
         assert entry.value == b"r2"
         await (await js["gateway"].key_value("rate_limits")).put("acme.runs", b"1")
 
-        # Object store: the gateway and an external system upload, ingest reads.
+        # Object store: the gateway uploads, ingest reads and deletes.
         docs = await js["gateway"].object_store("documents")
         await docs.put("doc-1", b"x" * 300_000)  # several chunks
         await docs.put("doc-1", b"y" * 1000)  # replacing purges the old chunks
-        await (await js["publisher"].object_store("documents")).put("doc-2", b"z")
+        await docs.put("doc-2", b"z")
         read = await js["ingest"].object_store("documents")
         assert (await read.get("doc-1")).data == b"y" * 1000
-        assert (await read.get("doc-2")).data == b"z"
+        await read.delete("doc-2")
         await js["publisher"].publish(s.INGEST_SUBMIT, b"{}", headers={"Nats-Msg-Id": "d2"})
         jobs = await js["ingest"].pull_subscribe(s.INGEST_SUBMIT, durable="ingest", stream="INGEST")
         [job] = await jobs.fetch(1, timeout=5)
@@ -381,6 +406,42 @@ async def test_jetstream_flows_work_and_other_services_resources_are_refused(
             assert conns[user].refused == {("publish", x.lower()) for x in forbidden}, user
         info = await js["orchestrator"].consumer_info("RUNS", "orchestrator")
         assert info.num_ack_pending == 0  # the gateway's pull request did not deliver anything
+
+
+async def _stream_infos(js: nats.js.JetStreamContext) -> AsyncIterator[nats.js.api.StreamInfo]:
+    for info in await js.streams_info():
+        yield info
+
+
+async def test_replies_travel_on_each_users_own_inbox(auth_nats: AuthNats) -> None:
+    """Nobody may listen on the shared `_INBOX.>` or on another user's inbox prefix, where
+    replies, JetStream API answers and ordered-consumer deliveries travel."""
+    async with connect(auth_nats, *USERS) as conns:
+        seen: dict[str, list[bytes]] = defaultdict(list)
+        for user, conn in conns.items():
+            for pattern in ("_INBOX.>", *(f"{inbox_prefix(other)}.>" for other in USERS)):
+
+                async def on_msg(msg: Msg, user: str = user) -> None:
+                    seen[user].append(msg.data)
+
+                await conn.nc.subscribe(pattern, cb=on_msg)
+        await flush(conns)
+        for user, conn in conns.items():
+            others = {f"{inbox_prefix(o)}.>".lower() for o in USERS if o != user}
+            assert conn.refused == {("subscription", x) for x in {"_inbox.>", *others}}, user
+
+        # A request and a JetStream ordered consumer of the gateway reach only the gateway.
+        async def respond(msg: Msg) -> None:
+            await msg.respond(b"secret answer")
+
+        answer = await conns["retrieval"].nc.subscribe(s.RETRIEVAL_SEARCH, cb=respond)
+        reply = await conns["gateway"].nc.request(s.RETRIEVAL_SEARCH, b"q", timeout=5)
+        assert reply.data == b"secret answer"
+        await answer.unsubscribe()
+        await flush(conns)
+        for user, got in seen.items():
+            if user != "gateway":
+                assert b"secret answer" not in got, user
 
 
 async def test_micro_services_answer_discovery_and_health_requests(

@@ -76,7 +76,7 @@ def test_subscriptions_beyond_the_catalog_are_only_inbox_and_micro(
 ) -> None:
     for user, perms in users.items():
         extra = set(perms.subscribe_subjects()) - expected_subscribe(user)
-        allowed = {"_INBOX.>"}
+        allowed = {f"_INBOX_{user}.>"}
         if user in SERVICES:
             name = p.micro_name(user)
             allowed |= {"$SRV.*", f"$SRV.*.{name}", f"$SRV.*.{name}.*"}
@@ -94,19 +94,28 @@ def test_durable_consumers_belong_to_their_service_only(
             assert has == (user == consumer.service), (user, consumer.durable)
 
 
-def test_bucket_data_only_for_bucket_users_and_payload_producers(
+def test_bucket_data_reads_and_purges_only_for_bucket_users(
     users: dict[str, p.UserPermissions],
 ) -> None:
-    ingest_submitters = users_of(
-        next(spec.producers for spec in SUBJECTS if spec.subject == s.INGEST_SUBMIT)
-    )
     for bucket in BUCKETS:
-        data = p.bucket_subjects(bucket)
+        stream = p.bucket_stream(bucket)
+        touch = {
+            p.bucket_subjects(bucket),
+            f"$JS.API.STREAM.MSG.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}",
+            f"$JS.API.STREAM.PURGE.{stream}",
+        }
         for user, perms in users.items():
-            writers = set(bucket.users)
-            if bucket.name == "documents":
-                writers |= ingest_submitters
-            assert (data in perms.publish_subjects()) == (user in writers), (user, bucket.name)
+            has = touch & set(perms.publish_subjects())
+            assert has == (touch if user in bucket.users else set()), (user, bucket.name)
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_every_user_has_its_own_inbox_and_no_other(
+    users: dict[str, p.UserPermissions], user: str
+) -> None:
+    inboxes = {x for x in users[user].subscribe_subjects() if x.startswith("_INBOX")}
+    assert inboxes == {f"{p.inbox_prefix(user)}.>"} == {f"_INBOX_{user}.>"}
 
 
 def test_only_services_answer_requests(users: dict[str, p.UserPermissions]) -> None:
@@ -114,14 +123,29 @@ def test_only_services_answer_requests(users: dict[str, p.UserPermissions]) -> N
         assert perms.allow_responses == (user in SERVICES), user
 
 
-def test_every_service_may_provision_every_stream(users: dict[str, p.UserPermissions]) -> None:
-    names = [x.name for x in STREAMS] + [p.bucket_stream(b) for b in BUCKETS]
-    for service in SERVICES:
-        publish = set(users[service].publish_subjects())
+def own_streams(service: str) -> set[str]:
+    """What a service produces into or consumes from, its dead letters and its buckets."""
+    names = {
+        spec.stream
+        for spec in SUBJECTS
+        if spec.stream and service in {*spec.producers, *spec.consumers}
+    }
+    if any(c.service == service for c in CONSUMERS):
+        names.add("DEAD_LETTERS")
+    return names | {p.bucket_stream(b) for b in BUCKETS if service in b.users}
+
+
+def test_services_administer_only_their_own_streams(users: dict[str, p.UserPermissions]) -> None:
+    names = {x.name for x in STREAMS} | {p.bucket_stream(b) for b in BUCKETS}
+    provisioned: set[str] = set()
+    for user, perms in users.items():
+        publish = set(perms.publish_subjects())
+        mine = own_streams(user) if user in SERVICES else set()
         for name in names:
-            assert f"$JS.API.STREAM.CREATE.{name}" in publish
-            assert f"$JS.API.STREAM.UPDATE.{name}" in publish
-    assert not any(".CREATE." in x for x in users["publisher"].publish_subjects())
+            for verb in ("CREATE", "UPDATE"):
+                assert (f"$JS.API.STREAM.{verb}.{name}" in publish) == (name in mine), (user, name)
+        provisioned |= mine
+    assert provisioned == names  # whichever replica starts first, every stream gets made
 
 
 def test_render_uses_environment_references_not_passwords() -> None:

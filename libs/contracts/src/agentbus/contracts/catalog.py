@@ -24,6 +24,7 @@ from .ingest import (
 )
 from .retrieval import GraphQuery, GraphResult, SearchRequest, SearchResult
 from .runs import RunControl, RunEvent, RunRequested, ThreadState, ThreadStateRequest
+from .streams import BUCKETS, DEAD_LETTERS, STREAMS, BucketSpec, StreamSpec, consumers_of
 from .telemetry import EvaluationScored, LlmUsage, RunFinished, ToolCalled
 
 Kind = Literal["stream", "core", "request"]
@@ -157,7 +158,8 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         s.TELEMETRY_LLM_USAGE,
         "stream",
         producers=("orchestrator", "ingest"),
-        consumers=("analytics",),
+        # The gateway sums a run's calls for the OpenAI-compatible API's `usage`.
+        consumers=("analytics", "gateway"),
         payloads=(LlmUsage,),
         stream="TELEMETRY",
         description="One model call: tokens, cost, latency",
@@ -216,3 +218,18 @@ def spec_for(subject: str) -> SubjectSpec:
         if s.matches(spec.subject, subject):
             return spec
     raise KeyError(f"no contract declares subject {subject!r}")
+
+
+def provisioned_by(service: str) -> tuple[tuple[StreamSpec, ...], tuple[BucketSpec, ...]]:
+    """The streams and buckets `service` creates or updates at start-up: those it produces into
+    or consumes from, DEAD_LETTERS when it binds durables (its dead-letter records), and the
+    buckets it uses. Nothing beyond its own, yet every stream has at least one service."""
+    names = {
+        spec.stream
+        for spec in SUBJECTS
+        if spec.stream and (service in spec.producers or service in spec.consumers)
+    }
+    if consumers_of(service):
+        names.add(DEAD_LETTERS.name)
+    streams = tuple(x for x in STREAMS if x.name in names)
+    return streams, tuple(b for b in BUCKETS if service in b.users)

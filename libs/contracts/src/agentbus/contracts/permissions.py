@@ -4,16 +4,18 @@ One user per service, plus `operator` (the CLI and people) and `publisher` (othe
 the bus). A service may publish exactly the catalog subjects it produces and subscribe exactly the
 ones it consumes; on top of that it gets only the protocol subjects its client libraries need:
 
-- `_INBOX.>` (subscribe): replies to its requests, JetStream API answers and publish acks.
+- `_INBOX_<user>.>` (subscribe): replies to its requests, JetStream API answers, publish acks and
+  ordered-consumer deliveries. Each user connects with its own `inbox_prefix`, so nobody can
+  listen on another's replies (the shared `_INBOX.>` would show every tenant's traffic).
 - `allow_responses`: a responder (request/reply handlers, the micro-service endpoints) may answer
   on the reply subject of a request it received, and only once per request.
 - JetStream API, scoped per stream and per durable: pulling from and acking its own durables,
   ordered/ephemeral consumers on the streams it reads without a durable, and the KV and Object
-  Store buckets `streams.BUCKETS` lists it as a user of.
-- Provisioning: every service creates or updates all streams and buckets and its own durable
-  consumers at start-up (`agentbus.runtime.provisioning`), so each needs STREAM.INFO/CREATE/UPDATE
-  on every stream of the contracts. That is the price of "any replica may start first"; it does
-  not grant reading or deleting anything.
+  Store buckets `streams.BUCKETS` lists it as a user of. Nobody else may read, write or purge a
+  bucket.
+- Provisioning: every service creates or updates, at start-up, the streams it produces into or
+  consumes from, its buckets and its own durables (`agentbus.runtime.provisioning`), and nothing
+  else: together they make every stream, whichever replica starts first.
 - The NATS micro-service API: `$SRV.PING|INFO|STATS` for its own name and its health endpoint.
 
 `python -m agentbus.contracts.permissions --out deploy/nats/nats-auth.conf` renders a server
@@ -29,12 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import subjects as s
-from .catalog import EXTERNAL, OPERATOR, SUBJECTS, SubjectSpec
+from .catalog import EXTERNAL, OPERATOR, SUBJECTS, SubjectSpec, provisioned_by
 from .health import SERVICES
-from .streams import BUCKETS, DOCUMENTS, STREAMS, BucketSpec, ConsumerSpec, consumers_of
+from .streams import BUCKETS, BucketSpec, ConsumerSpec, consumers_of
 
 JS_API = "$JS.API"
-INBOX = "_INBOX.>"
 MICRO_PREFIX = "$SRV"
 
 OPERATOR_USER = "operator"
@@ -47,14 +48,21 @@ PARTY_USERS: dict[str, tuple[str, ...]] = {
     OPERATOR: (OPERATOR_USER,),
 }
 
-# Subjects whose payload names an object in a bucket: whoever produces them must write there
-# first (IngestRequested carries `object_name` in the `documents` object store).
-PAYLOAD_BUCKETS: dict[str, tuple[BucketSpec, ...]] = {s.INGEST_SUBMIT: (DOCUMENTS,)}
-
 
 def micro_name(service: str) -> str:
     """The name `agentbus.runtime.service` registers its NATS micro service under."""
     return f"agentbus-{service}"
+
+
+def inbox_prefix(user: str) -> str:
+    """The inbox prefix `user` connects with (nats-py `inbox_prefix`). Replies to its requests,
+    JetStream API answers, publish acks and its ordered-consumer deliveries travel under it, and
+    only `user` may subscribe there."""
+    return f"_INBOX_{user}"
+
+
+def inbox(user: str) -> str:
+    return f"{inbox_prefix(user)}.>"
 
 
 def password_env(user: str) -> str:
@@ -122,19 +130,14 @@ def _subscribe_subject(spec: SubjectSpec, user: str) -> str:
     return spec.subject
 
 
-def _catalog_rules(user: str, pub: _Rules, sub: _Rules) -> tuple[bool, list[BucketSpec]]:
-    """Publish/subscribe from the catalog. Returns (is a responder, buckets its payloads need)."""
-    responder = False
-    payload_buckets: list[BucketSpec] = []
+def _catalog_rules(user: str, pub: _Rules, sub: _Rules) -> None:
+    """Publish/subscribe from the catalog."""
     for spec in SUBJECTS:
         where = f"stream {spec.stream}" if spec.stream else spec.kind
         if any(user in _users_of(p) for p in spec.producers):
             pub.add(f"produces {spec.subject} ({where})", spec.subject)
-            payload_buckets.extend(PAYLOAD_BUCKETS.get(spec.subject, ()))
         if any(user in _users_of(c) for c in spec.consumers):
             sub.add(f"consumes {spec.subject} ({where})", _subscribe_subject(spec, user))
-            responder = responder or spec.kind == "request"
-    return responder, payload_buckets
 
 
 def _durable_rules(consumer: ConsumerSpec, pub: _Rules) -> None:
@@ -186,9 +189,10 @@ def _bucket_writer_rules(bucket: BucketSpec, why: str, pub: _Rules) -> None:
     )
 
 
-def _provisioning_rules(pub: _Rules) -> None:
-    why = "provisioning at start-up (agentbus.runtime.provisioning)"
-    names = [x.name for x in STREAMS] + [bucket_stream(b) for b in BUCKETS]
+def _provisioning_rules(service: str, pub: _Rules) -> None:
+    why = "provisioning its own streams at start-up (agentbus.runtime.provisioning)"
+    streams, buckets = provisioned_by(service)
+    names = [x.name for x in streams] + [bucket_stream(b) for b in buckets]
     for name in names:
         pub.add(
             why,
@@ -202,12 +206,12 @@ def service_permissions(service: str) -> UserPermissions:
     if service not in SERVICES:
         raise KeyError(f"not a service: {service!r}")
     pub, sub = _Rules(), _Rules()
-    _, payload_buckets = _catalog_rules(service, pub, sub)
+    _catalog_rules(service, pub, sub)
 
-    sub.add("replies, JetStream API answers and publish acks", INBOX)
+    sub.add("its own inbox: replies, JetStream API answers and publish acks", inbox(service))
     pub.add("JetStream account info (health check)", f"{JS_API}.INFO")
     pub.add("find a stream by subject when binding a consumer", f"{JS_API}.STREAM.NAMES")
-    _provisioning_rules(pub)
+    _provisioning_rules(service, pub)
 
     durable_streams: set[str] = set()
     for consumer in consumers_of(service):
@@ -225,8 +229,6 @@ def service_permissions(service: str) -> UserPermissions:
             why = f"{bucket.kind} bucket {bucket.name}"
             _bucket_writer_rules(bucket, why, pub)
             _reader_rules(bucket_stream(bucket), why + " (get, watch)", pub)
-    for bucket in payload_buckets:
-        _bucket_writer_rules(bucket, f"writes the bytes its messages point to ({bucket.name})", pub)
 
     name = micro_name(service)
     sub.add(
@@ -246,11 +248,12 @@ def service_permissions(service: str) -> UserPermissions:
 
 
 def operator_permissions() -> UserPermissions:
-    """The CLI and people: health and discovery requests, read-only JetStream monitoring,
-    running provisioning ahead of a deploy, and what external systems may publish."""
+    """The CLI and people: health and discovery requests, read-only JetStream monitoring and
+    what external systems may publish. No stream administration and no bucket access: the
+    services provision what they use."""
     pub, sub = _Rules(), _Rules()
-    _, payload_buckets = _catalog_rules(OPERATOR_USER, pub, sub)
-    sub.add("replies, JetStream API answers and publish acks", INBOX)
+    _catalog_rules(OPERATOR_USER, pub, sub)
+    sub.add("its own inbox: replies, JetStream API answers and publish acks", inbox(OPERATOR_USER))
     pub.add("micro-service discovery requests (PING, INFO, STATS)", f"{MICRO_PREFIX}.>")
     pub.add(
         "read-only JetStream monitoring",
@@ -262,9 +265,6 @@ def operator_permissions() -> UserPermissions:
         f"{JS_API}.CONSUMER.LIST.*",
         f"{JS_API}.CONSUMER.INFO.*.*",
     )
-    _provisioning_rules(pub)
-    for bucket in payload_buckets:
-        _bucket_writer_rules(bucket, f"writes the bytes its messages point to ({bucket.name})", pub)
     return UserPermissions(
         user=OPERATOR_USER,
         description="operators and the agentbus CLI",
@@ -275,12 +275,11 @@ def operator_permissions() -> UserPermissions:
 
 
 def publisher_permissions() -> UserPermissions:
-    """Other systems (CI, git host, ticketing): domain events and documents, nothing else."""
+    """Other systems (CI, git host, ticketing): domain events and ingest jobs, nothing else.
+    No bucket access: document bytes go through the gateway's upload, which checks the tenant."""
     pub, sub = _Rules(), _Rules()
-    _, payload_buckets = _catalog_rules(PUBLISHER_USER, pub, sub)
-    sub.add("JetStream publish acks and API answers", INBOX)
-    for bucket in payload_buckets:
-        _bucket_writer_rules(bucket, f"writes the bytes its messages point to ({bucket.name})", pub)
+    _catalog_rules(PUBLISHER_USER, pub, sub)
+    sub.add("its own inbox: JetStream publish acks", inbox(PUBLISHER_USER))
     return UserPermissions(
         user=PUBLISHER_USER,
         description="other systems publishing domain events and documents",

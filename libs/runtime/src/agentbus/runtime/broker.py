@@ -11,6 +11,8 @@ from faststream.security import BaseSecurity
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
+from agentbus.contracts.permissions import inbox_prefix
+
 from .settings import Settings
 
 
@@ -30,6 +32,9 @@ def make_broker(service: str, settings: Settings, registry: CollectorRegistry) -
     return NatsBroker(
         settings.nats_url,
         name=f"agentbus-{service}",
+        # Replies and JetStream answers travel on this service's own inbox, the only one its
+        # NATS user may subscribe to (deploy/nats/nats-auth.conf).
+        inbox_prefix=inbox_prefix(service),
         connect_timeout=max(1, round(settings.nats_connect_timeout_s)),
         # Reconnect for ever once connected: a NATS restart must not kill a worker. The first
         # connect is checked separately (see service.connect) so bad URLs still fail fast.
@@ -44,3 +49,9 @@ def make_broker(service: str, settings: Settings, registry: CollectorRegistry) -
         logger=logging.getLogger(f"agentbus.{service}.broker"),
         description=f"Agentbus {service} service",
     )
+
+
+def pull_inbox(service: str) -> bytes:
+    """`inbox_prefix` for a FastStream pull subscriber: FastStream passes the shared `_INBOX.`
+    to its fetches unless told, which the service's NATS user may not subscribe to."""
+    return f"{inbox_prefix(service)}.".encode()

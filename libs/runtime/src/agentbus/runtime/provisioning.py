@@ -12,6 +12,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 
+from agentbus.contracts.catalog import provisioned_by
 from agentbus.contracts.streams import BUCKETS, CONSUMERS, BucketSpec, ConsumerSpec, StreamSpec
 from agentbus.contracts.streams import STREAMS as ALL_STREAMS
 
@@ -106,10 +107,15 @@ async def ensure_bucket(js: JetStreamContext, spec: BucketSpec) -> None:
 
 
 async def provision(js: JetStreamContext, service: str | None = None) -> None:
-    """Ensure every stream and bucket exists, and the durable consumers `service` binds."""
-    for stream in ALL_STREAMS:
+    """Ensure the streams and buckets `service` uses exist, and the durables it binds.
+
+    Each service may create only its own (the NATS permissions say so); without a service,
+    everything (tests and tools with an unrestricted connection).
+    """
+    streams, buckets = (ALL_STREAMS, BUCKETS) if service is None else provisioned_by(service)
+    for stream in streams:
         await ensure_stream(js, stream)
-    for bucket in BUCKETS:
+    for bucket in buckets:
         await ensure_bucket(js, bucket)
     for consumer in CONSUMERS:
         if service is None or consumer.service == service:

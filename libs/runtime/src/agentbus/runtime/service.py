@@ -37,7 +37,7 @@ from agentbus.contracts import ServiceHealth, ServiceName
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import CONSUMERS
 
-from .broker import make_broker
+from .broker import make_broker, pull_inbox
 from .consuming import Rejects
 from .health import EngineProbes, HealthCheck, probe_nats, timed
 from .logs import setup_logging
@@ -91,6 +91,11 @@ class Service:
     @property
     def connection(self) -> NatsClient:
         return self.broker.connection
+
+    @property
+    def pull_inbox(self) -> bytes:
+        """Pass as `inbox_prefix` to every pull subscriber (see broker.pull_inbox)."""
+        return pull_inbox(self.name)
 
     def asyncapi(self) -> AsyncAPI:
         """The AsyncAPI document of this service, generated from its broker's handlers."""

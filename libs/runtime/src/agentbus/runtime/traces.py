@@ -139,11 +139,11 @@ class ReplySpanNames(SpanProcessor):
     """Names reply publishes `(reply) publish` instead of after the caller's inbox subject.
 
     FastStream names a publish span after its destination; for a request's reply that is a
-    unique `_INBOX.<random>` subject, so every reply would get a span name of its own.
+    unique `_INBOX_<user>.<random>` subject, so every reply would get a span name of its own.
     """
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if span.name.startswith("_INBOX."):
+        if span.name.startswith("_INBOX"):
             span.update_name("(reply) publish")
             span.set_attribute("messaging.destination.temporary", True)
 

@@ -173,6 +173,7 @@ def build(settings: AnalyticsSettings) -> Service:
             config=consumer_config(spec),
             pull_sub=PullSub(batch_size=fetch, timeout=wait, batch=True),
             ack_policy=AckPolicy.MANUAL,
+            inbox_prefix=service.pull_inbox,
             decoder=keep_bytes,
             title=title,
             description=description,

@@ -82,6 +82,7 @@ def build(settings: IngestSettings) -> Service:
         config=consumer_config(INGEST_JOBS),
         pull_sub=PullSub(batch_size=1, timeout=5.0),
         ack_policy=AckPolicy.MANUAL,
+        inbox_prefix=service.pull_inbox,
         title="ingest.submit",
         description="Index one document (IngestRequested); bytes in the `documents` object store",
     )
@@ -95,6 +96,7 @@ def build(settings: IngestSettings) -> Service:
         config=consumer_config(INGEST_DOMAIN_EVENTS),
         pull_sub=PullSub(batch_size=16, timeout=5.0),
         ack_policy=AckPolicy.MANUAL,
+        inbox_prefix=service.pull_inbox,
         title="events",
         description="Domain events (DomainEvent) projected into people/team/repo/skill facts",
     )
