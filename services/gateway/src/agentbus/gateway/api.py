@@ -19,6 +19,7 @@ from .aisdk import router as aisdk_router
 from .auth import router as auth_router
 from .langgraph import router as langgraph_router
 from .limits import BodyLimits
+from .openai import router as openai_router
 from .routes_analytics import router as analytics_router
 from .routes_documents import router as documents_router
 from .routes_native import router as native_router
@@ -71,6 +72,7 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
     api.include_router(langgraph_router)
     # Adapters for other clients' protocols, each over the same runs (see the README table).
     api.include_router(aisdk_router)
+    api.include_router(openai_router)
 
     @api.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
