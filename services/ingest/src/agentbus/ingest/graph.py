@@ -4,19 +4,25 @@ Queries stay within the Cypher both servers speak: MERGE/CREATE/UNWIND/MATCH, no
 procedures. Every node carries `tenant_id`, and every write is idempotent: a document's chunks,
 mentions and co-occurrence edges are replaced as a whole, and a domain event's edges are keyed by
 the event id, so redelivery never double-counts.
+
+Values travel as escaped literals in the statement, not as Bolt parameters (FalkorDB's Bolt
+parameter handling overflows a stack buffer past ~4 KB and does not escape strings: see
+`agentbus.runtime.stores.graph`). A document's rows go in batches of bounded text, so that no
+statement grows with the document (parse time on the server is linear in the text).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from neo4j import AsyncDriver
 from neo4j.exceptions import Neo4jError
 
-from agentbus.runtime.stores.graph import async_driver
+from agentbus.runtime.stores.graph import async_driver, cypher_literal, inline_parameters
 
 log = logging.getLogger("agentbus.ingest.graph")
 
@@ -29,6 +35,28 @@ INDEXES = (
     ("Repository", ("tenant_id", "key")),
     ("Skill", ("tenant_id", "key")),
 )
+
+# Rows of one UNWIND statement: at most this much literal text, and this many rows.
+BATCH_CHARS = 32_000
+BATCH_ROWS = 500
+
+
+def batches(
+    rows: list[dict[str, Any]], max_chars: int = BATCH_CHARS, max_rows: int = BATCH_ROWS
+) -> Iterator[list[dict[str, Any]]]:
+    """`rows` in order, cut into lists whose literals add up to at most `max_chars` (a single
+    larger row goes alone) and at most `max_rows` rows."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        length = len(cypher_literal(row)) + 2
+        if batch and (size + length > max_chars or len(batch) >= max_rows):
+            yield batch
+            batch, size = [], 0
+        batch.append(row)
+        size += length
+    if batch:
+        yield batch
 
 
 @dataclass(frozen=True)
@@ -55,7 +83,7 @@ class GraphWriter:
         await self.driver.close()
 
     async def run(self, query: str, **params: Any) -> list[dict[str, Any]]:
-        records, _, _ = await self.driver.execute_query(query, params)
+        records, _, _ = await self.driver.execute_query(inline_parameters(query, params))
         return [r.data() for r in records]
 
     async def ensure_indexes(self) -> None:
@@ -89,19 +117,21 @@ class GraphWriter:
             t=t,
             doc=doc,
         )
-        await self.run(
-            """
-            MATCH (d:Document {tenant_id: $t, document_id: $doc})
-            UNWIND $chunks AS ch
-            CREATE (c:Chunk {tenant_id: $t, document_id: $doc, chunk_index: ch.chunk_index,
-                             page: ch.page})
-            CREATE (d)-[:HAS_CHUNK]->(c)
-            """,
-            t=t,
-            doc=doc,
-            chunks=[{"chunk_index": c["chunk_index"], "page": c["page"]} for c in chunks],
-        )
-        if mentions:
+        chunk_rows = [{"chunk_index": c["chunk_index"], "page": c["page"]} for c in chunks]
+        for batch in batches(chunk_rows):
+            await self.run(
+                """
+                MATCH (d:Document {tenant_id: $t, document_id: $doc})
+                UNWIND $chunks AS ch
+                CREATE (c:Chunk {tenant_id: $t, document_id: $doc, chunk_index: ch.chunk_index,
+                                 page: ch.page})
+                CREATE (d)-[:HAS_CHUNK]->(c)
+                """,
+                t=t,
+                doc=doc,
+                chunks=batch,
+            )
+        for batch in batches([vars(m) for m in mentions]):
             await self.run(
                 """
                 UNWIND $mentions AS m
@@ -112,9 +142,9 @@ class GraphWriter:
                 """,
                 t=t,
                 doc=doc,
-                mentions=[vars(m) for m in mentions],
+                mentions=batch,
             )
-        if related:
+        for batch in batches([vars(r) for r in related]):
             await self.run(
                 """
                 UNWIND $related AS r
@@ -124,7 +154,7 @@ class GraphWriter:
                 """,
                 t=t,
                 doc=doc,
-                related=[vars(r) for r in related],
+                related=batch,
             )
 
     async def delete_document(self, tenant_id: str, document_id: str) -> None:

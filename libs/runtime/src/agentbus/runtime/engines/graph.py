@@ -13,6 +13,11 @@ the command line and the probe (see also MAX_BOLT_PORT and GraphEngine._ready):
   descriptor number by the server is never served; the client hangs until its own timeout.
   `unjam_bolt` occupies such slots for good. The launcher calls it after its own Bolt check;
   clients are best off keeping one long-lived driver, or calling it after closing one.
+* Bolt parameters are spliced, unescaped, into a 4096-byte stack buffer: past ~4 KB the server
+  aborts (``*** stack smashing detected ***``), and a ``'`` in a string breaks or rewrites the
+  query. Every release with Bolt has it (the fix landed upstream only after Bolt was removed,
+  in 4.20). So we never send parameters: values go in as literals, see
+  `agentbus.runtime.stores.graph.inline_parameters`.
 """
 
 from __future__ import annotations
@@ -144,7 +149,9 @@ class GraphEngine(ProcessEngine):
 
     def _choose_ports(self) -> None:
         port = self._pick_port(self.requested_port, HOST)
-        if self.requested_bolt_port:
+        if self._keep_ports and self.bolt_port:
+            bolt = self.bolt_port  # a restart: clients hold the Bolt URL
+        elif self.requested_bolt_port:
             bolt = self._pick_port(self.requested_bolt_port, BOLT_BIND, "bolt port")
         else:
             bolt = free_port(BOLT_BIND, highest=MAX_BOLT_PORT)
