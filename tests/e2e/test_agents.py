@@ -4,10 +4,12 @@ the queue, and the default assistant answering from documents with citations."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -190,7 +192,10 @@ async def test_question_is_routed_to_documents_and_answered_with_citations(
     assert "snapshot" in answer.lower() and "I found nothing" not in answer
     cited = {(c["document_id"], c["page"]) for c in end.data["citations"]}
     assert (indexed["backups.pdf"].document_id, 2) in cited
-    assert "backups" in answer.lower()  # the sources list names the document
+    # Each source once, with the number the answer cites it by, its title and a link.
+    assert len(cited) == len(end.data["citations"])
+    for c in end.data["citations"]:
+        assert f"[{c['ref']}]" in answer and c["title"] and c["url"].endswith(f"#page={c['page']}")
 
     # A follow-up on the same thread sees the earlier turn (the checkpointer).
     follow_up = await submit(
@@ -208,6 +213,72 @@ async def test_question_is_routed_to_documents_and_answered_with_citations(
     )
     users = [m["content"] for m in state.current.values["messages"] if m["role"] == "user"]
     assert users == [question, "How do I roll back a release?"]
+
+
+NEWCOMER = Path(__file__).resolve().parents[1] / "data" / "newcomer"
+
+
+async def test_the_newcomer_example_cites_only_the_document_it_quotes(nc: NatsClient) -> None:
+    """Issue 20: four small documents, the bee question, whole sentences, one source once."""
+    from agentbus.contracts import DocumentIndexed, ThreadState, ThreadStateRequest
+    from agentbus.runtime.clients.ingest import follow
+    from agentbus.runtime.clients.ingest import submit as submit_document
+
+    tenant = f"n{new_id()[:8]}"
+    docs = await asyncio.to_thread(
+        lambda: {p.name: p.read_bytes() for p in sorted(NEWCOMER.glob("*.md"))}
+    )
+    indexed: dict[str, DocumentIndexed] = {}
+    for name, data in docs.items():
+        sub = await submit_document(nc, tenant, data, filename=name)
+        async for event in follow(nc, sub.document_id, sha256=sub.sha256, timeout=180):
+            if isinstance(event, DocumentIndexed):
+                indexed[name.removesuffix(".md")] = event
+    assert len(indexed) == 4
+    bees = indexed["overwintering-bees"].document_id
+
+    run = await submit(
+        nc,
+        tenant_id=tenant,
+        assistant_id="agent",
+        input={
+            "messages": [
+                {"role": "user", "content": "how do bees keep warm during the cold season"}
+            ]
+        },
+    )
+    seen = [e async for e in events(nc, run.run_id)]
+    end = seen[-1]
+    assert end.status == "success", end
+    answer = end.data["answer"]
+    # Passages below the relevance bar were not offered to the model at all.
+    req = ThreadStateRequest(tenant_id=tenant, thread_id=run.thread_id)
+    state = ThreadState.model_validate_json(
+        (await nc.request(s.THREADS_STATE, req.model_dump_json().encode(), timeout=10)).data
+    )
+    tool_messages = [m for m in state.current.values["messages"] if m["role"] == "tool"]
+    offered = {h["document_id"] for m in tool_messages for h in json.loads(m["content"])["hits"]}
+    assert offered == {bees}, offered
+    sentences = [x for x in answer.split("] ") if x]
+    assert 2 <= len(sentences) <= 3, answer
+    for sentence in sentences:
+        assert sentence[0].isupper() and "#" not in sentence and "\n" not in sentence, answer
+        assert sentence.rstrip("]").endswith((". [1", "! [1", "? [1")), answer
+    assert "Sources:" not in answer  # the list is the run's citations, not text
+    assert end.data["citations"] == [
+        {
+            "ref": 1,
+            "document_id": bees,
+            "title": "Overwintering honey bee colonies",
+            "page": None,
+            "chunk_index": end.data["citations"][0]["chunk_index"],
+            "chunks": end.data["citations"][0]["chunks"],
+            "score": end.data["citations"][0]["score"],
+            "url": f"/api/v1/documents/{bees}",
+        }
+    ]
+    streamed = [e.data["citations"] for e in seen if e.type == "citations"]
+    assert streamed == [end.data["citations"]]  # one citations event, after the answer
 
 
 async def test_analytics_question_is_answered_from_domain_events(nc: NatsClient) -> None:

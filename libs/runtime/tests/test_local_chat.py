@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from agentbus.runtime.models.llm import litellm
 from agentbus.runtime.models.local_chat import (
     candidates,
     clauses,
+    passage_sentences,
     render_row,
     stream_pieces,
     topic,
@@ -289,7 +292,9 @@ async def test_answer_from_search_results_cites_title_and_page() -> None:
 async def test_found_nothing_when_the_context_is_unrelated() -> None:
     messages = _after_tools("What is the capital of Mongolia?", ("search_documents", SEARCH_RESULT))
     response = await litellm.acompletion(model=MODEL, messages=messages)
-    assert response.choices[0].message.content == "I found nothing about the capital of Mongolia."
+    assert response.choices[0].message.content == (
+        "I found nothing about the capital of Mongolia. The passages I found do not answer it."
+    )
 
 
 async def test_rows_errors_and_several_tools() -> None:
@@ -308,12 +313,12 @@ async def test_rows_errors_and_several_tools() -> None:
         ("query_metrics", error),
     )
     answer = (await litellm.acompletion(model=MODEL, messages=messages)).choices[0].message.content
-    assert "- Alice Smith — skill Rust, events 2, weight 1.9 [1]" in answer
-    assert "- Bob Jones — skill Rust, events 1, weight 0.42 [1]" in answer
-    assert "run deployctl rollback with the previous release tag. [2]" in answer
+    # Rows answer the query the model chose: listed, not cited; passages are cited.
+    assert "- Alice Smith — skill Rust, events 2, weight 1.9\n" in answer
+    assert "- Bob Jones — skill Rust, events 1, weight 0.42\n" in answer
+    assert "run deployctl rollback with the previous release tag. [1]" in answer
     assert "The query_metrics tool reported an error: analytics is not available" in answer
-    assert "[1] find_people_by_skill (tool result)" in answer
-    assert "[2] Deployment runbook, page 4 — document runbook, chunk 3" in answer
+    assert answer.endswith("Sources:\n[1] Deployment runbook, page 4 — document runbook, chunk 3")
 
     messages = _after_tools("What is our deployment frequency?", ("query_metrics", error))
     answer = (await litellm.acompletion(model=MODEL, messages=messages)).choices[0].message.content
@@ -335,6 +340,109 @@ async def test_context_in_a_system_message_and_content_parts() -> None:
     answer = (await litellm.acompletion(model=MODEL, messages=messages)).choices[0].message.content
     assert answer.startswith("Employees get 25 days of paid vacation per year. [1]")
     assert "[1] context (tool result)" in answer
+
+
+# -- the newcomer's example (issue 20): whole sentences, only the sources used -------------------
+
+NEWCOMER = Path(__file__).resolve().parents[3] / "tests" / "data" / "newcomer"
+BEES_QUESTION = "how do bees keep warm during the cold season"
+
+
+def _newcomer_hits(refs: bool) -> list[dict[str, Any]]:
+    """The four documents as a search returns them (no relevance bar): the bee document in two
+    chunks that overlap mid-sentence, as the ingest chunker cuts it, then the three others."""
+    bees = (NEWCOMER / "overwintering-bees.md").read_text()
+    cut = bees.index("## Food and moisture")
+    overlap = bees.index("flight muscles")  # the next chunk repeats the tail of this one
+    texts = [
+        ("overwintering-bees", "Overwintering honey bee colonies", 0, bees[:cut]),
+        ("overwintering-bees", "Overwintering honey bee colonies", 1, bees[overlap:]),
+    ]
+    for name, title in (
+        ("sourdough", "sourdough"),
+        ("tides", "Why there are two tides a day"),
+        ("payments-rollback", "Payments service rollback runbook"),
+    ):
+        texts.append((name, title, 0, (NEWCOMER / f"{name}.md").read_text()))
+    hits = []
+    for doc, title, chunk, text in texts:
+        hit: dict[str, Any] = {
+            "document_id": doc,
+            "title": title,
+            "page": None,
+            "chunk_index": chunk,
+            "text": text,
+        }
+        if refs:  # the orchestrator numbers passages per document page
+            hit["ref"] = 1 + [t[0] for t in texts].index(doc) - (doc != "overwintering-bees")
+        hits.append(hit)
+    return hits
+
+
+def _sentences(answer: str) -> list[str]:
+    return [s for s in re.split(r"(?<=\])\s+", answer.split("\n\nSources:", maxsplit=1)[0]) if s]
+
+
+@pytest.mark.parametrize("refs", [True, False])
+async def test_the_bee_question_is_answered_in_whole_sentences_from_one_source(refs: bool) -> None:
+    messages = _after_tools(BEES_QUESTION, ("search_documents", {"hits": _newcomer_hits(refs)}))
+    answer = (await litellm.acompletion(model=MODEL, messages=messages)).choices[0].message.content
+    sentences = _sentences(answer)
+    assert 2 <= len(sentences) <= 3, answer
+    for sentence in sentences:
+        # A whole sentence: capital first, full stop before its marker, no heading or bullet.
+        assert re.fullmatch(r"[A-Z][^#\n]*[.!?] \[1\]", sentence), sentence
+    assert "shiver their flight muscles to generate heat" in answer
+    assert re.findall(r"\[(\d+)\]", answer.split("Sources:")[0]) == ["1"] * len(sentences)
+    for other in ("sourdough", "tide", "rollback", "Payments"):
+        assert other not in answer
+    if refs:  # the orchestrator lists the sources: none in the text
+        assert "Sources:" not in answer
+    else:
+        assert answer.endswith(
+            "\n\nSources:\n[1] Overwintering honey bee colonies — document overwintering-bees,"
+            " chunks 0, 1"
+        )
+
+
+async def test_passages_that_do_not_answer_are_said_plainly() -> None:
+    hits = _newcomer_hits(refs=True)[2:]  # sourdough, tides, rollback
+    messages = _after_tools(BEES_QUESTION, ("search_documents", {"hits": hits}))
+    answer = (await litellm.acompletion(model=MODEL, messages=messages)).choices[0].message.content
+    assert answer == (
+        'I found nothing about "how do bees keep warm during the cold season". '
+        "The passages I found do not answer it."
+    )
+
+
+async def test_a_ref_from_the_caller_is_kept_and_other_sources_follow_it() -> None:
+    hit = {**SEARCH_RESULT["hits"][1], "ref": 7}
+    notes = "The release captain approves every rollback of a failed deployment."
+    messages = _after_tools(
+        "How do we roll back a failed deployment and who approves a rollback?",
+        ("search_documents", {"hits": [hit]}),
+        ("team_notes", {"rows": []}),
+    )
+    messages.append({"role": "system", "name": "context", "content": notes})
+    answer = (await litellm.acompletion(model=MODEL, messages=messages)).choices[0].message.content
+    assert "run deployctl rollback with the previous release tag. [7]" in answer
+    assert "[8]" in answer and answer.endswith("Sources:\n[8] context (tool result)")
+
+
+def test_passage_sentences_leave_out_headings_titles_and_fragments() -> None:
+    text = (
+        "shiver their flight muscles. Bees take turns\nin the warm centre.\n\n"
+        "# Heading\n\nRolling back a release\n\nDatabase backups. Every database is backed up"
+        "\nnightly.\n\nTitle\n=====\n\n```\ncode line here.\n```\n| a | table row. |\n"
+        "- Fit a **mouse guard** and [narrow](http://x) the entrance\n"
+        "* However, keep a little top ventilation.\n\nBeekeepers should"
+    )
+    assert passage_sentences(text) == [
+        "Bees take turns in the warm centre.",
+        "Every database is backed up nightly.",
+        "Fit a mouse guard and narrow the entrance.",
+        "Keep a little top ventilation.",
+    ]
 
 
 # -- streaming and usage -----------------------------------------------------------------------

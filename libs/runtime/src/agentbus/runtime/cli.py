@@ -400,12 +400,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
                         print(data["text"], end="", flush=True)
                     elif event == "response":
                         cites = data.get("citations") or []
-                        print()
+                        print("\n\nSources:" if cites else "")
                         for i, c in enumerate(cites, 1):
+                            # The number the answer's [n] markers use, and where it points.
                             page = f", page {c['page']}" if c.get("page") is not None else ""
+                            where = c.get("url") or f"document {c.get('document_id')}"
                             print(
-                                f"[{i}] {c.get('title') or c.get('document_id')}{page}"
-                                f" (document {c.get('document_id')}, chunk {c.get('chunk_index')})"
+                                f"[{c.get('ref', i)}] {c.get('title') or c.get('document_id')}"
+                                f"{page} — {where}"
                             )
                         if data.get("status") != "success":
                             code = 1

@@ -27,20 +27,22 @@ from langgraph.types import interrupt
 
 from .context import RunContext
 from .models import complete
-from .tools import BY_NAME, TOOLS, citations, preview
+from .tools import BY_NAME, TOOLS, cited, number_passages, passages, preview
 
 MAX_STEPS = 3
 
 SYSTEM = (
     "You are Agentbus, an assistant for an engineering organisation. Use the tools to find "
-    "facts in documents, the people graph and metrics; answer only from what they return and "
-    "cite document, page and chunk."
+    "facts in documents, the people graph and metrics; answer only from what they return, in "
+    "whole sentences. Cite each document passage you use by its ref in square brackets, e.g. "
+    "[1]; if the results do not answer the question, say so."
 )
 
 
 class AgentState(TypedDict, total=False):
     messages: Annotated[list[dict[str, Any]], operator.add]
-    citations: Annotated[list[dict[str, Any]], operator.add]
+    # The sources the last answer cites (replaced each turn, not accumulated over the thread).
+    citations: list[dict[str, Any]]
     steps: int
 
 
@@ -96,6 +98,11 @@ async def supervisor(state: AgentState, runtime: Runtime[RunContext]) -> dict[st
             "routing", {"specialists": [], "answer": True, "step": steps + 1}, node="supervisor"
         )
         update["messages"] = [{"role": "assistant", "content": call.content}]
+        # Only the passages the answer cites are its sources, each once.
+        cites = cited(call.content or "", passages(state.get("messages", [])))
+        update["citations"] = cites
+        if cites:
+            await ctx.emit("citations", {"citations": cites}, node="supervisor")
     await ctx.node_end("supervisor")
     return update
 
@@ -110,7 +117,7 @@ async def run_tools(state: AgentState, runtime: Runtime[RunContext]) -> dict[str
     await ctx.node_start("tools")
     last = state["messages"][-1]
     results: list[dict[str, Any]] = []
-    found: list[dict[str, Any]] = []
+    offered = passages(state["messages"])  # numbered earlier in this turn
     for tc in last.get("tool_calls") or []:
         name = tc["function"]["name"]
         try:
@@ -125,6 +132,8 @@ async def run_tools(state: AgentState, runtime: Runtime[RunContext]) -> dict[str
         )
         started = time.perf_counter()
         result = await ctx.tools.call(ctx.tenant_id, name, arguments)
+        number_passages(result, offered)
+        offered += [h for h in result.get("hits") or [] if isinstance(h, dict)]
         took = (time.perf_counter() - started) * 1e3
         error = result.get("error") if isinstance(result.get("error"), str) else None
         await ctx.tool_used(name, took, error)
@@ -139,10 +148,6 @@ async def run_tools(state: AgentState, runtime: Runtime[RunContext]) -> dict[str
             },
             node="tools",
         )
-        cites = citations(result)
-        if cites:
-            found.extend(cites)
-            await ctx.emit("citations", {"citations": cites}, node="tools")
         results.append(
             {
                 "role": "tool",
@@ -152,7 +157,7 @@ async def run_tools(state: AgentState, runtime: Runtime[RunContext]) -> dict[str
             }
         )
     await ctx.node_end("tools")
-    return {"messages": results, "citations": found}
+    return {"messages": results}
 
 
 def build_agent(checkpointer: BaseCheckpointSaver[Any]) -> CompiledStateGraph[Any, Any, Any, Any]:

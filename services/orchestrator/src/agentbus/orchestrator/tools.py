@@ -2,11 +2,19 @@
 
 A tool never raises into the graph: a failure (no service answering, an error reply) becomes a
 result with an `error` the model can read and pass on, e.g. that analytics is not available.
+
+Document search keeps only hits whose meaning is close enough to the question (`min_relevance`,
+the cosine of the embedder's vectors): a passage below the bar is never offered to the model, so
+it can be neither quoted nor cited. Each passage a run offers carries a `ref`, the number the
+model cites it by ([1], [2], ...); after the answer, `cited` turns the markers it used into the
+run's citations.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +44,28 @@ class Tool:
                 "parameters": self.parameters,
             },
         }
+
+
+# all-MiniLM-L6-v2 cosine between a question and a passage; bench/answer_quality.py measured it
+# (an unrelated passage scores below 0.2, an answering one mostly above 0.3). Another embedding
+# model has another scale: set AGENTBUS_MIN_RELEVANCE with it.
+DEFAULT_MIN_RELEVANCE = 0.2
+
+
+def _min_relevance() -> float:
+    raw = os.environ.get("AGENTBUS_MIN_RELEVANCE", "").strip()
+    if not raw:
+        return DEFAULT_MIN_RELEVANCE
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not -1.0 <= value <= 1.0:
+        raise ValueError(f"AGENTBUS_MIN_RELEVANCE must be a cosine between -1 and 1, not {raw!r}")
+    return value
+
+
+MIN_RELEVANCE = _min_relevance()
 
 
 def _string(description: str) -> dict[str, Any]:
@@ -106,9 +136,12 @@ Request = Callable[[str, bytes, float], Awaitable[bytes]]
 
 
 class ToolBox:
-    def __init__(self, nc: NatsClient, timeout: float = 30.0) -> None:
+    def __init__(
+        self, nc: NatsClient, timeout: float = 30.0, min_relevance: float = MIN_RELEVANCE
+    ) -> None:
         self.nc = nc
         self.timeout = timeout
+        self.min_relevance = min_relevance
 
     async def _request(self, subject: str, body: str, unavailable: str) -> dict[str, Any]:
         try:
@@ -143,9 +176,10 @@ class ToolBox:
         try:
             if name == "search_documents":
                 req = SearchRequest(tenant_id=tenant_id, query=str(arguments["query"]), top_k=5)
-                return await self._request(
+                found = await self._request(
                     s.RETRIEVAL_SEARCH, req.model_dump_json(), "document search"
                 )
+                return relevant(found, self.min_relevance)
             if name in ("find_people_by_skill", "find_owners"):
                 query = (
                     GraphQuery(
@@ -176,17 +210,90 @@ def preview(result: dict[str, Any], limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def citations(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Sources of a search result: document, title, page, chunk."""
-    out = []
+def relevant(result: dict[str, Any], bar: float) -> dict[str, Any]:
+    """The search result without the hits below the relevance bar (their vector score; a hit
+    with none was not among the closest in meaning at all)."""
+    hits = result.get("hits")
+    if not isinstance(hits, list):
+        return result
+    kept = [
+        h
+        for h in hits
+        if isinstance(h, dict) and float((h.get("scores") or {}).get("vector", 0.0)) >= bar
+    ]
+    return {**result, "hits": kept, "below_relevance": len(hits) - len(kept)}
+
+
+def _page_key(hit: dict[str, Any]) -> tuple[Any, Any]:
+    return (hit.get("document_id"), hit.get("page"))
+
+
+def number_passages(result: dict[str, Any], earlier: list[dict[str, Any]]) -> None:
+    """Give each hit the `ref` the model cites it by: one number per document page in a run
+    (two chunks of one page, or one page found by two searches, share it), after `earlier`'s."""
+    refs = {_page_key(h): int(h["ref"]) for h in earlier if isinstance(h.get("ref"), int)}
     for hit in result.get("hits") or []:
+        if isinstance(hit, dict):
+            key = _page_key(hit)
+            if key not in refs:
+                refs[key] = max(refs.values(), default=0) + 1
+            hit["ref"] = refs[key]
+
+
+def passages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The numbered hits of this turn's search results (tool messages after the last user one)."""
+    start = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    out: list[dict[str, Any]] = []
+    for m in messages[start + 1 :]:
+        if m.get("role") != "tool":
+            continue
+        try:
+            data = json.loads(m.get("content") or "")
+        except (TypeError, ValueError):
+            continue
+        hits = data.get("hits") if isinstance(data, dict) else None
+        out += [h for h in hits or [] if isinstance(h, dict) and isinstance(h.get("ref"), int)]
+    return out
+
+
+_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+
+
+def link(hit: dict[str, Any]) -> str:
+    """Where a citation points: the document's own URL when it came from one, else the
+    gateway's document resource; `#page=N` for a page (what PDF viewers open)."""
+    source = str(hit.get("source") or "")
+    base = source if source.startswith(("http://", "https://")) else ""
+    base = base or f"/api/v1/documents/{hit.get('document_id')}"
+    return f"{base}#page={hit['page']}" if hit.get("page") is not None else base
+
+
+def cited(answer: str, offered: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sources an answer cites: one per marker number it uses that names an offered
+    passage, in the order of first citation, with title, page, chunks and a link."""
+    by_ref: dict[int, list[dict[str, Any]]] = {}
+    for hit in offered:
+        by_ref.setdefault(int(hit["ref"]), []).append(hit)
+    order: list[int] = []
+    for m in _MARKER.finditer(answer):
+        for n in (int(x) for x in m.group(1).split(",")):
+            if n in by_ref and n not in order:
+                order.append(n)
+    out = []
+    for n in order:
+        hits = by_ref[n]
+        first = hits[0]
+        chunks = sorted({int(h["chunk_index"]) for h in hits if h.get("chunk_index") is not None})
         out.append(
             {
-                "document_id": hit.get("document_id"),
-                "title": hit.get("title"),
-                "page": hit.get("page"),
-                "chunk_index": hit.get("chunk_index"),
-                "score": hit.get("score"),
+                "ref": n,
+                "document_id": first.get("document_id"),
+                "title": first.get("title"),
+                "page": first.get("page"),
+                "chunk_index": chunks[0] if chunks else None,
+                "chunks": chunks,
+                "score": max(float(h.get("score") or 0.0) for h in hits),
+                "url": link(first),
             }
         )
     return out

@@ -50,21 +50,30 @@ how do we roll back?" -> "who knows Rust" + "how do we roll back").
 
 2. Answer, otherwise. The context is every tool result after the last user message, and any
    system message named "context" or with a line starting "Context:" (the text after it).
-   - A JSON result `{"hits": [...]}` gives each hit's text, cited by its title, page, document
-     id and chunk; `{"rows": [...]}` (with `columns` when rows are lists) gives one line per row,
-     "Alice Smith — skill Rust, events 2, weight 1.9", cited as the tool; `{"error": "..."}` is
-     remembered; other JSON is rendered like a row; plain text is prose cited as the tool.
-   - Prose is split into sentences; each sentence scores its best similarity to the question or
-     one of its clauses. If the best is >= `ANSWER_THRESHOLD` (0.35), the answer is the top
-     `ANSWER_SENTENCES` (3) sentences scoring >= max(0.35, best - `ANSWER_MARGIN` (0.25)), in
-     their original order, each followed by its citation [n]. Rows are the result of a query
-     the model chose for this question, so they are kept (at most `MAX_ROWS` per result).
-   - The answer is the chosen sentences as one paragraph and the rows as "- " lines (in the
-     order their context came), then any tool errors ("Note: The query_metrics tool reported an
-     error: ..."), then "Sources:", one line per cited source, numbered in order of first
-     citation: "[1] Title, page 3 — document doc-1, chunk 4" or "[2] find_owners (tool result)".
+   - A JSON result `{"hits": [...]}` gives each hit's text as a passage; its source is the
+     hit's document page (title, page, document id; two chunks of one page are one source).
+     `{"rows": [...]}` (with `columns` when rows are lists) gives one line per row, "Alice
+     Smith — skill Rust, events 2, weight 1.9"; `{"error": "..."}` is remembered; other JSON
+     is rendered like a row; plain text is a passage cited as the tool.
+   - A passage is cut into whole sentences (`passage_sentences`): lines of a paragraph are
+     joined, headings, code, tables, titles and fragments (a chunk that starts or ends
+     mid-sentence) are left out, list items become sentences.
+   - Each sentence scores its best similarity to the question or one of its clauses. If the
+     best is >= `ANSWER_THRESHOLD` (0.35), the answer is the top `ANSWER_SENTENCES` (3)
+     sentences scoring >= max(0.35, best - `ANSWER_MARGIN` (0.25)), most relevant first, each
+     followed by its citation marker. Rows are the result of a query the model chose for this
+     question, so they are kept (at most `MAX_ROWS` per result), as "- " lines with no marker.
+   - Markers: a hit with an integer `ref` (the caller numbered the passages it offered, as the
+     orchestrator does) is cited as [ref], and the caller lists its sources. Other sources are
+     numbered after the highest ref, in order of first citation, and listed after the answer:
+     "Sources:", "[1] Title, page 3 — document doc-1, chunk 4" or "[2] notes (tool result)".
+     Only cited sources are listed, each once.
+   - The answer is the sentences as one paragraph and the rows (in the order their context
+     came), then any tool errors ("Note: The query_metrics tool reported an error: ..."), then
+     the Sources list, if any.
    - Nothing relevant (no context, best sentence below the threshold, only errors or empty
-     results) gives "I found nothing about <topic>." and the tool errors, if any.
+     results) gives "I found nothing about <topic>.", then "The passages I found do not answer
+     it." when passages came back, and the tool errors, if any.
 
 3. Usage. Prompt tokens are MiniLM tokenizer tokens of every message's content and tool calls plus
    the offered tools' names and descriptions; completion tokens those of the answer (or of the
@@ -129,6 +138,18 @@ _CLAUSE_BREAK = re.compile(
 )
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}(?:\s|$)")
+_SETEXT = re.compile(r"^\s{0,3}(?:=+|-{2,})\s*$")
+_FENCE = re.compile(r"^\s{0,3}(?:```|~~~)")
+_TABLE_ROW = re.compile(r"^\s*\|")
+_FULL_STOP = re.compile(r"[.!?][\"')\]]*$")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
+_CONNECTIVE = re.compile(
+    r"^(?:however|also|in addition|additionally|moreover|furthermore|then|so|and|but|finally|"
+    r"otherwise|instead|therefore)\s*,?\s+",
+    re.IGNORECASE,
+)
 _TOKEN = re.compile(
     r"`(?P<bt>[^`]+)`|\"(?P<dq>[^\"]+)\"|(?<!\w)'(?P<sq>[^']+)'(?!\w)|(?P<w>[A-Za-z0-9][\w\-./+#]*)"
 )
@@ -376,6 +397,97 @@ def topic(question: str) -> str:
     if not text:
         return "that"
     return f'"{text}"' if _QUESTION_START.match(text) else text
+
+
+def _clean_inline(text: str) -> str:
+    """Markdown emphasis and links reduced to their words."""
+    text = _MD_LINK.sub(r"\1", text)
+    text = _EMPHASIS.sub(r"\2", text)
+    return " ".join(text.split())
+
+
+def _condense(sentence: str) -> str:
+    """A sentence without the connective that tied it to the one before ("However, ...")."""
+    m = _CONNECTIVE.match(sentence)
+    if m and len(sentence) - m.end() > 20:
+        rest = sentence[m.end() :]
+        return rest[:1].upper() + rest[1:]
+    return sentence
+
+
+def passage_blocks(text: str) -> list[tuple[str, str]]:
+    """A passage's paragraphs and list items as ("para" | "item", text), lines joined.
+
+    Headings (`#`, setext underlines), code blocks and table rows are left out: they are not
+    sentences. A line break inside a paragraph is a space (documents are often hard-wrapped).
+    """
+    blocks: list[tuple[str, str]] = []
+    current: list[str] = []
+    kind = "para"
+    fenced = False
+
+    def flush() -> None:
+        if current:
+            blocks.append((kind, _clean_inline(" ".join(current))))
+            current.clear()
+
+    for raw in text.splitlines():
+        if _FENCE.match(raw):
+            flush()
+            fenced = not fenced
+            continue
+        line = raw.strip()
+        if fenced:
+            continue
+        if not line or _HEADING.match(raw) or _TABLE_ROW.match(raw):
+            flush()
+            kind = "para"
+            continue
+        if _SETEXT.match(raw):
+            current.clear()  # the line above was a heading
+            kind = "para"
+            continue
+        bullet = _BULLET.match(raw)
+        if bullet:
+            flush()
+            kind = "item"
+            current.append(raw[bullet.end() :].strip())
+            continue
+        current.append(line)
+    flush()
+    return blocks
+
+
+def passage_sentences(text: str) -> list[str]:
+    """The whole sentences of a retrieved passage, in order; never headings or fragments.
+
+    - A paragraph of one short line without a full stop is a title ("Rolling back a release").
+    - A paragraph's first sentence of at most four words, followed by more, is a run-in heading
+      ("Database backups. Every production database is ...").
+    - A sentence without a closing `.`, `!` or `?` was cut off (a chunk ends mid-sentence) or
+      introduces something else ("Do the following:"), and a passage that starts in lower case
+      starts mid-sentence (the overlap with the chunk before): both are fragments, left out.
+    - A list item of three words or more is an instruction: kept, with a full stop if it had
+      none.
+    - A leading connective ("However,", "Also,") is dropped, since the sentence now stands alone.
+    """
+    out: list[str] = []
+    for b, (kind, block) in enumerate(passage_blocks(text)):
+        sentences = [s for s in (" ".join(r.split()) for r in _SENTENCE_BREAK.split(block)) if s]
+        for i, found in enumerate(sentences):
+            sentence, words = found, found.split()
+            if len(words) < 3 or not re.search(r"[A-Za-z]", sentence):
+                continue
+            if b == 0 and i == 0 and sentence[:1].islower():
+                continue
+            if not _FULL_STOP.search(sentence):
+                if kind != "item":
+                    continue
+                sentence += "."
+            if kind == "para" and i == 0 and len(sentences) > 1 and len(words) <= 4:
+                continue
+            out.append(_condense(sentence))
+    return list(dict.fromkeys(out))
 
 
 def split_sentences(text: str) -> list[str]:
@@ -751,17 +863,20 @@ class ExtractiveChat:
 
     def _answer(self, convo: _Conversation) -> str:
         question = convo.question
-        sources: list[str] = []
+        sources: list[_Source] = []
         source_keys: dict[Any, int] = {}
-        # (kind, text, source) in context order; kind "prose" is scored, "row" is kept.
-        pieces: list[tuple[str, str, int]] = []
+        pieces: list[_Piece] = []  # in context order; prose is scored, rows are kept
         errors: list[str] = []
 
-        def source(key: Any, label: str) -> int:
+        def source(key: Any, label: str, ref: int | None = None) -> int:
             if key not in source_keys:
                 source_keys[key] = len(sources)
-                sources.append(label)
+                sources.append(_Source(label, ref))
             return source_keys[key]
+
+        def prose(text: str, src: int, chunk: Any = None) -> None:
+            found = passage_sentences(text) or split_sentences(text)
+            pieces.extend(_Piece("prose", s, src, chunk) for s in found)
 
         items = [(name, text) for name, text in convo.tool_results]
         items += [("context", text) for text in convo.context]
@@ -774,14 +889,12 @@ class ExtractiveChat:
                 except ValueError:
                     data = None
             if data is None:
-                src = source(("tool", tool), f"{tool} (tool result)")
-                pieces += [("prose", s, src) for s in split_sentences(text)]
+                prose(text, source(("tool", tool), f"{tool} (tool result)"))
                 continue
             if isinstance(data, list):
                 data = {"rows": data}
             if not isinstance(data, dict):
-                src = source(("tool", tool), f"{tool} (tool result)")
-                pieces.append(("row", _fmt("", data), src))
+                pieces.append(_Piece("row", _fmt("", data)))
                 continue
             error = data.get("error")
             if isinstance(error, str) and error.strip():
@@ -790,62 +903,81 @@ class ExtractiveChat:
             rows = data.get("rows")
             if isinstance(hits, list):
                 for hit in hits:
-                    if not isinstance(hit, dict):
-                        continue
-                    src = source(*_hit_source(hit, tool))
-                    pieces += [
-                        ("prose", s, src) for s in split_sentences(str(hit.get("text") or ""))
-                    ]
+                    if isinstance(hit, dict):
+                        key, label, ref = _hit_source(hit, tool)
+                        prose(
+                            str(hit.get("text") or ""),
+                            source(key, label, ref),
+                            hit.get("chunk_index"),
+                        )
             if isinstance(rows, list):
                 columns = data.get("columns")
-                src = source(("tool", tool), f"{tool} (tool result)")
                 for raw_row in rows[:MAX_ROWS]:
                     row = raw_row
                     if isinstance(row, list) and isinstance(columns, list):
                         row = dict(zip((str(c) for c in columns), row, strict=False))
                     line = render_row(row) if isinstance(row, dict) else _fmt("", row)
                     if line:
-                        pieces.append(("row", line, src))
+                        pieces.append(_Piece("row", line))
             if not isinstance(hits, list) and not isinstance(rows, list):
                 rest = {k: v for k, v in data.items() if k not in _BOOKKEEPING}
                 if rest:
-                    pieces.append(
-                        ("row", render_row(rest), source(("tool", tool), f"{tool} (tool result)"))
-                    )
+                    pieces.append(_Piece("row", render_row(rest)))
 
-        selected = self._select(question, pieces)
-        if not selected:
-            return " ".join([f"I found nothing about {topic(question)}.", *errors])
-        numbers: dict[int, int] = {}
-        for i in selected:
-            numbers.setdefault(pieces[i][2], len(numbers) + 1)
-        prose = [
-            f"{pieces[i][1]} [{numbers[pieces[i][2]]}]" for i in selected if pieces[i][0] == "prose"
+        chosen = self._select(question, pieces)
+        if not chosen:
+            # Passages came back, but none of their sentences answers: say so.
+            unrelated = ["The passages I found do not answer it."] if pieces else []
+            return " ".join([f"I found nothing about {topic(question)}.", *unrelated, *errors])
+        # Markers: a passage the caller numbered (`ref`) keeps its number; any other source is
+        # numbered after the highest such number, in order of first citation.
+        refs = [s.ref for s in sources if s.ref is not None]
+        markers: dict[int, int] = {}
+        cited_chunks: dict[int, list[Any]] = {}
+        following = max(refs, default=0)
+        for i in chosen:
+            src = pieces[i].source
+            if src is None:
+                continue
+            if src not in markers:
+                ref = sources[src].ref
+                if ref is None:
+                    following += 1
+                markers[src] = ref if ref is not None else following
+            chunk = pieces[i].chunk
+            if chunk is not None and chunk not in cited_chunks.setdefault(src, []):
+                cited_chunks[src].append(chunk)
+        prose_lines = [
+            f"{p.text} [{markers[p.source]}]"
+            for p in (pieces[i] for i in chosen)
+            if p.kind == "prose" and p.source is not None
         ]
-        rows = [
-            f"- {pieces[i][1]} [{numbers[pieces[i][2]]}]" for i in selected if pieces[i][0] == "row"
-        ]
-        blocks = []
-        first_is_row = pieces[selected[0]][0] == "row"
-        body = (
-            ["\n".join(rows), " ".join(prose)]
-            if first_is_row
-            else [" ".join(prose), "\n".join(rows)]
-        )
-        blocks += [b for b in body if b]
+        row_lines = [f"- {pieces[i].text}" for i in chosen if pieces[i].kind == "row"]
+        first_is_row = pieces[min(chosen)].kind == "row"
+        body = [" ".join(prose_lines), "\n".join(row_lines)]
+        blocks = [b for b in (body[::-1] if first_is_row else body) if b]
         if errors:
             blocks.append("Note: " + " ".join(errors))
-        cited = sorted(numbers.items(), key=lambda kv: kv[1])
-        blocks.append("Sources:\n" + "\n".join(f"[{n}] {sources[s]}" for s, n in cited))
+        # The caller lists the passages it numbered itself; the rest are listed here.
+        own = sorted(
+            ((n, src) for src, n in markers.items() if sources[src].ref is None),
+            key=lambda pair: pair[0],
+        )
+        if own:
+            lines = [
+                f"[{n}] {sources[src].label}{_chunks(cited_chunks.get(src, []))}" for n, src in own
+            ]
+            blocks.append("Sources:\n" + "\n".join(lines))
         return "\n\n".join(blocks).strip()
 
-    def _select(self, question: str, pieces: list[tuple[str, str, int]]) -> list[int]:
-        """Indexes of the pieces that answer: relevant prose sentences and all rows, in order."""
+    def _select(self, question: str, pieces: list[_Piece]) -> list[int]:
+        """Indexes of the pieces that answer: the relevant prose sentences, most relevant
+        first, then every row (in context order)."""
         prose_at: dict[str, int] = {}
-        for i, (kind, text, _) in enumerate(pieces):
-            if kind == "prose" and text not in prose_at:
-                prose_at[text] = i
-        keep = [i for i, p in enumerate(pieces) if p[0] == "row"]
+        for i, piece in enumerate(pieces):
+            if piece.kind == "prose" and piece.text not in prose_at:
+                prose_at[piece.text] = i
+        keep: list[int] = []
         if prose_at:
             queries = list(dict.fromkeys([question, *clauses(question)]))
             texts = list(prose_at)
@@ -856,23 +988,47 @@ class ExtractiveChat:
             if best >= ANSWER_THRESHOLD:
                 floor = max(ANSWER_THRESHOLD, best - ANSWER_MARGIN)
                 ranked = sorted(range(len(texts)), key=lambda j: -scores[j])
-                top = [j for j in ranked if scores[j] >= floor][:ANSWER_SENTENCES]
-                keep += [prose_at[texts[j]] for j in top]
-        return sorted(keep)
+                keep += [prose_at[texts[j]] for j in ranked if scores[j] >= floor][
+                    :ANSWER_SENTENCES
+                ]
+        keep += [i for i, p in enumerate(pieces) if p.kind == "row"]
+        return keep
 
 
-def _hit_source(hit: dict[str, Any], tool: str) -> tuple[Any, str]:
+@dataclass
+class _Source:
+    label: str
+    ref: int | None  # the number the caller gave this passage (a search hit's `ref`)
+
+
+@dataclass
+class _Piece:
+    kind: Literal["prose", "row"]
+    text: str
+    source: int | None = None  # rows are the answer of a query, not a passage: no source
+    chunk: Any = None
+
+
+def _chunks(indexes: list[Any]) -> str:
+    if not indexes:
+        return ""
+    word = "chunk" if len(indexes) == 1 else "chunks"
+    return f", {word} {', '.join(str(i) for i in indexes)}"
+
+
+def _hit_source(hit: dict[str, Any], tool: str) -> tuple[Any, str, int | None]:
+    """A hit's source: one per document page (two chunks of a page are one source)."""
     doc = hit.get("document_id")
-    chunk = hit.get("chunk_index")
     title = hit.get("title") or hit.get("source") or doc or tool
     label = str(title)
     if hit.get("page") is not None:
         label += f", page {hit['page']}"
-    details = [f"document {doc}" if doc else "", f"chunk {chunk}" if chunk is not None else ""]
-    details = [d for d in details if d]
-    if details:
-        label += " — " + ", ".join(details)
-    return ("hit", doc, chunk, label), label
+    if doc:
+        label += f" — document {doc}"
+    ref = hit.get("ref")
+    ref = ref if isinstance(ref, int) and not isinstance(ref, bool) and ref > 0 else None
+    key = ("hit", doc, hit.get("page")) if doc else ("hit", title, hit.get("chunk_index"))
+    return key, label, ref
 
 
 def _required_fallback(types: set[str], schema: dict[str, Any], clause: str) -> Any:
