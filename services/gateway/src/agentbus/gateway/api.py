@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from agentbus.runtime.health import Readiness, readiness
 from agentbus.runtime.service import Service
@@ -19,6 +20,7 @@ from .aisdk import router as aisdk_router
 from .auth import router as auth_router
 from .langgraph import router as langgraph_router
 from .limits import BodyLimits
+from .mcp import McpEndpoint
 from .openai import router as openai_router
 from .routes_analytics import router as analytics_router
 from .routes_documents import router as documents_router
@@ -73,6 +75,9 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
     # Adapters for other clients' protocols, each over the same runs (see the README table).
     api.include_router(aisdk_router)
     api.include_router(openai_router)
+    mcp = McpEndpoint()
+    api.router.routes.append(Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]))
+    service.on_shutdown.append(mcp.stop)
 
     @api.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

@@ -1,0 +1,112 @@
+"""The `/mcp` endpoint: the official MCP SDK's streamable HTTP transport, stateless (any gateway
+replica answers any request), behind the gateway's own credentials.
+
+Every request is authenticated like the rest of the API (`Authorization: Bearer <API key or
+access token>` or `x-api-key`); the principal rides in the request's state to the tool handlers,
+which run turns through the same path as the native API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import mcp_types as types
+from fastapi import HTTPException
+from mcp.server import Server, ServerRequestContext
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from .. import __version__
+from ..auth.deps import Principal, auth_of, current_principal
+from ..turns import assistants
+from .tools import SEARCH, ask, error, list_tools, search
+
+INSTRUCTIONS = (
+    "Agentbus assistants as tools: call one with a `message` (and a `thread_id` to continue a "
+    "conversation); `search_documents` searches the tenant's documents directly."
+)
+
+
+async def _list_tools(
+    ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+) -> types.ListToolsResult:
+    return types.ListToolsResult(tools=list_tools())
+
+
+async def _call_tool(
+    ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+) -> types.CallToolResult:
+    request = ctx.request
+    assert isinstance(request, Request)
+    principal: Principal = request.state.principal
+    arguments = dict(params.arguments or {})
+    try:
+        if params.name == SEARCH:
+            return await search(request, principal, arguments)
+        if params.name in assistants():
+            return await ask(request, principal, params.name, arguments)
+    except HTTPException as exc:
+        # Refusals (rate limit, unknown thread, a service down) are tool errors the model reads.
+        return error(f"{exc.status_code}: {exc.detail}")
+    return error(f"Unknown tool {params.name!r}")
+
+
+def _credentials(conn: HTTPConnection) -> tuple[str | None, str | None]:
+    scheme, _, token = conn.headers.get("authorization", "").partition(" ")
+    bearer = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return bearer, conn.headers.get("x-api-key") or None
+
+
+class McpEndpoint:
+    """An ASGI app for the `/mcp` route; the SDK's session manager runs in a task of its own
+    (its task group must be entered and left in one task), started by the first request."""
+
+    def __init__(self) -> None:
+        self.server: Server[Any] = Server(
+            "agentbus",
+            version=__version__,
+            instructions=INSTRUCTIONS,
+            on_list_tools=_list_tools,
+            on_call_tool=_call_tool,
+        )
+        self.manager = StreamableHTTPSessionManager(self.server, stateless=True)
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    async def _run(self) -> None:
+        async with self.manager.run():
+            self._ready.set()
+            await self._stop.wait()
+
+    async def _started(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="mcp-session-manager")
+        ready = asyncio.create_task(self._ready.wait())
+        await asyncio.wait([ready, self._task], return_when=asyncio.FIRST_COMPLETED)
+        if not self._ready.is_set():
+            ready.cancel()
+            self._task.result()  # raises what stopped it
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._stop.set()
+            await self._task
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        conn = HTTPConnection(scope)
+        bearer, api_key = _credentials(conn)
+        try:
+            # Sets conn.state.principal, which the tool handlers read.
+            await current_principal(conn, await auth_of(conn), bearer, api_key)
+        except HTTPException as exc:
+            response = JSONResponse(
+                {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+            )
+            await response(scope, receive, send)
+            return
+        await self._started()
+        await self.manager.handle_request(scope, receive, send)

@@ -1,0 +1,126 @@
+"""MCP at /mcp with the official `mcp` SDK client (streamable HTTP), unmodified, against the real
+platform: tools/list (each assistant plus search_documents), tools/call answering with citations,
+threads, the gateway's API keys, bad input as tool errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import httpx2
+import mcp_types as types
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from agentbus.contracts import new_id
+from agentbus.runtime.platform import Platform
+
+pytestmark = pytest.mark.e2e
+
+DOC = (
+    "Bicycle shed rules. The bicycle shed behind building C opens at seven. "
+    "Cargo bikes park in the covered bay next to the pump station."
+)
+
+
+def dev_key(platform: Platform) -> str:
+    return (platform.data_dir / "dev-api-key").read_text().strip()
+
+
+@asynccontextmanager
+async def connect(platform: Platform) -> AsyncIterator[ClientSession]:
+    """Entered and left in the test's own task (the SDK's task groups require it)."""
+    headers = {"Authorization": f"Bearer {dev_key(platform)}"}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=120) as http,
+        streamable_http_client(f"{platform.gateway_url}/mcp", http_client=http) as (read, write),
+        ClientSession(read, write) as client,
+    ):
+        await client.initialize()
+        yield client
+
+
+def text_of(result: types.CallToolResult) -> str:
+    return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+async def test_tools_are_the_assistants_and_search(platform: Platform) -> None:
+    async with connect(platform) as session:
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+        assert {"agent", "echo", "steps", "search_documents"} <= set(tools)
+        assert tools["agent"].input_schema["required"] == ["message"]
+        assert "thread_id" in tools["echo"].input_schema["properties"]
+        assert tools["search_documents"].input_schema["required"] == ["query"]
+
+
+async def test_call_an_assistant_on_a_thread(platform: Platform) -> None:
+    async with connect(platform) as session:
+        thread = new_id()
+        first = await session.call_tool("echo", {"message": "ping one", "thread_id": thread})
+        assert not first.is_error and text_of(first) == "ping one"
+        assert isinstance(first.structured_content, dict)
+        assert first.structured_content["thread_id"] == thread
+        assert first.structured_content["status"] == "success"
+        await session.call_tool("echo", {"message": "ping two", "thread_id": thread})
+        async with httpx.AsyncClient(
+            base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}
+        ) as http:
+            messages = (await http.get(f"/api/v1/threads/{thread}/messages")).json()["messages"]
+        assert [m["content"] for m in messages] == ["ping one"] * 2 + ["ping two"] * 2
+
+
+async def test_search_and_the_agent_answer_with_citations(platform: Platform) -> None:
+    async with connect(platform) as session:
+        async with httpx.AsyncClient(
+            base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}, timeout=120
+        ) as http:
+            response = await http.post(
+                "/api/v1/documents",
+                files={"file": ("bikes.txt", DOC.encode(), "text/plain")},
+                data={"title": "Bicycle shed rules"},
+            )
+            assert response.status_code == 202, response.text
+            doc = response.json()
+            async with http.stream("GET", doc["events"]) as events:
+                assert "event: indexed" in (await events.aread()).decode()
+        document_id = doc["document_id"]
+
+        found = await session.call_tool("search_documents", {"query": "where do cargo bikes park"})
+        assert not found.is_error
+        assert isinstance(found.structured_content, dict)
+        hits: list[dict[str, Any]] = found.structured_content["hits"]
+        assert hits[0]["document_id"] == document_id and "covered bay" in hits[0]["text"]
+
+        answer = await session.call_tool("agent", {"message": "Where do cargo bikes park?"})
+        assert not answer.is_error, text_of(answer)
+        assert "covered bay" in text_of(answer).lower()
+        links = [c for c in answer.content if isinstance(c, types.ResourceLink)]
+        assert any(f"/api/v1/documents/{document_id}" in str(link.uri) for link in links)
+        assert isinstance(answer.structured_content, dict)
+        cited = {c["document_id"] for c in answer.structured_content["citations"]}
+        assert document_id in cited
+
+
+async def test_bad_calls_are_tool_errors(platform: Platform) -> None:
+    async with connect(platform) as session:
+        unknown = await session.call_tool("nope", {"message": "hi"})
+        assert unknown.is_error
+        empty = await session.call_tool("echo", {"message": "  "})
+        assert empty.is_error and "message" in text_of(empty)
+        # Arguments outside the tool's input schema are refused by the SDK's server itself.
+        with pytest.raises(MCPError) as refused:
+            await session.call_tool("echo", {"message": "hi", "thread_id": "a/b"})
+        assert refused.value.error.code == types.INVALID_PARAMS
+
+
+async def test_the_gateway_credentials_are_required(platform: Platform) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    async with httpx.AsyncClient(base_url=platform.gateway_url) as http:
+        anonymous = await http.post("/mcp", json=body)
+        wrong = await http.post("/mcp", json=body, headers={"x-api-key": "ab_wrong"})
+    assert anonymous.status_code == 401 and wrong.status_code == 401
+    assert anonymous.headers["www-authenticate"] == "Bearer"
