@@ -43,6 +43,15 @@ class RunRequested(Event):
         default=None, description="LangGraph Command to resume an interrupted thread"
     )
     config: JsonObject = Field(default_factory=dict)
+    context: JsonObject | None = Field(
+        default=None, description="LangGraph runtime context for the graph (assistant's + run's)"
+    )
+    graph_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="The graph to run; None = the graph named like assistant_id (built-ins)",
+    )
     metadata: JsonObject = Field(default_factory=dict)
     stream_modes: list[StreamMode] = Field(default_factory=lambda: list[StreamMode](["values"]))
     multitask_strategy: MultitaskStrategy = "reject"

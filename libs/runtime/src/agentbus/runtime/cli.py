@@ -63,8 +63,28 @@ def _gateway_url(settings: Settings) -> str:
 # -- up / down ----------------------------------------------------------------------------------
 
 
+def _use_graph_config(args: argparse.Namespace) -> str | None:
+    """`--config PATH`, else ./langgraph.json when present, as AGENTBUS_LANGGRAPH_CONFIG for the
+    orchestrator (an absolute path: services do not share the launcher's working directory).
+    Returns an error message for a missing file."""
+    path: Path | None = args.config
+    if path is None and "AGENTBUS_LANGGRAPH_CONFIG" not in os.environ:
+        default = Path("langgraph.json")
+        path = default if default.is_file() else None
+    if path is None:
+        return None
+    if not path.is_file():
+        return f"graph config {path} does not exist"
+    os.environ["AGENTBUS_LANGGRAPH_CONFIG"] = str(path.resolve())
+    return None
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    problem = _use_graph_config(args)
+    if problem is not None:
+        print(f"agentbus: {problem}", file=sys.stderr)
+        return 2
     if args.detach:
         return _up_detached(settings, args)
     platform = Platform(
@@ -518,6 +538,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--detach", "-d", action="store_true", help="run in the background")
     up.add_argument("--quiet", "-q", action="store_true", help="do not echo service logs")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    up.add_argument(
+        "--config",
+        type=Path,
+        help="langgraph.json with your graphs (default ./langgraph.json if present, "
+        "else the built-in graphs only)",
+    )
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", help="stop a detached platform")

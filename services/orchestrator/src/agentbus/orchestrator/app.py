@@ -8,6 +8,7 @@ from faststream import AckPolicy
 from faststream.nats import JStream, PullSub
 from faststream.nats.annotations import NatsMessage
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -21,8 +22,7 @@ from agentbus.runtime.provisioning import consumer_config
 from agentbus.runtime.service import Service, StartupError, new_service
 from agentbus.runtime.slots import WorkSlots
 
-from . import __version__
-from .assistants import BUILDERS
+from . import __version__, graph_config, graphs
 from .models import ModelConfigError, load_router
 from .runner import Runner
 from .settings import OrchestratorSettings
@@ -42,6 +42,17 @@ def build(settings: OrchestratorSettings) -> Service:
         router = load_router(settings.models_config)
     except ModelConfigError as exc:
         raise StartupError(f"invalid model config: {exc}") from None
+    try:
+        graphs_config = graph_config.load(settings.langgraph_config)
+    except graph_config.GraphConfigError as exc:
+        raise StartupError(f"invalid graph config: {exc}") from None
+    # The config's env is in place before any graph module is imported.
+    graph_config.apply_environment(graphs_config)
+    try:
+        # Imported (and compiled) now: a graph that cannot load stops start-up here.
+        hosted = graphs.load(graphs_config, None, None)
+    except graphs.GraphLoadError as exc:
+        raise StartupError(str(exc)) from None
     state: dict[str, Any] = {}
     slots = WorkSlots(settings.max_concurrent_runs, ORCHESTRATOR_RUNS)
 
@@ -58,15 +69,17 @@ def build(settings: OrchestratorSettings) -> Service:
             await pool.open(wait=True, timeout=10)
             saver = AsyncPostgresSaver(pool)
             await saver.setup()
+            store = AsyncPostgresStore(pool)
+            await store.setup()
         except Exception as exc:
             await pool.close()
             raise StartupError(f"cannot prepare the checkpointer in PostgreSQL: {exc}") from None
-        graphs = {name: make(saver) for name, make in BUILDERS.items()}
+        hosted.checkpointer, hosted.store = saver, store
         await warm_up(*(str(m["litellm_params"]["model"]) for m in router.model_list))
-        state.update(pool=pool, saver=saver, graphs=graphs)
+        state.update(pool=pool, saver=saver, store=store, graphs=hosted)
         state["runner"] = Runner(
             service.connection,
-            graphs,
+            hosted,
             router,
             service.rejects,
             instance=settings.instance,
@@ -80,6 +93,8 @@ def build(settings: OrchestratorSettings) -> Service:
     async def stop() -> None:
         # Runs in flight finish (and ack) before their checkpointer's pool closes.
         await slots.drain(settings.shutdown_timeout_s)
+        if "store" in state and state["store"]._task is not None:
+            state["store"]._task.cancel()  # its batching loop; no run uses it any more
         if "pool" in state:
             await state["pool"].close()
 

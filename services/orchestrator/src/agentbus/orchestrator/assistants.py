@@ -1,4 +1,5 @@
-"""The assistants: one LangGraph application each, compiled with the Postgres checkpointer.
+"""The built-in graphs, entries of `builtin.json` (loaded like a user's `langgraph.json`):
+uncompiled `StateGraph`s the orchestrator compiles with its checkpointer and store.
 
 - `agent` (default): a supervisor that routes each question to specialists through tool calls —
   documents (search), graph (people, skills, ownership), analytics (metrics) — and loops
@@ -17,6 +18,7 @@ import asyncio
 import json
 import operator
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -160,14 +162,12 @@ async def run_tools(state: AgentState, runtime: Runtime[RunContext]) -> dict[str
     return {"messages": results}
 
 
-def build_agent(checkpointer: BaseCheckpointSaver[Any]) -> CompiledStateGraph[Any, Any, Any, Any]:
-    graph = StateGraph(AgentState, context_schema=RunContext)
-    graph.add_node("supervisor", supervisor)
-    graph.add_node("tools", run_tools)
-    graph.add_edge(START, "supervisor")
-    graph.add_conditional_edges("supervisor", after_supervisor)
-    graph.add_edge("tools", "supervisor")
-    return graph.compile(checkpointer=checkpointer)
+agent: StateGraph[Any, Any, Any, Any] = StateGraph(AgentState, context_schema=RunContext)
+agent.add_node("supervisor", supervisor)
+agent.add_node("tools", run_tools)
+agent.add_edge(START, "supervisor")
+agent.add_conditional_edges("supervisor", after_supervisor)
+agent.add_edge("tools", "supervisor")
 
 
 class EchoState(TypedDict, total=False):
@@ -185,12 +185,10 @@ async def echo(state: EchoState, runtime: Runtime[RunContext]) -> dict[str, Any]
     return {"messages": [{"role": "assistant", "content": text}]}
 
 
-def build_echo(checkpointer: BaseCheckpointSaver[Any]) -> CompiledStateGraph[Any, Any, Any, Any]:
-    graph = StateGraph(EchoState, context_schema=RunContext)
-    graph.add_node("echo", echo)
-    graph.add_edge(START, "echo")
-    graph.add_edge("echo", END)
-    return graph.compile(checkpointer=checkpointer)
+echo_graph: StateGraph[Any, Any, Any, Any] = StateGraph(EchoState, context_schema=RunContext)
+echo_graph.add_node("echo", echo)
+echo_graph.add_edge(START, "echo")
+echo_graph.add_edge("echo", END)
 
 
 class StepsState(TypedDict, total=False):
@@ -214,12 +212,18 @@ def more_steps(state: StepsState) -> str:
     return "step" if len(state.get("done") or []) < int(state.get("steps", 1)) else END
 
 
-def build_steps(checkpointer: BaseCheckpointSaver[Any]) -> CompiledStateGraph[Any, Any, Any, Any]:
-    graph = StateGraph(StepsState, context_schema=RunContext)
-    graph.add_node("step", step)
-    graph.add_edge(START, "step")
-    graph.add_conditional_edges("step", more_steps)
-    return graph.compile(checkpointer=checkpointer)
+steps: StateGraph[Any, Any, Any, Any] = StateGraph(StepsState, context_schema=RunContext)
+steps.add_node("step", step)
+steps.add_edge(START, "step")
+steps.add_conditional_edges("step", more_steps)
 
 
-BUILDERS = {"agent": build_agent, "echo": build_echo, "steps": build_steps}
+def _compiler(
+    graph: StateGraph[Any, Any, Any, Any],
+) -> Callable[[BaseCheckpointSaver[Any]], CompiledStateGraph[Any, Any, Any, Any]]:
+    return lambda checkpointer: graph.compile(checkpointer=checkpointer)
+
+
+# The graphs compiled in-process with a given checkpointer (bench/run_overhead.py's baseline);
+# the orchestrator itself loads them through builtin.json like any user's graph.
+BUILDERS = {"agent": _compiler(agent), "echo": _compiler(echo_graph), "steps": _compiler(steps)}

@@ -64,6 +64,10 @@ class RunContext:
     _emitting: asyncio.Lock = field(default_factory=asyncio.Lock)
     # After `end` nothing more is published: `end` is a run's last event for every reader.
     ended: bool = False
+    # A built-in graph (its nodes use this context); False for a user's graph.
+    native: bool = True
+    # The state at the run's end, for the RunFinished record.
+    final_values: Any = None
 
     @property
     def tenant_id(self) -> str:

@@ -33,6 +33,16 @@ from agentbus.runtime.metrics import RunMetrics
 from agentbus.runtime.traces import nats_span, tracer
 
 from .context import RunCancelled, RunContext
+from .graphs import Graphs, is_native
+from .hosted_run import (
+    NATIVE_MODES,
+    USER_MODES,
+    emit_user_part,
+    run_config,
+    to_json,
+    user_context,
+    user_input,
+)
 from .multitask import Multitask
 from .tools import ToolBox
 
@@ -44,26 +54,20 @@ def thread_key(tenant_id: str, thread_id: str) -> str:
     return f"{tenant_id}:{thread_id}"
 
 
-def to_json(value: Any) -> Any:
-    """State values as plain JSON (messages are dicts already)."""
-    if isinstance(value, dict):
-        return {k: to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
-
-
 class RunRejected(Exception):
     pass
+
+
+def graph_of(run: RunRequested) -> str:
+    """The graph a run executes: its assistant's graph, or the graph named like the assistant."""
+    return run.graph_id or run.assistant_id
 
 
 class Runner:
     def __init__(
         self,
         nc: NatsClient,
-        graphs: dict[str, Any],
+        graphs: Graphs,
         router: Any,
         rejects: Rejects,
         instance: str = "",
@@ -78,7 +82,7 @@ class Runner:
         self.rejects = rejects
         self.active: dict[str, tuple[asyncio.Task[Any], RunContext]] = {}
         # One run at a time per thread (thread_runs KV); the graphs share one checkpointer.
-        self.multitask = Multitask(self.js, next((g.checkpointer for g in graphs.values()), None))
+        self.multitask = Multitask(self.js, graphs.checkpointer)
 
     async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
         # Every event and telemetry message carries the trace context (analytics joins the trace),
@@ -110,7 +114,9 @@ class Runner:
         if entry is None or entry[1].tenant_id != ctl.tenant_id:
             return  # not running here (another replica, or already over)
         task, ctx = entry
-        if ctl.action == "cancel":
+        # A user's graph has no node that pauses on request: an interrupt stops it, as
+        # LangGraph's `interrupt` multitask strategy stops the earlier run.
+        if ctl.action == "cancel" or not ctx.native:
             # Both: the flag stops the run at its next event even where a library swallows the
             # task cancellation; the cancel interrupts a node that is waiting.
             ctx.cancel_requested = True
@@ -125,14 +131,17 @@ class Runner:
         if run is None:
             return
         with log_context(run_id=run.run_id, tenant_id=run.tenant_id):
-            if run.assistant_id not in self.graphs:
+            if graph_of(run) not in self.graphs:
                 log.warning(
                     "rejected message",
                     extra={"reason": "unknown_assistant", "assistant_id": run.assistant_id},
                 )
                 self.rejects.count(s.RUNS_SUBMIT, "unknown_assistant")
                 ctx = self._context(run, await self.last_event(run.run_id))
-                await ctx.emit("error", {"message": f"unknown assistant {run.assistant_id!r}"})
+                missing = (
+                    f"graph {run.graph_id!r}" if run.graph_id else f"assistant {run.assistant_id!r}"
+                )
+                await ctx.emit("error", {"message": f"unknown {missing}"})
                 await ctx.emit("end", {"reason": "unknown assistant"}, status="error")
                 await self._release(run)
                 await msg.ack()
@@ -200,13 +209,32 @@ class Runner:
         return status
 
     async def _drive(self, run: RunRequested, ctx: RunContext, *, resuming: bool) -> RunStatus:
-        graph = self.graphs[run.assistant_id]
-        config: dict[str, Any] = {
-            "configurable": {"thread_id": thread_key(run.tenant_id, run.thread_id)},
-            "metadata": {"run_id": run.run_id, "assistant_id": run.assistant_id},
-            "recursion_limit": 50,
-        }
-        graph_input: Any = self._input(run)
+        graph_id = graph_of(run)
+        config = run_config(run, thread_key(run.tenant_id, run.thread_id), graph_id)
+        try:
+            async with self.graphs.open(graph_id, config, run.tenant_id) as graph:
+                return await self._drive_graph(graph, config, run, ctx, resuming=resuming)
+        except (RunCancelled, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a factory that fails: the run's error, not the replica's
+            if ctx.ended:
+                raise
+            log.exception("graph factory failed")
+            await ctx.emit("error", {"message": f"{type(exc).__name__}: {exc}"[:1000]})
+            await ctx.emit("end", {"reason": "error"}, status="error")
+            return "error"
+
+    async def _drive_graph(
+        self,
+        graph: Any,
+        config: dict[str, Any],
+        run: RunRequested,
+        ctx: RunContext,
+        *,
+        resuming: bool,
+    ) -> RunStatus:
+        native = ctx.native = is_native(graph)
+        graph_input: Any = self._input(run) if native else user_input(self._input(run))
         if resuming:
             snapshot = await graph.aget_state(config)
             if snapshot.metadata and snapshot.metadata.get("run_id") == run.run_id:
@@ -227,12 +255,17 @@ class Runner:
             )
         try:
             async for mode, chunk in graph.astream(
-                graph_input, config, context=ctx, stream_mode=["updates", "values"]
+                graph_input,
+                config,
+                context=ctx if native else user_context(graph, run),
+                stream_mode=NATIVE_MODES if native else USER_MODES,
             ):
                 if mode == "updates" and "updates" in run.stream_modes:
                     await ctx.emit("updates", to_json(chunk))
                 elif mode == "values" and "values" in run.stream_modes:
                     await ctx.emit("values", to_json(chunk))
+                elif mode not in ("updates", "values"):
+                    await emit_user_part(ctx, mode, chunk)
         except RunCancelled:
             await ctx.emit("end", {"reason": "cancelled"}, status="cancelled")
             return "cancelled"
@@ -261,7 +294,7 @@ class Runner:
             return "cancelled"
         snapshot = await graph.aget_state(config)
         interrupts = [to_json(i.value) for task in snapshot.tasks for i in task.interrupts]
-        values = to_json(snapshot.values)
+        values = ctx.final_values = to_json(snapshot.values)
         if skip_graph:
             await ctx.emit("values", values)
         if interrupts:
@@ -269,7 +302,7 @@ class Runner:
             return "interrupted"
         answer = ""
         messages = values.get("messages") if isinstance(values, dict) else None
-        if messages:
+        if messages and isinstance(messages[-1], dict):
             answer = str(messages[-1].get("content") or "")
         await ctx.emit(
             "end",
@@ -287,13 +320,9 @@ class Runner:
         # What was asked, answered and retrieved, so `agentbus eval` can judge the run later.
         answer: str | None = None
         contexts: list[str] = []
-        if status == "success":
+        if status == "success" and isinstance(ctx.final_values, dict):
             with contextlib.suppress(Exception):  # telemetry never fails a finished run
-                key = thread_key(run.tenant_id, run.thread_id)
-                state = await self.graphs[run.assistant_id].aget_state(
-                    {"configurable": {"thread_id": key}}
-                )
-                answer, contexts = answer_and_contexts(to_json(state.values))
+                answer, contexts = answer_and_contexts(ctx.final_values)
         finished = RunFinished(
             tenant_id=run.tenant_id,
             run_id=run.run_id,

@@ -8,7 +8,9 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from agentbus.contracts import ThreadCheckpoint, ThreadState, ThreadStateRequest
 
-from .runner import thread_key, to_json
+from .graphs import Graphs
+from .hosted_run import to_json
+from .runner import thread_key
 
 
 def _checkpoint(snapshot: Any) -> ThreadCheckpoint:
@@ -31,7 +33,7 @@ def _checkpoint(snapshot: Any) -> ThreadCheckpoint:
 
 
 async def thread_state(
-    req: ThreadStateRequest, checkpointer: BaseCheckpointSaver[Any], graphs: dict[str, Any]
+    req: ThreadStateRequest, checkpointer: BaseCheckpointSaver[Any], graphs: Graphs
 ) -> ThreadState:
     config: dict[str, Any] = {
         "configurable": {"thread_id": thread_key(req.tenant_id, req.thread_id)}
@@ -46,15 +48,19 @@ async def thread_state(
             found=False,
             current=ThreadCheckpoint(checkpoint_id=None),
         )
-    # The checkpoint records which assistant wrote it; its graph knows how to read the state.
-    graph = graphs.get(str((found.metadata or {}).get("assistant_id", "agent")), graphs["agent"])
-    current = _checkpoint(await graph.aget_state(config))
-    history = []
-    if req.history_limit:
-        history = [
-            _checkpoint(snap)
-            async for snap in graph.aget_state_history(config, limit=req.history_limit)
-        ]
+    # The checkpoint records which graph wrote it; that graph knows how to read the state.
+    written = found.metadata or {}
+    graph_id = str(written.get("graph_id") or written.get("assistant_id") or "agent")
+    if graph_id not in graphs:
+        graph_id = "agent" if "agent" in graphs else graphs.ids()[0]
+    async with graphs.open(graph_id, config, req.tenant_id) as graph:
+        current = _checkpoint(await graph.aget_state(config))  # type: ignore[arg-type]
+        history = []
+        if req.history_limit:
+            history = [
+                _checkpoint(snap)
+                async for snap in graph.aget_state_history(config, limit=req.history_limit)  # type: ignore[arg-type]
+            ]
     return ThreadState(
         tenant_id=req.tenant_id, thread_id=req.thread_id, current=current, history=history
     )
