@@ -222,6 +222,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         http_ok, http_detail = alive.status_code == 200, f"{gateway_url} HTTP {alive.status_code}"
     except httpx.HTTPError as exc:
         http_ok, http_detail = False, f"{gateway_url} unreachable: {type(exc).__name__}"
+    # What the launcher's supervisor says (restarting, failed after a crash loop), if it runs.
+    state = read_state(settings.data_dir)
+    supervision = state.health if state is not None and pid_alive(state.launcher_pid) else {}
     if args.json:
         import json
 
@@ -229,6 +232,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "ready": bool(report and report.ready and http_ok),
             "error": problem or None,
             "gateway_http": {"ok": http_ok, "detail": http_detail},
+            "supervision": supervision,
             **(report.model_dump() if report else {}),
         }
         print(json.dumps(out, indent=2))
@@ -242,6 +246,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                     mark = "ok  " if comp.ok else "DOWN"
                     print(f"  {name:<13} {mark}  {comp.detail}")
         print(f"gateway http  {'ok  ' if http_ok else 'DOWN'}  {http_detail}")
+        for name, health in sorted(supervision.items()):
+            if health != "running":
+                print(f"supervisor    {name} {health}")
     return 0 if report is not None and report.ready and http_ok else 1
 
 

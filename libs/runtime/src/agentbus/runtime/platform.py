@@ -24,7 +24,15 @@ from pydantic import BaseModel
 
 from agentbus.contracts import SERVICES
 
-from .engines import EngineError, EngineSet, ensure_writable_dir, free_port, port_in_use
+from .engines import (
+    EngineError,
+    EngineSet,
+    ProcessEngine,
+    ensure_writable_dir,
+    free_port,
+    port_in_use,
+)
+from .supervision import Supervisor
 
 
 class PlatformError(RuntimeError):
@@ -39,6 +47,8 @@ class PlatformState(BaseModel):
     pids: dict[str, int]
     ops_ports: dict[str, int] = {}
     ready: bool = False
+    # Supervision of each engine and service: running, restarting, failed (crash loop), paused.
+    health: dict[str, str] = {}
 
 
 def state_path(data_dir: Path) -> Path:
@@ -78,6 +88,7 @@ class Platform:
         services: Iterable[str] = SERVICES,
         extra_env: dict[str, str] | None = None,
         echo: IO[str] | None = None,
+        supervise: bool = True,
     ) -> None:
         self.data_dir = data_dir.expanduser().absolute()
         self.gateway_host = gateway_host
@@ -91,6 +102,10 @@ class Platform:
         self.ops_ports: dict[str, int] = {}
         self._pumps: dict[str, threading.Thread] = {}
         self._echo_lock = threading.Lock()
+        # Restarts engines and services that die; off only for tests of the bare launcher.
+        self.supervisor: Supervisor | None = (
+            Supervisor(self.say, on_change=lambda _: self._rewrite_state()) if supervise else None
+        )
 
     @property
     def gateway_url(self) -> str:
@@ -123,6 +138,7 @@ class Platform:
             self.write_state(ready=False)
             self.wait_ready(max(1.0, deadline - time.monotonic()))
             self.write_state(ready=True)
+            self._supervise()
         except EngineError as exc:
             self.stop()
             raise PlatformError(str(exc)) from None
@@ -132,6 +148,8 @@ class Platform:
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop services (SIGTERM, then SIGKILL after `timeout`), then engines. Idempotent."""
+        if self.supervisor is not None:
+            self.supervisor.stop()  # first: a stop must not look like a crash to restart
         for proc in self.procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -199,6 +217,8 @@ class Platform:
             start_new_session=True,
         )
         self.procs[name] = proc
+        if self.supervisor is not None:
+            self.supervisor.resume(name)
         pump = threading.Thread(
             target=self._pump, args=(name, proc, logs / f"{name}.log"), daemon=True
         )
@@ -206,7 +226,10 @@ class Platform:
         self._pumps[name] = pump
 
     def stop_service(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        """Signal one service and wait for it; returns its exit code."""
+        """Signal one service and wait for it; returns its exit code. It stays stopped (the
+        supervisor leaves it alone) until start_service."""
+        if self.supervisor is not None:
+            self.supervisor.pause(name)
         proc = self.procs[name]
         if proc.poll() is None:
             proc.send_signal(sig)
@@ -236,6 +259,63 @@ class Platform:
             if lines:
                 return lines[-1][:500]
         return ""
+
+    # -- supervision -------------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        supervisor = self.supervisor
+        if supervisor is None:
+            return
+        for engine in self.engines.engines:
+            if isinstance(engine, ProcessEngine):
+                supervisor.watch(
+                    engine.name,
+                    engine.is_running,
+                    lambda engine=engine: engine.restart(timeout=60),  # type: ignore[misc]
+                    lambda engine=engine: (  # type: ignore[misc]
+                        f"{engine.exit_description()}: {engine.last_log_line()}"
+                        f" - see {engine.log_path}"
+                    ),
+                )
+        for name in self.procs:
+            supervisor.watch(
+                name,
+                lambda name=name: self.procs[name].poll() is None,  # type: ignore[misc]
+                lambda name=name: self.start_service(name),  # type: ignore[misc]
+                lambda name=name: self._describe_service_exit(name),  # type: ignore[misc]
+            )
+        supervisor.start()
+
+    def _describe_service_exit(self, name: str) -> str:
+        code = self.procs[name].poll()
+        if code is None:
+            how = "running"
+        elif code < 0:
+            try:
+                how = f"signal {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"signal {-code}"
+        else:
+            how = f"code {code}"
+        log = self.data_dir / "logs" / f"{name}.log"
+        return f"{how}: {self.last_output(name)} - see {log}"
+
+    def say(self, line: str) -> None:
+        """A launcher message: to the console when echoing, and always to logs/supervisor.log."""
+        logs = self.data_dir / "logs"
+        with contextlib.suppress(OSError):
+            logs.mkdir(parents=True, exist_ok=True)
+            with (logs / "supervisor.log").open("a", encoding="utf-8") as log:
+                log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        if self.echo is not None:
+            with self._echo_lock:
+                self.echo.write(line + "\n")
+                self.echo.flush()
+
+    def _rewrite_state(self) -> None:
+        # New pids after a restart, and the supervision picture for `agentbus status`.
+        with contextlib.suppress(OSError):
+            self.write_state(ready=True)
 
     # -- readiness ---------------------------------------------------------------------------
 
@@ -279,6 +359,10 @@ class Platform:
             pids=self.pids(),
             ops_ports=self.ops_ports,
             ready=ready,
+            health={
+                name: str(health)
+                for name, health in (self.supervisor.health() if self.supervisor else {}).items()
+            },
         )
         path = state_path(self.data_dir)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,11 @@ class ProcessEngine(Engine):
         self._dir_lock: int | None = None
         # System user the server runs as; set by engines that refuse to run as root.
         self._run_as: str | None = None
+        # Ports picked at the last start, by label; a restart() reuses them, since services
+        # were handed URLs with these ports and reconnect to the same address.
+        self._picked_ports: dict[str, int] = {}
+        self._keep_ports = False
+        self.restarts = 0
 
     @property
     def log_path(self) -> Path:
@@ -184,14 +189,46 @@ class ProcessEngine(Engine):
     def _cancel_start(self) -> None:
         self._cancel.set()
 
+    def restart(self, timeout: float = 30.0) -> None:
+        """Start again after the server died, on the same ports and data.
+
+        What the supervisor calls: a crashed server can leave children behind (postgres
+        backends outlive their postmaster for a moment, holding its shared memory and port),
+        so the rest of its process group goes first.
+        """
+        with self._lock:
+            proc = self._proc
+            if proc is not None and proc.poll() is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        self._keep_ports = True
+        try:
+            self.start(timeout)
+        finally:
+            self._keep_ports = False
+        self.restarts += 1
+
+    def exit_description(self) -> str:
+        """How the server ended ("signal SIGKILL", "code 1"), or "running"."""
+        proc = self._proc
+        code = None if proc is None else proc.poll()
+        return "running" if code is None else _describe_exit(code)
+
     # -- helpers for subclasses ----------------------------------------------------------------
 
     def _pick_port(self, requested: int, host: str, label: str = "port") -> int:
+        if self._keep_ports and label in self._picked_ports:
+            # A restart: the same port, even if the dead server's socket lingers a moment
+            # (servers bind with SO_REUSEADDR; a real conflict fails the start and is retried).
+            return self._picked_ports[label]
         if requested == 0:
-            return free_port(host)
-        if port_in_use(requested, host):
+            port = free_port(host)
+        elif port_in_use(requested, host):
             raise EngineError(f"{self.name}: {label} {requested} on {host} is already in use")
-        return requested
+        else:
+            port = requested
+        self._picked_ports[label] = port
+        return port
 
     def _run_tool(
         self, argv: Sequence[str], deadline: float, what: str, stdin_text: str | None = None
