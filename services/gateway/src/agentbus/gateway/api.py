@@ -16,6 +16,7 @@ from agentbus.runtime.health import Readiness, readiness
 from agentbus.runtime.service import Service
 
 from . import __version__
+from .a2a import router as a2a_router
 from .aisdk import router as aisdk_router
 from .auth import router as auth_router
 from .langgraph import router as langgraph_router
@@ -75,6 +76,7 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
     # Adapters for other clients' protocols, each over the same runs (see the README table).
     api.include_router(aisdk_router)
     api.include_router(openai_router)
+    api.include_router(a2a_router)
     mcp = McpEndpoint()
     api.router.routes.append(Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]))
     service.on_shutdown.append(mcp.stop)

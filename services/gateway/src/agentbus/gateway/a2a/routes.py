@@ -1,0 +1,259 @@
+"""A2A JSON-RPC at `POST /a2a/{assistant_id}` and the agent cards.
+
+A task is a run (task id = run id), a context is a thread (`contextId` = thread id, created on
+first use; a new one when the message has none). `SendMessage` / `message/send` waits for the
+run's end unless `returnImmediately` (v1.0) or `blocking: false` (v0.3); the streaming method
+sends the task, then status and artifact updates as the run's tokens arrive. Runs go through the
+same turn path as every other API; a dropped stream loses no run (`GetTask` has its outcome).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from agentbus.contracts import RunEvent
+
+from .. import __version__
+from ..auth.deps import Principal, current_principal
+from ..langgraph.routes import service_of
+from ..ratelimit import per_tenant
+from ..sse import HEARTBEAT
+from ..turns import (
+    assistant_or_404,
+    assistants,
+    follow,
+    last_event,
+    runs_of,
+    start_turn,
+    store_of,
+)
+from .wire import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    RUN_STATES,
+    TASK_NOT_CANCELABLE,
+    TASK_NOT_FOUND,
+    TERMINAL,
+    UNSUPPORTED_OPERATION,
+    V03_METHODS,
+    V1_METHODS,
+    Encoder,
+    Incoming,
+    RpcError,
+    TaskView,
+    error,
+    parse_send,
+    result,
+    task_id_of,
+)
+
+router = APIRouter(tags=["a2a"])
+Auth = Annotated[Principal, Depends(current_principal)]
+CONTEXT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+
+def card(request: Request, assistant_id: str) -> dict[str, Any]:
+    url = f"{str(request.base_url).rstrip('/')}/a2a/{assistant_id}"
+    description = assistants()[assistant_id]
+    return {
+        "name": f"agentbus {assistant_id}",
+        "description": description,
+        "version": __version__,
+        "supportedInterfaces": [
+            {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
+            {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
+        ],
+        # v0.3 readers take these; v1.0 readers use supportedInterfaces.
+        "url": url,
+        "preferredTransport": "JSONRPC",
+        "protocolVersion": "0.3.0",
+        "capabilities": {"streaming": True, "pushNotifications": False},
+        "defaultInputModes": ["text/plain"],
+        "defaultOutputModes": ["text/plain", "application/json"],
+        "securitySchemes": {
+            "bearer": {
+                "httpAuthSecurityScheme": {
+                    "scheme": "Bearer",
+                    "description": "An agentbus API key (ab_...) or access token",
+                }
+            }
+        },
+        "securityRequirements": [{"schemes": {"bearer": {"list": []}}}],
+        "skills": [
+            {
+                "id": assistant_id,
+                "name": assistant_id,
+                "description": description,
+                "tags": ["agentbus"],
+            }
+        ],
+    }
+
+
+@router.get("/.well-known/agent-card.json", summary="A2A agent card of the default assistant")
+async def root_card(request: Request) -> dict[str, Any]:
+    return card(request, "agent")
+
+
+@router.get("/a2a/{assistant_id}/.well-known/agent-card.json", summary="A2A agent card")
+async def assistant_card(assistant_id: str, request: Request) -> dict[str, Any]:
+    return card(request, assistant_or_404(assistant_id))
+
+
+def _apply(task: TaskView, event: RunEvent) -> None:
+    """Fold one run event into the task."""
+    if event.type == "citations":
+        for cite in event.data.get("citations") or []:
+            if isinstance(cite, dict) and cite not in task.citations:
+                task.citations.append(cite)
+    elif event.type == "error":
+        task.error = str(event.data.get("message", "the run failed"))
+    elif event.type == "end":
+        task.state = RUN_STATES.get(event.status or "success", "failed")
+        task.answer = str(event.data.get("answer") or "")
+        for cite in event.data.get("citations") or []:
+            if isinstance(cite, dict) and cite not in task.citations:
+                task.citations.append(cite)
+        if task.state == "failed" and not task.error:
+            task.error = f"the run ended {event.status}"
+    elif task.state == "submitted":
+        task.state = "working"
+
+
+async def _start(
+    request: Request, principal: Principal, assistant_id: str, incoming: Incoming
+) -> TaskView:
+    if incoming.task_id is not None:
+        raise RpcError(
+            UNSUPPORTED_OPERATION,
+            "Continuing a task is not supported; send a new message with the task's contextId",
+        )
+    if incoming.context_id is not None and not CONTEXT_ID.match(incoming.context_id):
+        raise RpcError(INVALID_PARAMS, "contextId must be 1-128 of A-Z a-z 0-9 _ -")
+    turn = await start_turn(
+        request,
+        principal,
+        messages=[{"role": "user", "content": incoming.text}],
+        thread_id=incoming.context_id,
+        assistant_id=assistant_id,
+        title=incoming.text[:80],
+        metadata={"api": "a2a"},
+    )
+    return TaskView(turn.run_id, turn.thread_id, assistant_id)
+
+
+async def _finish(request: Request, principal: Principal, task: TaskView) -> TaskView:
+    async for event in await follow(runs_of(request), principal.tenant_id, task.id):
+        if event is not None:
+            _apply(task, event)
+    return task
+
+
+async def _task(
+    request: Request, principal: Principal, assistant_id: str, task_id: str
+) -> TaskView:
+    row = await store_of(request).run(principal.tenant_id, task_id)
+    if row is None or row["assistant_id"] != assistant_id:
+        raise RpcError(TASK_NOT_FOUND, f"Task {task_id} not found")
+    task = TaskView(task_id, str(row["thread_id"]), assistant_id)
+    last = await last_event(runs_of(request), task_id)
+    if last is not None and last.tenant_id == principal.tenant_id:
+        _apply(task, last)
+    elif str(row.get("status")) in RUN_STATES:
+        task.state = RUN_STATES[str(row["status"])]
+    return task
+
+
+async def _stream(
+    request: Request, principal: Principal, task: TaskView, enc: Encoder, rpc_id: Any
+) -> AsyncIterator[bytes]:
+    def frame(value: dict[str, Any]) -> bytes:
+        return b"data: " + json.dumps(result(rpc_id, value), default=str).encode() + b"\n\n"
+
+    events = await follow(runs_of(request), principal.tenant_id, task.id)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield frame(enc.stream_task(task))
+        streamed = False
+        async for event in events:
+            if event is None:
+                yield HEARTBEAT
+                continue
+            was = task.state
+            _apply(task, event)
+            if event.type == "end":
+                break
+            if task.state != was:
+                yield frame(enc.status_update(task))
+            if event.type == "token":
+                part = enc.text_part(str(event.data.get("text", "")))
+                yield frame(enc.artifact_update(task, [part], append=streamed, last=False))
+                streamed = True
+        # The artifact's last chunk: the answer when no token came, and the citations.
+        parts = [] if streamed else enc.answer_parts(task)[:1]
+        if task.citations:
+            parts.append(enc.data_part({"citations": task.citations}))
+        if parts or streamed:
+            parts = parts or [enc.text_part("")]  # the close of a streamed answer
+            yield frame(enc.artifact_update(task, parts, append=streamed, last=True))
+        yield frame(enc.status_update(task))
+
+    return body()
+
+
+@router.post("/a2a/{assistant_id}", summary="A2A JSON-RPC (v1.0 and v0.3 method names)")
+async def rpc(assistant_id: str, request: Request, principal: Auth) -> Response:
+    assistant_or_404(assistant_id)
+    try:
+        payload = json.loads(await request.body())
+    except ValueError:
+        return JSONResponse(error(None, PARSE_ERROR, "The body is not JSON"))
+    if not isinstance(payload, dict) or payload.get("jsonrpc") != "2.0":
+        return JSONResponse(error(None, INVALID_REQUEST, "Not a JSON-RPC 2.0 request"))
+    rpc_id, method, params = payload.get("id"), payload.get("method"), payload.get("params")
+    if method in V1_METHODS:
+        action, enc = V1_METHODS[method], Encoder("1.0")
+    elif method in V03_METHODS:
+        action, enc = V03_METHODS[method], Encoder("0.3")
+    else:
+        return JSONResponse(error(rpc_id, METHOD_NOT_FOUND, f"Method {method!r} not supported"))
+    await per_tenant("stream" if action == "stream" else "chat")(request, principal)
+    try:
+        if action == "stream":
+            task = await _start(request, principal, assistant_id, parse_send(params))
+            return StreamingResponse(
+                runs_of(request).streams.track(
+                    "a2a", await _stream(request, principal, task, enc, rpc_id)
+                ),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        if action == "send":
+            incoming = parse_send(params)
+            task = await _start(request, principal, assistant_id, incoming)
+            if not incoming.return_immediately:
+                task = await _finish(request, principal, task)
+            value = enc.task(task)
+            return JSONResponse(result(rpc_id, {"task": value} if enc.v1 else value))
+        task = await _task(request, principal, assistant_id, task_id_of(params))
+        if action == "cancel":
+            if task.state in TERMINAL:
+                raise RpcError(TASK_NOT_CANCELABLE, f"Task {task.id} is already {task.state}")
+            try:
+                await service_of(request).cancel(
+                    principal.tenant_id, task.context_id, task.id, "interrupt"
+                )
+            except HTTPException as exc:
+                raise RpcError(TASK_NOT_CANCELABLE, str(exc.detail)) from None
+            task = await _finish(request, principal, task)
+        return JSONResponse(result(rpc_id, enc.task(task)))
+    except RpcError as exc:
+        return JSONResponse(error(rpc_id, exc.code, exc.message))

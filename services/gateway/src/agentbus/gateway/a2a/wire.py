@@ -1,0 +1,204 @@
+"""A2A objects on the wire, in the two JSON shapes clients speak (pure: no I/O).
+
+v1.0 (`SendMessage`, `SendStreamingMessage`, `GetTask`, `CancelTask`) is the protobuf JSON of
+a2a.proto: `TASK_STATE_*`, `ROLE_*`, parts as `{"text": ...}` / `{"data": ...}`, stream results
+wrapped as `{"task"}`, `{"statusUpdate"}`, `{"artifactUpdate"}`. v0.3 (`message/send`,
+`message/stream`, `tasks/get`, `tasks/cancel`) tags every object with `kind`, states and roles
+in lower case, and marks the last status update `final`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from agentbus.contracts import new_id
+
+Version = Literal["1.0", "0.3"]
+State = Literal["submitted", "working", "completed", "failed", "canceled", "input-required"]
+
+V1_METHODS = {
+    "SendMessage": "send",
+    "SendStreamingMessage": "stream",
+    "GetTask": "get",
+    "CancelTask": "cancel",
+}
+V03_METHODS = {
+    "message/send": "send",
+    "message/stream": "stream",
+    "tasks/get": "get",
+    "tasks/cancel": "cancel",
+}
+TERMINAL: set[State] = {"completed", "failed", "canceled", "input-required"}
+# Run status (RunEvent.status on `end`) -> task state.
+RUN_STATES: dict[str, State] = {
+    "success": "completed",
+    "error": "failed",
+    "timeout": "failed",
+    "cancelled": "canceled",
+    "interrupted": "input-required",
+}
+
+# JSON-RPC and A2A error codes.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+TASK_NOT_FOUND = -32001
+TASK_NOT_CANCELABLE = -32002
+UNSUPPORTED_OPERATION = -32004
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class TaskView:
+    """A run as an A2A task."""
+
+    id: str
+    context_id: str
+    assistant_id: str
+    state: State = "submitted"
+    answer: str = ""
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Incoming:
+    text: str
+    context_id: str | None
+    task_id: str | None
+    return_immediately: bool
+
+
+def parse_send(params: Any) -> Incoming:
+    """The params of SendMessage / message/send (either shape)."""
+    if not isinstance(params, dict) or not isinstance(params.get("message"), dict):
+        raise RpcError(INVALID_PARAMS, "params.message is required")
+    message = params["message"]
+    parts = message.get("parts")
+    if not isinstance(parts, list):
+        raise RpcError(INVALID_PARAMS, "params.message.parts must be a list")
+    text = "".join(
+        str(p["text"])
+        for p in parts
+        if isinstance(p, dict)
+        and isinstance(p.get("text"), str)
+        and p.get("kind", "text") == "text"
+    ).strip()
+    if not text:
+        raise RpcError(INVALID_PARAMS, "the message has no text part")
+    context_id = message.get("contextId")
+    if context_id is not None and not isinstance(context_id, str):
+        raise RpcError(INVALID_PARAMS, "contextId must be a string")
+    config = params.get("configuration") or {}
+    immediately = bool(config.get("returnImmediately")) or config.get("blocking") is False
+    task_id = message.get("taskId")
+    return Incoming(text, context_id or None, task_id or None, immediately)
+
+
+def task_id_of(params: Any) -> str:
+    if not isinstance(params, dict) or not isinstance(params.get("id"), str) or not params["id"]:
+        raise RpcError(INVALID_PARAMS, "params.id (the task id) is required")
+    return str(params["id"])
+
+
+class Encoder:
+    """Objects of one protocol version."""
+
+    def __init__(self, version: Version) -> None:
+        self.v1 = version == "1.0"
+
+    def state(self, state: State) -> str:
+        return "TASK_STATE_" + state.upper().replace("-", "_") if self.v1 else state
+
+    def text_part(self, text: str) -> dict[str, Any]:
+        return {"text": text} if self.v1 else {"kind": "text", "text": text}
+
+    def data_part(self, data: dict[str, Any]) -> dict[str, Any]:
+        if self.v1:
+            return {"data": data, "mediaType": "application/json"}
+        return {"kind": "data", "data": data}
+
+    def agent_message(self, task: TaskView, text: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "messageId": new_id(),
+            "role": "ROLE_AGENT" if self.v1 else "agent",
+            "parts": [self.text_part(text)],
+            "contextId": task.context_id,
+            "taskId": task.id,
+        }
+        return out if self.v1 else {"kind": "message", **out}
+
+    def status(self, task: TaskView) -> dict[str, Any]:
+        out: dict[str, Any] = {"state": self.state(task.state), "timestamp": now()}
+        if task.error:
+            out["message"] = self.agent_message(task, task.error)
+        return out
+
+    def artifact(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"artifactId": "answer", "name": "answer", "parts": parts}
+
+    def answer_parts(self, task: TaskView) -> list[dict[str, Any]]:
+        parts = [self.text_part(task.answer)] if task.answer else []
+        if task.citations:
+            parts.append(self.data_part({"citations": task.citations}))
+        return parts
+
+    def task(self, task: TaskView) -> dict[str, Any]:
+        parts = self.answer_parts(task)
+        out: dict[str, Any] = {
+            "id": task.id,
+            "contextId": task.context_id,
+            "status": self.status(task),
+            "artifacts": [self.artifact(parts)] if parts else [],
+            "history": [],
+            "metadata": {"assistant_id": task.assistant_id, "run_id": task.id},
+        }
+        return out if self.v1 else {"kind": "task", **out}
+
+    # -- stream results ----------------------------------------------------------------------
+
+    def stream_task(self, task: TaskView) -> dict[str, Any]:
+        return {"task": self.task(task)} if self.v1 else self.task(task)
+
+    def status_update(self, task: TaskView) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "taskId": task.id,
+            "contextId": task.context_id,
+            "status": self.status(task),
+        }
+        if self.v1:
+            return {"statusUpdate": body}
+        return {"kind": "status-update", **body, "final": task.state in TERMINAL}
+
+    def artifact_update(
+        self, task: TaskView, parts: list[dict[str, Any]], append: bool, last: bool
+    ) -> dict[str, Any]:
+        body = {
+            "taskId": task.id,
+            "contextId": task.context_id,
+            "artifact": self.artifact(parts),
+            "append": append,
+            "lastChunk": last,
+        }
+        return {"artifactUpdate": body} if self.v1 else {"kind": "artifact-update", **body}
+
+
+def result(rpc_id: Any, value: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rpc_id, "result": value}
+
+
+def error(rpc_id: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rpc_id, "error": {"code": code, "message": message}}
