@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from agentbus.contracts import SERVICES
-from agentbus.contracts.permissions import all_users, password_env
+from agentbus.contracts.permissions import all_users, inbox_prefix, password_env
 from agentbus.runtime.provisioning import provision
 from agentbus.runtime.settings import Settings
 
@@ -369,6 +369,7 @@ async def test_cluster_overlay_forms_a_jetstream_cluster(
         f"nats://127.0.0.1:{ports['nats-2']['client']}",
         user="orchestrator",
         password=passwords[password_env("orchestrator")],
+        inbox_prefix=inbox_prefix("orchestrator"),
     )
     try:
         js = nc.jetstream(timeout=10)

@@ -34,14 +34,26 @@ from nats.micro import add_service
 from agentbus.contracts import SERVICES, STREAMS, SUBJECTS
 from agentbus.contracts import subjects as s
 from agentbus.contracts.catalog import EXTERNAL, OPERATOR, SubjectSpec
-from agentbus.contracts.permissions import all_users, inbox_prefix, password_env, render_config
+from agentbus.contracts.permissions import (
+    all_users,
+    inbox_prefix,
+    password_env,
+    read_publishers,
+    render_config,
+)
+from agentbus.contracts.permissions import main as permissions_main
 from agentbus.contracts.streams import DOCUMENTS
 from agentbus.runtime.engines import GraphEngine, PostgresEngine
 from agentbus.runtime.provisioning import provision
 
-NATS_AUTH_CONF = Path(__file__).resolve().parents[1] / "nats" / "nats-auth.conf"
-USERS = (*SERVICES, "operator", "publisher")
-PARTY_USERS = {EXTERNAL: {"publisher", "operator"}, OPERATOR: {"operator"}}
+NATS_DIR = Path(__file__).resolve().parents[1] / "nats"
+NATS_AUTH_CONF = NATS_DIR / "nats-auth.conf"
+# Two outside systems, each with credentials for one tenant (`publisher-<tenant>`).
+TENANTS = ("acme", "globex")
+PUBLISHERS = tuple(f"publisher-{t}" for t in TENANTS)
+USERS = (*SERVICES, "operator", *PUBLISHERS)
+# Catalog parties: a tenant's publisher publishes only its own tenant's subjects (tested apart).
+PARTY_USERS = {EXTERNAL: {"operator"}, OPERATOR: {"operator"}}
 _ERROR = re.compile(r'permissions violation for (publish|subscription) to "([^"]+)"')
 
 
@@ -110,15 +122,22 @@ class AuthNats:
 
 @pytest.fixture
 def auth_nats(tmp_path: Path, nats_server: str) -> Iterator[AuthNats]:
-    """A fresh server per test, so streams made by one test cannot help or hurt another."""
-    passwords = {u.user: f"pw-{u.user}-{secrets.token_hex(8)}" for u in all_users()}
+    """A fresh server per test, so streams made by one test cannot help or hurt another.
+
+    Its configuration is the generator's output (`make nats-config`) with two tenants'
+    publishers added, the way an operator issues one.
+    """
+    conf = tmp_path / "nats-auth.conf"
+    assert permissions_main(["--out", str(conf), *(f"--publisher={x}" for x in TENANTS)]) == 0
+    users = all_users(publisher_tenants=TENANTS)
+    passwords = {u.user: f"pw-{u.user}-{secrets.token_hex(8)}" for u in users}
     env = {**os.environ, **{password_env(user): pw for user, pw in passwords.items()}}
     port = free_port()
     log = tmp_path / "nats-server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
-                *(nats_server, "-c", str(NATS_AUTH_CONF), "-a", "127.0.0.1", "-p", str(port)),
+                *(nats_server, "-c", str(conf), "-a", "127.0.0.1", "-p", str(port)),
                 *("-js", "-sd", str(tmp_path / "jetstream")),
             ],
             stdout=out,
@@ -181,7 +200,8 @@ async def flush(conns: dict[str, Conn]) -> None:
 
 
 def test_checked_in_config_is_generated_from_the_contracts() -> None:
-    assert NATS_AUTH_CONF.read_text() == render_config(), (
+    tenants = read_publishers(NATS_DIR / "publishers.txt")
+    assert NATS_AUTH_CONF.read_text() == render_config(all_users(publisher_tenants=tenants)), (
         "deploy/nats/nats-auth.conf is stale: run "
         "python -m agentbus.contracts.permissions --out deploy/nats/nats-auth.conf"
     )
@@ -297,7 +317,11 @@ NEVER: dict[str, list[str]] = {
         "$O.documents.C.x",
         "$JS.API.STREAM.PURGE.OBJ_documents",
     ],
-    "publisher": [
+    "publisher-acme": [
+        # Another tenant's events and ingest jobs, and the unscoped ingest subject.
+        "agentbus.v1.events.globex.git.deployment",
+        "agentbus.v1.ingest.submit.globex",
+        "agentbus.v1.ingest.submit",
         "$JS.API.STREAM.CREATE.RUNS",
         "$JS.API.CONSUMER.CREATE.EVENTS",
         "$KV.thread_runs.t1",
@@ -311,6 +335,11 @@ NEVER: dict[str, list[str]] = {
         "$O.documents.M.x",
     ],
 }
+NEVER["publisher-globex"] = [
+    "agentbus.v1.events.acme.git.deployment",
+    "agentbus.v1.ingest.submit.acme",
+    "$O.documents.C.x",
+]
 
 
 async def test_jetstream_flows_work_and_other_services_resources_are_refused(
@@ -353,7 +382,7 @@ async def test_jetstream_flows_work_and_other_services_resources_are_refused(
         assert last.data == b"2"
 
         # Domain events from another system reach both durable consumers of EVENTS.
-        await js["publisher"].publish(s.domain_event("acme", "git", "deployment"), b"{}")
+        await js["publisher-acme"].publish(s.domain_event("acme", "git", "deployment"), b"{}")
         for svc, durable in (("analytics", "analytics-events"), ("ingest", "ingest-graph")):
             sub = await js[svc].pull_subscribe(s.EVENTS_ALL, durable=durable, stream="EVENTS")
             [event] = await sub.fetch(1, timeout=5)
@@ -383,10 +412,16 @@ async def test_jetstream_flows_work_and_other_services_resources_are_refused(
         read = await js["ingest"].object_store("documents")
         assert (await read.get("doc-1")).data == b"y" * 1000
         await read.delete("doc-2")
-        await js["publisher"].publish(s.INGEST_SUBMIT, b"{}", headers={"Nats-Msg-Id": "d2"})
+        # Each tenant's publisher submits ingest jobs on its own tenant's subject.
+        for tenant in TENANTS:
+            await js[f"publisher-{tenant}"].publish(
+                s.ingest_submit(tenant), b"{}", headers={"Nats-Msg-Id": f"d-{tenant}"}
+            )
         jobs = await js["ingest"].pull_subscribe(s.INGEST_SUBMIT, durable="ingest", stream="INGEST")
-        [job] = await jobs.fetch(1, timeout=5)
-        await job.ack_sync(timeout=5)
+        got_jobs = await jobs.fetch(2, timeout=5)
+        assert sorted(j.subject for j in got_jobs) == [s.ingest_submit(t) for t in TENANTS]
+        for job in got_jobs:
+            await job.ack_sync(timeout=5)
 
         await flush(conns)
         assert all(not conn.refused for conn in conns.values()), {
@@ -435,6 +470,7 @@ async def test_replies_travel_on_each_users_own_inbox(auth_nats: AuthNats) -> No
             await msg.respond(b"secret answer")
 
         answer = await conns["retrieval"].nc.subscribe(s.RETRIEVAL_SEARCH, cb=respond)
+        await conns["retrieval"].nc.flush(timeout=5)  # subscribed before the gateway asks
         reply = await conns["gateway"].nc.request(s.RETRIEVAL_SEARCH, b"q", timeout=5)
         assert reply.data == b"secret answer"
         await answer.unsubscribe()
@@ -442,6 +478,30 @@ async def test_replies_travel_on_each_users_own_inbox(auth_nats: AuthNats) -> No
         for user, got in seen.items():
             if user != "gateway":
                 assert b"secret answer" not in got, user
+
+
+async def test_an_outside_systems_credentials_speak_for_one_tenant(auth_nats: AuthNats) -> None:
+    """`publisher-acme` publishes acme's events and ingest jobs and nothing of globex's."""
+    async with connect(auth_nats, "ingest", "analytics", *PUBLISHERS) as conns:
+        for svc in ("ingest", "analytics"):
+            await provision(conns[svc].nc.jetstream(timeout=5), svc)
+        acme = conns["publisher-acme"].nc
+        js = acme.jetstream(timeout=5)
+        ack = await js.publish(s.domain_event("acme", "ci", "build"), b"{}")
+        assert ack.stream == "EVENTS"
+        ack = await js.publish(s.ingest_submit("acme"), b"{}")
+        assert ack.stream == "INGEST"
+        for subject in (s.domain_event("globex", "ci", "build"), s.ingest_submit("globex")):
+            await acme.publish(subject, b"{}")
+        await acme.subscribe(s.EVENTS_ALL)
+        await flush(conns)
+        assert conns["publisher-acme"].refused == {
+            ("publish", s.domain_event("globex", "ci", "build")),
+            ("publish", s.ingest_submit("globex")),
+            ("subscription", s.EVENTS_ALL),
+        }
+        info = await conns["ingest"].nc.jetstream().stream_info("EVENTS")
+        assert info.state.messages == 1  # globex's never got in
 
 
 async def test_micro_services_answer_discovery_and_health_requests(
@@ -541,7 +601,7 @@ async def test_the_five_services_start_under_their_own_users(
     async with connect(auth_nats, "operator") as conns:
         operator = conns["operator"].nc
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 45
+        deadline = loop.time() + 150  # three processes import torch-sized stacks on 2 shared cores
         pending = set(SERVICES)
         while pending:
             for svc in sorted(pending):

@@ -152,7 +152,7 @@ async def test_same_bytes_twice_is_one_unchanged_document(
         deliver_policy=DeliverPolicy.NEW,
     )
     await js.publish(
-        s.INGEST_SUBMIT,
+        s.ingest_submit("acme"),
         job.model_dump_json().encode(),
         headers={"Nats-Msg-Id": "resubmit-after-window"},
     )
@@ -290,7 +290,7 @@ async def test_bad_documents_fail_with_a_reason_and_the_worker_keeps_going(
         assert reason.lower() in outcome.reason.lower(), (name, outcome.reason)
     # A message that is not an IngestRequested at all: rejected, counted, and the worker goes on.
     await nc.jetstream().publish(
-        s.INGEST_SUBMIT, b"{not json", headers={"Nats-Msg-Id": "garbage-1"}
+        s.ingest_submit("acme"), b"{not json", headers={"Nats-Msg-Id": "garbage-1"}
     )
     good = await ingest(nc, "acme", "after-garbage.txt", b"The worker keeps serving after garbage.")
     assert isinstance(good, DocumentIndexed)
@@ -298,7 +298,7 @@ async def test_bad_documents_fail_with_a_reason_and_the_worker_keeps_going(
         metrics = (await http.get(f"http://127.0.0.1:{platform.ops_ports['ingest']}/metrics")).text
     assert (
         "agentbus_rejected_messages_total{"
-        'reason="invalid_json",service="ingest",subject="agentbus.v1.ingest.submit"} 1.0'
+        'reason="invalid_json",service="ingest",subject="agentbus.v1.ingest.submit.acme"} 1.0'
     ) in metrics
 
 

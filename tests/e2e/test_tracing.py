@@ -222,7 +222,11 @@ async def test_an_upload_is_one_trace_through_ingest(platform: Platform) -> None
     else:
         raise AssertionError(tv.render(trace) if trace else "no span of the upload")
     assert trace.roots[0].span.name == "POST /api/v1/documents"
-    process = next(s for s in trace.spans if s.name == "agentbus.v1.ingest.submit process")
+    process = next(
+        s
+        for s in trace.spans
+        if s.name.startswith("agentbus.v1.ingest.submit.") and s.name.endswith(" process")
+    )
     assert process.service == "ingest"
     async with httpx.AsyncClient(timeout=10) as http:
         ingest = (await http.get(f"http://127.0.0.1:{platform.ops_ports['ingest']}/metrics")).text

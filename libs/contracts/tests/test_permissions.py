@@ -15,9 +15,10 @@ from agentbus.contracts import subjects as s
 from agentbus.contracts.catalog import EXTERNAL, OPERATOR
 
 # Who stands for the catalog's non-service parties: written out here, not imported, so the test
-# is an independent statement of the rule.
-PARTY_USERS = {EXTERNAL: {"publisher", "operator"}, OPERATOR: {"operator"}}
-USERS = (*SERVICES, "operator", "publisher")
+# is an independent statement of the rule. Tenants' publishers are scoped apart (see below).
+PARTY_USERS = {EXTERNAL: {"operator"}, OPERATOR: {"operator"}}
+TENANTS = ("acme", "globex-2")
+USERS = (*SERVICES, "operator", "publisher-acme", "publisher-globex-2")
 CATALOG_PATTERNS = {spec.subject for spec in SUBJECTS} | {s.health(x) for x in SERVICES}
 
 
@@ -26,6 +27,8 @@ def users_of(parties: tuple[str, ...]) -> set[str]:
 
 
 def expected_publish(user: str) -> set[str]:
+    if user.startswith("publisher-"):
+        return set()  # only tenant-scoped subjects, tested apart
     return {spec.subject for spec in SUBJECTS if user in users_of(spec.producers)}
 
 
@@ -43,13 +46,41 @@ def catalog_part(subjects: tuple[str, ...]) -> set[str]:
 
 @pytest.fixture(scope="module")
 def users() -> dict[str, p.UserPermissions]:
-    return {u.user: u for u in p.all_users()}
+    return {u.user: u for u in p.all_users(publisher_tenants=TENANTS)}
 
 
-def test_one_user_per_service_plus_operator_and_publisher(
+def test_one_user_per_service_plus_operator_and_one_publisher_per_tenant(
     users: dict[str, p.UserPermissions],
 ) -> None:
     assert tuple(users) == USERS
+    assert tuple(u.user for u in p.all_users()) == (*SERVICES, "operator")
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_a_publisher_publishes_only_its_own_tenants_events_and_ingest_jobs(
+    users: dict[str, p.UserPermissions], tenant: str
+) -> None:
+    perms = users[f"publisher-{tenant}"]
+    assert set(perms.publish_subjects()) == {
+        f"agentbus.v1.events.{tenant}.>",
+        f"agentbus.v1.ingest.submit.{tenant}",
+    }
+    assert perms.subscribe_subjects() == (f"_INBOX_publisher-{tenant}.>",)
+    assert not perms.allow_responses
+    assert perms.password_env == f"NATS_PUBLISHER_{tenant.upper().replace('-', '_')}_PASSWORD"
+
+
+def test_publisher_tenants_are_subject_tokens_and_their_passwords_distinct(
+    tmp_path: Path,
+) -> None:
+    for bad in ("acme.>", "*", "a b", ""):
+        with pytest.raises(ValueError):
+            p.all_users(publisher_tenants=[bad])
+    with pytest.raises(ValueError, match="share"):
+        p.all_users(publisher_tenants=["acme-x", "acme_x"])
+    listed = tmp_path / "publishers.txt"
+    listed.write_text("# issued publishers\nacme\n\nglobex-2  # since 2026\n")
+    assert p.read_publishers(listed) == ("acme", "globex-2")
 
 
 @pytest.mark.parametrize("user", USERS)
@@ -149,13 +180,14 @@ def test_services_administer_only_their_own_streams(users: dict[str, p.UserPermi
 
 
 def test_render_uses_environment_references_not_passwords() -> None:
-    text = p.render_config()
+    text = p.render_config(p.all_users(publisher_tenants=TENANTS))
     for user in USERS:
         assert f'user: "{user}"' in text
-        assert f"password: $NATS_{user.upper()}_PASSWORD" in text
+        assert f"password: $NATS_{user.upper().replace('-', '_')}_PASSWORD" in text
     assert "jetstream: enabled" in text
     assert "jetstream" not in p.render_config(jetstream=False).split("authorization {")[1]
-    assert text == p.render_config()  # deterministic, so the checked-in file can be compared
+    # Deterministic, so the checked-in file can be compared.
+    assert text == p.render_config(p.all_users(publisher_tenants=TENANTS))
 
 
 def test_cli_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -169,6 +201,12 @@ def test_cli_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert p.main(["--out", str(out), "--check"]) == 1
     assert p.main([]) == 0
     assert capsys.readouterr().out == p.render_config()
+    listed = tmp_path / "publishers.txt"
+    listed.write_text("acme\n")
+    assert p.main(["--publishers", str(listed), "--publisher", "globex-2"]) == 0
+    assert capsys.readouterr().out == p.render_config(p.all_users(publisher_tenants=TENANTS))
+    with pytest.raises(SystemExit):
+        p.main(["--publisher", "acme.>"])
 
 
 def test_unknown_service_is_refused() -> None:

@@ -1,7 +1,9 @@
 """NATS users and subject permissions, generated from the contracts (DESIGN.md §3 as data).
 
-One user per service, plus `operator` (the CLI and people) and `publisher` (other systems feeding
-the bus). A service may publish exactly the catalog subjects it produces and subscribe exactly the
+One user per service, plus `operator` (the CLI and people) and one `publisher-<tenant>` per tenant
+whose outside systems feed the bus: it may publish only `agentbus.v1.events.<tenant>.>` and
+`agentbus.v1.ingest.submit.<tenant>`, so tenancy is bound to the NATS identity (the consumers
+reject a body whose tenant is not the subject's). A service may publish exactly the catalog subjects it produces and subscribe exactly the
 ones it consumes; on top of that it gets only the protocol subjects its client libraries need:
 
 - `_INBOX_<user>.>` (subscribe): replies to its requests, JetStream API answers, publish acks and
@@ -18,13 +20,15 @@ ones it consumes; on top of that it gets only the protocol subjects its client l
   else: together they make every stream, whichever replica starts first.
 - The NATS micro-service API: `$SRV.PING|INFO|STATS` for its own name and its health endpoint.
 
-`python -m agentbus.contracts.permissions --out deploy/nats/nats-auth.conf` renders a server
-configuration; passwords are `$NATS_<USER>_PASSWORD` environment references, never literals.
+`python -m agentbus.contracts.permissions --out deploy/nats/nats-auth.conf --publishers
+deploy/nats/publishers.txt` (`make nats-config`) renders a server configuration; passwords are
+`$NATS_<USER>_PASSWORD` environment references, never literals.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,12 +43,13 @@ JS_API = "$JS.API"
 MICRO_PREFIX = "$SRV"
 
 OPERATOR_USER = "operator"
-PUBLISHER_USER = "publisher"
+PUBLISHER_PREFIX = "publisher-"
 
-# Catalog parties that are not services map to these users. Other systems publish with
-# `publisher`; the operator may also publish what they publish (replays, manual events).
+# Catalog parties that are not services map to these users. Other systems publish with their
+# tenant's `publisher-<tenant>` (scoped apart, see publisher_permissions); the operator may also
+# publish what they publish (replays, manual events).
 PARTY_USERS: dict[str, tuple[str, ...]] = {
-    EXTERNAL: (PUBLISHER_USER, OPERATOR_USER),
+    EXTERNAL: (OPERATOR_USER,),
     OPERATOR: (OPERATOR_USER,),
 }
 
@@ -67,7 +72,12 @@ def inbox(user: str) -> str:
 
 def password_env(user: str) -> str:
     """The environment variable the server reads `user`'s password (or bcrypt hash) from."""
-    return f"NATS_{user.upper()}_PASSWORD"
+    return f"NATS_{re.sub(r'[^A-Za-z0-9]', '_', user).upper()}_PASSWORD"
+
+
+def publisher_user(tenant_id: str) -> str:
+    """The NATS user of `tenant_id`'s outside systems."""
+    return PUBLISHER_PREFIX + s.token(tenant_id, "tenant id")
 
 
 def bucket_stream(bucket: BucketSpec) -> str:
@@ -274,31 +284,54 @@ def operator_permissions() -> UserPermissions:
     )
 
 
-def publisher_permissions() -> UserPermissions:
-    """Other systems (CI, git host, ticketing): domain events and ingest jobs, nothing else.
-    No bucket access: document bytes go through the gateway's upload, which checks the tenant."""
+def publisher_permissions(tenant_id: str) -> UserPermissions:
+    """Other systems of one tenant (CI, git host, ticketing): that tenant's domain events and
+    ingest jobs, nothing else. No bucket access: document bytes go through the gateway's
+    upload (an API key names the tenant); an ingest job may point only at its tenant's objects."""
+    user = publisher_user(tenant_id)
     pub, sub = _Rules(), _Rules()
-    _catalog_rules(PUBLISHER_USER, pub, sub)
-    sub.add("its own inbox: JetStream publish acks", inbox(PUBLISHER_USER))
+    for spec in SUBJECTS:
+        if EXTERNAL in spec.producers:
+            scoped = s.TENANT_SCOPED[spec.subject](tenant_id)
+            pub.add(f"produces {spec.subject} for tenant {tenant_id} only", scoped)
+    sub.add("its own inbox: JetStream publish acks", inbox(user))
     return UserPermissions(
-        user=PUBLISHER_USER,
-        description="other systems publishing domain events and documents",
+        user=user,
+        description=f"outside systems of tenant {tenant_id}: its domain events and ingest jobs",
         publish=pub.freeze(),
         subscribe=sub.freeze(),
         allow_responses=False,
     )
 
 
-def all_users() -> tuple[UserPermissions, ...]:
-    return (
+def all_users(publisher_tenants: Sequence[str] = ()) -> tuple[UserPermissions, ...]:
+    """Every user: the services, `operator`, and one publisher per tenant given."""
+    users = (
         *(service_permissions(svc) for svc in SERVICES),
         operator_permissions(),
-        publisher_permissions(),
+        *(publisher_permissions(t) for t in dict.fromkeys(publisher_tenants)),
     )
+    seen: dict[str, str] = {}
+    for perms in users:
+        other = seen.setdefault(perms.password_env, perms.user)
+        if other != perms.user:
+            raise ValueError(f"users {other!r} and {perms.user!r} share {perms.password_env}")
+    return users
+
+
+def read_publishers(path: Path) -> tuple[str, ...]:
+    """Tenant ids, one a line (`#` starts a comment), of the publishers to issue."""
+    tenants = []
+    for line in path.read_text().splitlines():
+        tenant = line.split("#", 1)[0].strip()
+        if tenant:
+            tenants.append(s.token(tenant, "tenant id"))
+    return tuple(tenants)
 
 
 HEADER = """\
-# NATS server configuration for Agentbus: JetStream and one user per service.
+# NATS server configuration for Agentbus: JetStream, one user per service, `operator`, and one
+# `publisher-<tenant>` per tenant listed in deploy/nats/publishers.txt.
 #
 # GENERATED by `python -m agentbus.contracts.permissions` from libs/contracts (catalog.py,
 # streams.py). Do not edit: change the contracts and regenerate; a test fails when this file is
@@ -372,13 +405,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--check", action="store_true", help="exit 1 if --out differs from what would be written"
     )
     parser.add_argument(
+        "--publisher",
+        action="append",
+        default=[],
+        metavar="TENANT",
+        help="issue a publisher-<TENANT> user for that tenant's outside systems (repeatable)",
+    )
+    parser.add_argument(
+        "--publishers",
+        type=Path,
+        metavar="FILE",
+        help="tenants to issue publishers for, one a line (deploy/nats/publishers.txt)",
+    )
+    parser.add_argument(
         "--no-jetstream",
         action="store_true",
         help="leave out `jetstream: enabled`, e.g. to include the users into a config that "
         "already configures JetStream",
     )
     args = parser.parse_args(argv)
-    text = render_config(jetstream=not args.no_jetstream)
+    try:
+        tenants = [*(read_publishers(args.publishers) if args.publishers else ()), *args.publisher]
+        users = all_users(publisher_tenants=[s.token(t, "tenant id") for t in tenants])
+    except (OSError, ValueError) as exc:
+        parser.error(str(exc))
+    text = render_config(users, jetstream=not args.no_jetstream)
     if args.out is None:
         if args.check:
             parser.error("--check needs --out")

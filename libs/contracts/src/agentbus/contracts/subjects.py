@@ -14,7 +14,9 @@ THREADS_STATE: Final = f"{PREFIX}.threads.state"
 RETRIEVAL_SEARCH: Final = f"{PREFIX}.retrieval.search"
 GRAPH_QUERY: Final = f"{PREFIX}.graph.query"
 ANALYTICS_QUERY: Final = f"{PREFIX}.analytics.query"
-INGEST_SUBMIT: Final = f"{PREFIX}.ingest.submit"
+# Ingest jobs carry their tenant in the subject, so NATS permissions can bind an outside
+# system's credentials to one tenant: agentbus.v1.ingest.submit.<tenant>.
+INGEST_SUBMIT: Final = f"{PREFIX}.ingest.submit.*"
 INGEST_DELETE: Final = f"{PREFIX}.ingest.delete"
 INGEST_PROGRESS_ALL: Final = f"{PREFIX}.ingest.progress.>"
 EVENTS_ALL: Final = f"{PREFIX}.events.>"
@@ -50,6 +52,30 @@ def run_events(run_id: str) -> str:
 
 def run_control(run_id: str) -> str:
     return f"{PREFIX}.runs.control.{token(run_id, 'run id')}"
+
+
+def ingest_submit(tenant_id: str) -> str:
+    return f"{PREFIX}.ingest.submit.{token(tenant_id, 'tenant id')}"
+
+
+def parse_ingest_submit(subject: str) -> str:
+    """The tenant of `agentbus.v1.ingest.submit.<tenant>`."""
+    parts = subject.split(".")
+    if len(parts) != 5 or ".".join(parts[:4]) != f"{PREFIX}.ingest.submit":
+        raise SubjectError(f"not an ingest submit subject: {subject!r}")
+    return parts[4]
+
+
+def domain_events_of(tenant_id: str) -> str:
+    """Every domain event of one tenant: what that tenant's publisher may publish."""
+    return f"{PREFIX}.events.{token(tenant_id, 'tenant id')}.>"
+
+
+# Subjects outside systems publish, as the narrower pattern one tenant's publisher gets.
+TENANT_SCOPED: Final = {
+    EVENTS_ALL: domain_events_of,
+    INGEST_SUBMIT: ingest_submit,
+}
 
 
 def ingest_progress(document_id: str) -> str:

@@ -118,6 +118,21 @@ class IngestWorker:
         job = await decode_or_reject(msg, IngestRequested, self.rejects)
         if job is None:
             return
+        subject = msg.raw_message.subject
+        try:
+            tenant = s.parse_ingest_submit(subject)
+        except s.SubjectError:
+            tenant = ""
+        if tenant != job.tenant_id:
+            # The subject is what NATS permissions bind to a publisher's tenant; a body
+            # claiming another tenant is never trusted.
+            log.warning(
+                "rejected message",
+                extra={"subject": subject, "reason": "tenant_mismatch", "tenant_id": tenant},
+            )
+            self.rejects.count(subject, "tenant_mismatch")
+            await msg.reject()
+            return
         with log_context(tenant_id=job.tenant_id):
             async with heartbeat(msg, INGEST_JOBS):
                 try:
@@ -159,6 +174,9 @@ class IngestWorker:
             raise JobFailed(
                 "validate", f"file is {job.size} bytes, over the limit of {cfg.max_file_bytes}"
             )
+        if not job.object_name.startswith(f"{t}/"):
+            # Objects are keyed by tenant; a job may only point at its own tenant's bytes.
+            raise JobFailed("validate", f"object_name must lie under {t}/")
         fp = fingerprint(cfg)
         existing = await self.store.document(t, doc)
         same_version = existing is not None and (existing.sha256, existing.fingerprint) == (
@@ -238,6 +256,19 @@ class IngestWorker:
         if self._objects is None:
             self._objects = await self.broker.config.connection_state.stream.object_store(
                 DOCUMENTS.name
+            )
+        try:
+            # The stored size, measured before anything is read into memory: the declared one
+            # is only what the publisher says.
+            info = await self._objects.get_info(job.object_name)
+        except (ObjectNotFoundError, NotFoundError):
+            raise JobFailed(
+                "validate", f"file bytes not found in object store: {job.object_name}"
+            ) from None
+        if info.size != job.size:
+            raise JobFailed(
+                "validate",
+                f"the stored object is {info.size} bytes, the job declares {job.size}",
             )
         try:
             result = await self._objects.get(job.object_name)

@@ -1,5 +1,7 @@
-"""Submit documents the way any system may: bytes into the `documents` Object Store, then
-`IngestRequested` on `agentbus.v1.ingest.submit`; follow progress on the INGEST_EVENTS stream."""
+"""Submit documents as the gateway does: bytes into the `documents` Object Store under
+`<tenant>/`, then `IngestRequested` on `agentbus.v1.ingest.submit.<tenant>`; follow progress on
+the INGEST_EVENTS stream. (Outside systems' NATS users may not write the object store: they
+upload through the gateway.)"""
 
 from __future__ import annotations
 
@@ -83,8 +85,9 @@ async def submit(
         chunking=chunking or ChunkingOverrides(),
     )
     # The job carries the caller's trace context: ingest's spans join the upload's trace.
-    with nats_span(s.INGEST_SUBMIT, headers={"Nats-Msg-Id": f"{tenant_id}:{doc}:{sha}"}) as headers:
-        ack = await js.publish(s.INGEST_SUBMIT, job.model_dump_json().encode(), headers=headers)
+    subject = s.ingest_submit(tenant_id)
+    with nats_span(subject, headers={"Nats-Msg-Id": f"{tenant_id}:{doc}:{sha}"}) as headers:
+        ack = await js.publish(subject, job.model_dump_json().encode(), headers=headers)
     return Submission(document_id=doc, sha256=sha, duplicate=bool(ack.duplicate))
 
 
