@@ -17,7 +17,9 @@ def parse(*argv: str) -> object:
 def test_explicit_config_becomes_an_absolute_env_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("AGENTBUS_LANGGRAPH_CONFIG", raising=False)
+    # setenv first, so the variable the code under test sets is undone afterwards too
+    monkeypatch.setenv("AGENTBUS_LANGGRAPH_CONFIG", "")
+    monkeypatch.delenv("AGENTBUS_LANGGRAPH_CONFIG")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mine.json").write_text("{}")
     assert _use_graph_config(parse("--config", "mine.json")) is None  # type: ignore[arg-type]
@@ -27,7 +29,9 @@ def test_explicit_config_becomes_an_absolute_env_path(
 def test_default_is_langgraph_json_when_present_else_builtin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("AGENTBUS_LANGGRAPH_CONFIG", raising=False)
+    # setenv first, so the variable the code under test sets is undone afterwards too
+    monkeypatch.setenv("AGENTBUS_LANGGRAPH_CONFIG", "")
+    monkeypatch.delenv("AGENTBUS_LANGGRAPH_CONFIG")
     monkeypatch.chdir(tmp_path)
     assert _use_graph_config(parse()) is None  # type: ignore[arg-type]
     assert "AGENTBUS_LANGGRAPH_CONFIG" not in os.environ
@@ -37,7 +41,9 @@ def test_default_is_langgraph_json_when_present_else_builtin(
 
 
 def test_missing_config_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AGENTBUS_LANGGRAPH_CONFIG", raising=False)
+    # setenv first, so the variable the code under test sets is undone afterwards too
+    monkeypatch.setenv("AGENTBUS_LANGGRAPH_CONFIG", "")
+    monkeypatch.delenv("AGENTBUS_LANGGRAPH_CONFIG")
     monkeypatch.chdir(tmp_path)
     problem = _use_graph_config(parse("--config", "nope.json"))  # type: ignore[arg-type]
     assert problem == "graph config nope.json does not exist"
