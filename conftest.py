@@ -64,6 +64,8 @@ def service_env(
         **graph_engine.env(),
         "AGENTBUS_DATA_DIR": str(tmp_path / "var"),
         "AGENTBUS_GATEWAY_PORT": str(free_port()),
+        # The diagnostic `steps` assistant (off in production) drives the durability tests.
+        "AGENTBUS_DIAGNOSTIC_ASSISTANTS": "true",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -10,12 +10,19 @@ import pytest
 
 import agentbus.contracts as c
 from agentbus.contracts import subjects as s
+from agentbus.contracts.graphs import GraphInfo
 
 EXAMPLES: list[c.Contract] = [
     c.RunRequested(tenant_id="acme", run_id="r1", thread_id="t1", input={"messages": []}),
     c.RunEvent(tenant_id="acme", run_id="r1", thread_id="t1", seq=0, type="metadata"),
     c.RunControl(tenant_id="acme", run_id="r1", action="cancel"),
     c.ThreadStateRequest(tenant_id="acme", thread_id="t1", history_limit=5),
+    c.GraphDescribeRequest(tenant_id="acme", aspect="graph", graph_id="agent", xray=1),
+    c.GraphDescription(
+        tenant_id="acme",
+        graphs=[GraphInfo(graph_id="agent", description="Supervisor")],
+        detail={"nodes": [], "edges": []},
+    ),
     c.ThreadState(
         tenant_id="acme", thread_id="t1", current=c.ThreadCheckpoint(checkpoint_id="cp1")
     ),

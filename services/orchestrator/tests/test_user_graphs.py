@@ -3,6 +3,7 @@ the PostgreSQL checkpointer and store: events, state, interrupt/resume, store, f
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections.abc import AsyncIterator
@@ -12,7 +13,14 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from agentbus.contracts import RunEvent, ThreadState, ThreadStateRequest, new_id
+from agentbus.contracts import (
+    GRAPHS_DESCRIBE,
+    GraphDescribeRequest,
+    RunEvent,
+    ThreadState,
+    ThreadStateRequest,
+    new_id,
+)
 from agentbus.contracts import subjects as s
 from agentbus.orchestrator.app import build
 from agentbus.orchestrator.settings import OrchestratorSettings
@@ -136,3 +144,36 @@ async def test_graph_that_fails_to_import_stops_start_up(
         build(OrchestratorSettings())
     assert f"{tmp_path / 'broken.py'}, line 3" in str(err.value)
     assert "SyntaxError" in str(err.value)
+
+
+async def describe(nc: NatsClient, **fields: object) -> dict[str, object]:
+    req = GraphDescribeRequest(tenant_id="acme", **fields)  # type: ignore[arg-type]
+    reply = await nc.request(GRAPHS_DESCRIBE, req.model_dump_json().encode(), timeout=10)
+    data: dict[str, object] = json.loads(reply.data)
+    return data
+
+
+async def test_graphs_are_described_over_the_bus(user_orchestrator: NatsClient) -> None:
+    listed = await describe(user_orchestrator)
+    graphs = {g["graph_id"]: g for g in listed["graphs"]}  # type: ignore[attr-defined,index]
+    assert {"agent", "echo", "steps", "notes", "notes_factory", "notes_async"} <= set(graphs)
+    assert graphs["notes_factory"]["description"] == "The notes graph from a factory"
+
+    drawn = (await describe(user_orchestrator, aspect="graph", graph_id="notes_factory"))["detail"]
+    nodes = {n["id"] for n in drawn["nodes"]}  # type: ignore[index]
+    assert {"__start__", "remember", "reply", "review", "__end__"} == nodes
+    assert {"source": "remember", "target": "reply"} in [
+        {k: e[k] for k in ("source", "target")}
+        for e in drawn["edges"]  # type: ignore[index]
+    ]
+
+    schemas = (await describe(user_orchestrator, aspect="schemas", graph_id="notes"))["detail"]
+    assert schemas["graph_id"] == "notes"  # type: ignore[index]
+    assert set(schemas["state_schema"]["properties"]) == {"messages", "notes", "approved"}  # type: ignore[index]
+    assert "messages" in schemas["input_schema"]["properties"]  # type: ignore[index]
+
+    subgraphs = await describe(user_orchestrator, aspect="subgraphs", graph_id="notes")
+    assert subgraphs["detail"] == {}
+
+    missing = await describe(user_orchestrator, aspect="schemas", graph_id="nope")
+    assert missing["reason"] == "not_found"

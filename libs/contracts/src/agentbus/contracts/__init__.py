@@ -5,6 +5,7 @@ from .analytics import AnalyticsQuery, AnalyticsQueryName, AnalyticsResult
 from .base import Contract, ErrorReply, Event, TenantContract, new_id, utcnow
 from .catalog import SUBJECTS, SubjectSpec, all_models, spec_for
 from .events import DomainEvent
+from .graphs import GRAPHS_DESCRIBE, GraphDescribeRequest, GraphDescription
 from .health import SERVICES, ComponentHealth, ServiceHealth, ServiceName
 from .ingest import (
     ChunkingOverrides,
@@ -40,6 +41,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BUCKETS",
     "CONSUMERS",
+    "GRAPHS_DESCRIBE",
     "SERVICES",
     "STREAMS",
     "SUBJECTS",
@@ -58,6 +60,8 @@ __all__ = [
     "ErrorReply",
     "EvaluationScored",
     "Event",
+    "GraphDescribeRequest",
+    "GraphDescription",
     "GraphQuery",
     "GraphResult",
     "IngestFailed",

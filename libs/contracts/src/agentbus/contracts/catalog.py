@@ -13,6 +13,7 @@ from . import subjects as s
 from .analytics import AnalyticsQuery, AnalyticsResult
 from .base import Contract
 from .events import DomainEvent
+from .graphs import GRAPHS_DESCRIBE, GraphDescribeRequest, GraphDescription
 from .health import SERVICES, ServiceHealth
 from .ingest import (
     DeleteDocument,
@@ -85,6 +86,16 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         reply=ThreadState,
         queue_group="orchestrator",
         description="Current values, next nodes, checkpoint and history of a thread",
+    ),
+    SubjectSpec(
+        GRAPHS_DESCRIBE,
+        "request",
+        producers=("gateway",),
+        consumers=("orchestrator",),
+        payloads=(GraphDescribeRequest,),
+        reply=GraphDescription,
+        queue_group="orchestrator",
+        description="The graphs the orchestrator hosts; a graph's drawing, schemas, subgraphs",
     ),
     SubjectSpec(
         s.RETRIEVAL_SEARCH,

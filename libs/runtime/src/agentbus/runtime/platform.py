@@ -189,6 +189,8 @@ class Platform:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        # A local platform serves the diagnostic assistants (off by default: production).
+        env.setdefault("AGENTBUS_DIAGNOSTIC_ASSISTANTS", "true")
         env.update(self.extra_env)
         return env
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from faststream import AckPolicy
@@ -12,7 +13,14 @@ from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.contracts import ErrorReply, ThreadState, ThreadStateRequest
+from agentbus.contracts import (
+    GRAPHS_DESCRIBE,
+    ErrorReply,
+    GraphDescribeRequest,
+    GraphDescription,
+    ThreadState,
+    ThreadStateRequest,
+)
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import ORCHESTRATOR_RUNS
 from agentbus.runtime.consuming import parse_or_error
@@ -23,10 +31,14 @@ from agentbus.runtime.service import Service, StartupError, new_service
 from agentbus.runtime.slots import WorkSlots
 
 from . import __version__, graph_config, graphs
+from .describe import describe
 from .models import ModelConfigError, load_router
-from .runner import Runner
+from .diagnostics import drop_diagnostics
+from .runner import RunLimits, Runner
 from .settings import OrchestratorSettings
 from .threads import thread_state
+
+log = logging.getLogger("agentbus.orchestrator.app")
 
 
 def build(settings: OrchestratorSettings) -> Service:
@@ -46,6 +58,8 @@ def build(settings: OrchestratorSettings) -> Service:
         graphs_config = graph_config.load(settings.langgraph_config)
     except graph_config.GraphConfigError as exc:
         raise StartupError(f"invalid graph config: {exc}") from None
+    if not settings.diagnostic_assistants:
+        drop_diagnostics(graphs_config)
     # The config's env is in place before any graph module is imported.
     graph_config.apply_environment(graphs_config)
     try:
@@ -84,6 +98,7 @@ def build(settings: OrchestratorSettings) -> Service:
             service.rejects,
             instance=settings.instance,
             metrics=RunMetrics(service.registry),
+            limits=RunLimits(settings.run_timeout, settings.max_runs_per_tenant),
         )
         await service.connection.subscribe(s.RUN_CONTROL_ALL, cb=_control)
 
@@ -115,6 +130,22 @@ def build(settings: OrchestratorSettings) -> Service:
     async def on_run(msg: NatsMessage) -> None:
         # Returns once the run has a slot; the run goes on in the background (see WorkSlots).
         await slots.start(msg, lambda: state["runner"].handle(msg))
+
+    @service.broker.subscriber(
+        GRAPHS_DESCRIBE,
+        queue="orchestrator",
+        title="graphs.describe",
+        description="GraphDescribeRequest -> GraphDescription",
+    )
+    async def on_graphs_describe(msg: NatsMessage) -> GraphDescription | ErrorReply:
+        req = parse_or_error(msg.body, GraphDescribeRequest, service.rejects, GRAPHS_DESCRIBE)
+        if isinstance(req, ErrorReply):
+            return req
+        try:
+            return await describe(req, state["graphs"])
+        except Exception as exc:  # a factory or drawing that fails answers, never hangs
+            log.warning("cannot describe graph %r", req.graph_id, exc_info=True)
+            return ErrorReply(error=f"{type(exc).__name__}: {exc}"[:1000], reason="graph_error")
 
     @service.broker.subscriber(
         s.THREADS_STATE,

@@ -123,6 +123,12 @@ class HostedGraph:
     def description(self) -> str | None:
         return self.spec.description
 
+    @property
+    def name(self) -> str | None:
+        """The compiled graph's own name (LangGraph's default "LangGraph" is no name)."""
+        name = self.compiled.name if self.compiled is not None else None
+        return None if name in (None, "LangGraph") else name
+
 
 class Graphs:
     """graph_id -> HostedGraph, and the per-run graph with our checkpointer and store."""
