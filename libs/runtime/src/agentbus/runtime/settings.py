@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         default="", description="http(s)://... for a server; empty = embedded chDB under data_dir"
     )
 
+    diagnostic_assistants: bool = Field(
+        default=False,
+        description="Serve the diagnostic assistants (`steps`: sleeps for a caller-chosen delay); "
+        "off in production, on under `agentbus up` and in tests",
+    )
+
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8080, ge=1, le=65535)
 

@@ -64,6 +64,9 @@ class RunContext:
     _emitting: asyncio.Lock = field(default_factory=asyncio.Lock)
     # After `end` nothing more is published: `end` is a run's last event for every reader.
     ended: bool = False
+    # Set when the run passed its time limit (seconds): whichever path stops it, its `end` is an
+    # `error` with reason `timeout`, after an `error` event saying so.
+    timed_out_after: float | None = None
     # A built-in graph (its nodes use this context); False for a user's graph.
     native: bool = True
     # The state at the run's end, for the RunFinished record.
@@ -95,6 +98,20 @@ class RunContext:
             raise RunCancelled(self.run.run_id)
         if self.ended and type_ != "end":
             raise RunCancelled(self.run.run_id)
+        if type_ == "end" and self.timed_out_after is not None and not self.ended:
+            limit = self.timed_out_after
+            message = f"the run exceeded its time limit of {limit:g} s"
+            await self._send("error", {"message": message, "reason": "timeout"}, None, None)
+            data, status = {"reason": "timeout", "limit_s": limit}, "error"
+        return await self._send(type_, data, node, status)
+
+    async def _send(
+        self,
+        type_: RunEventType,
+        data: dict[str, Any] | None,
+        node: str | None,
+        status: RunStatus | None,
+    ) -> RunEvent:
         event = RunEvent(
             tenant_id=self.run.tenant_id,
             run_id=self.run.run_id,

@@ -15,6 +15,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from faststream.nats.message import NatsMessage
@@ -27,7 +30,13 @@ from agentbus.contracts import RunControl, RunEvent, RunFinished, RunRequested
 from agentbus.contracts import subjects as s
 from agentbus.contracts.runs import RunStatus
 from agentbus.contracts.streams import ORCHESTRATOR_RUNS, RUN_EVENTS
-from agentbus.runtime.consuming import Rejects, decode_or_reject, heartbeat
+from agentbus.runtime.consuming import (
+    Rejects,
+    decode_or_reject,
+    heartbeat,
+    is_last_delivery,
+    nak_delay,
+)
 from agentbus.runtime.logs import log_context
 from agentbus.runtime.metrics import RunMetrics
 from agentbus.runtime.traces import nats_span, tracer
@@ -58,6 +67,19 @@ class RunRejected(Exception):
     pass
 
 
+# A run past its time limit whose task ignores cancellation is left behind after this long: its
+# `end` is published and its slot freed all the same.
+CANCEL_GRACE_S = 5.0
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """What one tenant's runs may take: time per run, and runs at once on this replica."""
+
+    timeout_s: Callable[[str], float] = lambda _assistant: 900.0
+    per_tenant: int | None = None
+
+
 def graph_of(run: RunRequested) -> str:
     """The graph a run executes: its assistant's graph, or the graph named like the assistant."""
     return run.graph_id or run.assistant_id
@@ -72,7 +94,11 @@ class Runner:
         rejects: Rejects,
         instance: str = "",
         metrics: RunMetrics | None = None,
+        limits: RunLimits | None = None,
     ) -> None:
+        self.limits = limits or RunLimits()
+        # Runs of each tenant executing on this replica (for the per-tenant cap).
+        self.by_tenant: Counter[str] = Counter()
         self.instance = instance
         self.metrics = metrics
         self.nc = nc
@@ -146,24 +172,54 @@ class Runner:
                 await self._release(run)
                 await msg.ack()
                 return
-            # One span per run attempt, a child of the consume span (the gateway's trace).
-            with tracer().start_as_current_span(
-                f"invoke_agent {run.assistant_id}",
-                attributes={
-                    "gen_ai.operation.name": "invoke_agent",
-                    "gen_ai.agent.name": run.assistant_id,
-                    "agentbus.run_id": run.run_id,
-                    "agentbus.thread_id": run.thread_id,
-                    "agentbus.tenant_id": run.tenant_id,
-                },
-            ) as span:
-                async with heartbeat(msg, ORCHESTRATOR_RUNS):
-                    status = await self.execute(run)
-                span.set_attribute("agentbus.run_status", status)
-                # Carries the trace, span, run and tenant ids like every line of the run.
-                log.info("run finished", extra={"status": status})
-            await self._release(run)
-            await msg.ack()
+            cap = self.limits.per_tenant
+            if cap is not None and self.by_tenant[run.tenant_id] >= cap:
+                await self._over_tenant_cap(msg, run, cap)
+                return
+            # Counted before any await: concurrent handlers see each other's runs.
+            self.by_tenant[run.tenant_id] += 1
+            try:
+                await self._handle(msg, run)
+            finally:
+                self.by_tenant[run.tenant_id] -= 1
+                if self.by_tenant[run.tenant_id] <= 0:
+                    del self.by_tenant[run.tenant_id]
+
+    async def _over_tenant_cap(self, msg: NatsMessage, run: RunRequested, cap: int) -> None:
+        """The tenant already runs `cap` runs here: wait (NAK with the consumer's delays, so
+        other tenants' runs take the slot meanwhile), and on the last delivery refuse."""
+        if not is_last_delivery(msg, ORCHESTRATOR_RUNS):
+            log.info("tenant at its run limit; run waits", extra={"limit": cap})
+            await msg.nack(delay=nak_delay(msg, ORCHESTRATOR_RUNS))
+            return
+        log.warning("rejected message", extra={"reason": "tenant_run_limit", "limit": cap})
+        self.rejects.count(s.RUNS_SUBMIT, "tenant_run_limit")
+        ctx = self._context(run, await self.last_event(run.run_id))
+        message = f"too many active runs for this tenant (limit {cap} per replica)"
+        await ctx.emit("error", {"message": message, "reason": "tenant_run_limit"})
+        await ctx.emit("end", {"reason": "tenant_run_limit"}, status="error")
+        await self._release(run)
+        await msg.ack()
+
+    async def _handle(self, msg: NatsMessage, run: RunRequested) -> None:
+        # One span per run attempt, a child of the consume span (the gateway's trace).
+        with tracer().start_as_current_span(
+            f"invoke_agent {run.assistant_id}",
+            attributes={
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": run.assistant_id,
+                "agentbus.run_id": run.run_id,
+                "agentbus.thread_id": run.thread_id,
+                "agentbus.tenant_id": run.tenant_id,
+            },
+        ) as span:
+            async with heartbeat(msg, ORCHESTRATOR_RUNS):
+                status = await self.execute(run)
+            span.set_attribute("agentbus.run_status", status)
+            # Carries the trace, span, run and tenant ids like every line of the run.
+            log.info("run finished", extra={"status": status})
+        await self._release(run)
+        await msg.ack()
 
     def _context(self, run: RunRequested, last: RunEvent | None) -> RunContext:
         ctx = RunContext(
@@ -194,7 +250,7 @@ class Runner:
         )
         try:
             with running:
-                status = await task
+                status = await self._within_limit(run, ctx, task)
         except asyncio.CancelledError:
             if not task.cancelled():
                 raise  # this worker is shutting down: leave the run for redelivery
@@ -207,6 +263,27 @@ class Runner:
             self.metrics.finished(run.assistant_id, status, time.perf_counter() - ctx.started)
         await self._finished(run, ctx, status)
         return status
+
+    async def _within_limit(
+        self, run: RunRequested, ctx: RunContext, task: asyncio.Task[RunStatus]
+    ) -> RunStatus:
+        """The run's status, or `error` (reason `timeout`) once it runs past its time limit."""
+        limit = self.limits.timeout_s(run.assistant_id)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=limit)
+        except asyncio.CancelledError:
+            task.cancel()  # this worker is stopping: the run goes with it, as with `await task`
+            raise
+        if done:
+            return task.result()
+        log.warning("run exceeded its time limit", extra={"limit_s": limit})
+        ctx.timed_out_after = limit
+        ctx.cancel_requested = True
+        task.cancel()
+        await asyncio.wait({task}, timeout=CANCEL_GRACE_S)
+        if not ctx.ended:
+            await ctx.emit("end", {"reason": "timeout"}, status="error")
+        return "error"
 
     async def _drive(self, run: RunRequested, ctx: RunContext, *, resuming: bool) -> RunStatus:
         graph_id = graph_of(run)
