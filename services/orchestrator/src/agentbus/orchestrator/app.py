@@ -32,8 +32,8 @@ from agentbus.runtime.slots import WorkSlots
 
 from . import __version__, graph_config, graphs
 from .describe import describe
-from .models import ModelConfigError, load_router
 from .diagnostics import drop_diagnostics
+from .models import ModelConfigError, load_router
 from .runner import RunLimits, Runner
 from .settings import OrchestratorSettings
 from .threads import thread_state
