@@ -7,18 +7,62 @@ left running. Tests never mock NATS, Postgres, the graph server or ClickHouse.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agentbus.runtime.engines import GraphEngine, NatsEngine, PostgresEngine, free_port
+from agentbus.runtime.engines import (
+    GraphEngine,
+    NatsEngine,
+    PostgresEngine,
+    ProcessEngine,
+    free_port,
+)
 from agentbus.runtime.platform import Platform
+from agentbus.runtime.supervision import Supervisor
 
 # Never let a developer's shell configuration leak into the tests.
 for _name in [n for n in os.environ if n.startswith("AGENTBUS_")]:
     del os.environ[_name]
 os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+
+
+# Engines the session started (its own and the platform's), so that a test can be told, before
+# it starts waiting on one, that an engine is dead for good.
+_SESSION_ENGINES: list[ProcessEngine] = []
+_SUPERVISORS: list[Supervisor] = []
+
+
+def _log_tail(engine: ProcessEngine, lines: int = 15) -> str:
+    try:
+        text = engine.log_path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {engine.log_path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def engine_supervisor() -> Iterator[Supervisor]:
+    """Restarts a session engine that dies, as `agentbus up` does, so one crash costs the tests
+    that were using it, not the rest of the session."""
+    supervisor = Supervisor(lambda line: print(f"\n{line}", file=sys.stderr, flush=True))
+    _SUPERVISORS.append(supervisor)
+    supervisor.start()
+    yield supervisor
+    supervisor.stop()
+
+
+def _supervised(engine: ProcessEngine, supervisor: Supervisor) -> ProcessEngine:
+    _SESSION_ENGINES.append(engine)
+    supervisor.watch(
+        f"{engine.name} ({engine.data_dir})",
+        engine.is_running,
+        lambda: engine.restart(timeout=60),
+        lambda: f"{engine.exit_description()}: {engine.last_log_line()}",
+    )
+    return engine
 
 
 @pytest.fixture(scope="session")
@@ -27,21 +71,49 @@ def engines_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def nats_engine(engines_root: Path) -> Iterator[NatsEngine]:
+def nats_engine(engines_root: Path, engine_supervisor: Supervisor) -> Iterator[NatsEngine]:
     with NatsEngine(engines_root / "nats") as engine:
+        _supervised(engine, engine_supervisor)
         yield engine
+        engine_supervisor.stop()
 
 
 @pytest.fixture(scope="session")
-def postgres_engine(engines_root: Path) -> Iterator[PostgresEngine]:
+def postgres_engine(engines_root: Path, engine_supervisor: Supervisor) -> Iterator[PostgresEngine]:
     with PostgresEngine(engines_root / "postgres") as engine:
+        _supervised(engine, engine_supervisor)
         yield engine
+        engine_supervisor.stop()
 
 
 @pytest.fixture(scope="session")
-def graph_engine(engines_root: Path) -> Iterator[GraphEngine]:
+def graph_engine(engines_root: Path, engine_supervisor: Supervisor) -> Iterator[GraphEngine]:
     with GraphEngine(engines_root / "graph") as engine:
+        _supervised(engine, engine_supervisor)
         yield engine
+        engine_supervisor.stop()
+
+
+@pytest.fixture(autouse=True)
+def _engines_alive(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test does not start waiting on an engine that is dead for good: it fails at once with
+    the engine's last log lines (instead of a 300 s timeout, test after test). An engine that
+    died during a test and came back leaves its log lines in that test's report."""
+    failed = {name for sup in _SUPERVISORS for name in sup.failed()}
+    for engine in _SESSION_ENGINES:
+        if not engine.is_running() and any(engine.name in name for name in failed):
+            pytest.fail(
+                f"the {engine.name} engine is down and was not restarted; its log "
+                f"({engine.log_path}) ends:\n{_log_tail(engine)}",
+                pytrace=False,
+            )
+    restarts = {id(engine): engine.restarts for engine in _SESSION_ENGINES}
+    yield
+    for engine in _SESSION_ENGINES:
+        if engine.restarts != restarts.get(id(engine), 0):
+            request.node.add_report_section(
+                "call", f"{engine.name} engine died and was restarted", _log_tail(engine)
+            )
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +162,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         },
     )
     plat.start(timeout=120)
+    if plat.supervisor is not None:
+        _SUPERVISORS.append(plat.supervisor)
+    _SESSION_ENGINES.extend(e for e in plat.engines.engines if isinstance(e, ProcessEngine))
     try:
         yield plat
     finally:
