@@ -103,8 +103,9 @@ def test_frames_of_one_event_have_distinct_ids_and_resume_exactly() -> None:
 
 def test_event_ids_are_parsed_strictly() -> None:
     assert parse_event_id(None) == (-1, 0) and parse_event_id("") == (-1, 0)
+    assert parse_event_id("-1") == (-1, 0)  # the JS SDK's joinStream: from the start
     assert parse_event_id("7") == (7, 0) and parse_event_id("7.2") == (7, 2)
-    for bad in ("x", "7.x", "-1", "1.-1"):
+    for bad in ("x", "7.x", "-2", "1.-1"):
         with pytest.raises(ValueError):
             parse_event_id(bad)
 

@@ -44,8 +44,9 @@ def frame(event: str, data: Any, event_id: str | None = None) -> bytes:
 
 
 def parse_event_id(value: str | None) -> tuple[int, int]:
-    """Last-Event-ID -> (seq, frame index); (-1, 0) for none. ValueError when malformed."""
-    if value is None or value == "":
+    """Last-Event-ID -> (seq, frame index); (-1, 0) for none, and for "-1", which the JS SDK's
+    `joinStream` sends to replay a run from its start. ValueError when malformed."""
+    if value is None or value in ("", "-1"):
         return -1, 0
     seq, _, k = value.partition(".")
     result = int(seq), int(k) if k else 0
