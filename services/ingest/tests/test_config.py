@@ -37,7 +37,7 @@ def error_for(path: Path) -> str:
 
 def test_packaged_default_exists_and_matches_builtin_defaults() -> None:
     assert config.DEFAULT_CONFIG_PATH.is_file()
-    packaged = Path(__file__).parents[1] / "pipeline.yaml"
+    packaged = Path(__file__).parents[1] / "src" / "agentbus" / "ingest" / "pipeline.yaml"
     assert packaged.resolve() == config.DEFAULT_CONFIG_PATH
     assert load_pipeline_config() == PipelineConfig()
 
@@ -55,12 +55,12 @@ def test_defaults() -> None:
     assert cfg.max_file_bytes == 25 * 1024 * 1024
 
 
-def test_missing_default_file_falls_back_to_builtin_defaults(
+def test_missing_default_file_is_an_error_not_a_silent_fallback(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", tmp_path / "absent.yaml")
-    assert load_pipeline_config() == PipelineConfig()
-    assert load_pipeline_config(None) == PipelineConfig()
+    with pytest.raises(PipelineConfigError, match=r"absent\.yaml: file not found"):
+        load_pipeline_config()
 
 
 def test_load_custom_file_with_partial_sections(tmp_path: Path) -> None:

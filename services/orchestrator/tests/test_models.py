@@ -63,3 +63,8 @@ def test_bad_config_is_one_clear_error(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     with pytest.raises(ModelConfigError, match=r"models\.yaml"):
         load_router(path)
+
+
+def test_a_missing_config_is_named_not_replaced(tmp_path: Path) -> None:
+    with pytest.raises(ModelConfigError, match=r"absent\.yaml: file not found"):
+        load_router(tmp_path / "absent.yaml")

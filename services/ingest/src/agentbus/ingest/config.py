@@ -1,6 +1,6 @@
 """The ingest pipeline config: how documents are chunked, embedded and mined for entities.
 
-It lives in YAML (`services/ingest/pipeline.yaml` by default), is validated by the closed
+It lives in YAML (`pipeline.yaml` packaged with this module by default), is validated by the closed
 Pydantic models below, and can be adjusted per request through `ChunkingOverrides`.
 `fingerprint()` condenses everything that changes the stored chunks or vectors, so the worker can
 tell "same bytes, same pipeline" (a no-op) from "same bytes, new pipeline" (re-index).
@@ -30,8 +30,8 @@ __all__ = [
     "with_overrides",
 ]
 
-# src/agentbus/ingest/config.py -> services/ingest/pipeline.yaml (present in an editable install).
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[3] / "pipeline.yaml"
+# Package data next to this module, so an installed wheel (a container image) has it too.
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "pipeline.yaml"
 
 # Bump when the chunking code changes its output for the same config (splitter, tokenizer or
 # normalisation), so that every document is re-indexed rather than reported "unchanged".
@@ -114,14 +114,9 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def load_pipeline_config(path: Path | None = None) -> PipelineConfig:
-    """Read and validate a pipeline config; None means the packaged default.
-
-    The default file is optional (a wheel does not ship it): without it the built-in defaults,
-    which it mirrors, apply. An explicitly named file must exist.
-    """
+    """Read and validate a pipeline config; None means the packaged default. The file must
+    exist: a missing one is an error, never a silent fallback to built-in values."""
     if path is None:
-        if not DEFAULT_CONFIG_PATH.is_file():
-            return PipelineConfig()
         path = DEFAULT_CONFIG_PATH
     try:
         raw = path.read_text(encoding="utf-8")

@@ -20,7 +20,9 @@ from opentelemetry.trace import Span, SpanKind
 from agentbus.runtime.models.llm import litellm
 from agentbus.runtime.traces import tracer
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "models.yaml"
+# Package data, so an installed wheel (a container image) has it too; a path computed from the
+# source tree pointed outside the wheel and silently gave a Router with no fallbacks.
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "models.yaml"
 
 
 class ModelConfigError(ValueError):
@@ -28,19 +30,17 @@ class ModelConfigError(ValueError):
 
 
 def load_router(path: Path | None = None) -> Any:
-    """A LiteLLM Router from a config file in LiteLLM's own format."""
+    """A LiteLLM Router from a config file in LiteLLM's own format (default: the packaged one).
+
+    A missing file is an error, named, never a silent fallback to some other Router.
+    """
     source = path or DEFAULT_CONFIG
     try:
-        config = yaml.safe_load(source.read_text()) if source.exists() else None
+        config = yaml.safe_load(source.read_text())
+    except FileNotFoundError:
+        raise ModelConfigError(f"{source}: file not found") from None
     except (OSError, yaml.YAMLError) as exc:
         raise ModelConfigError(f"{source}: {exc}") from None
-    if config is None:
-        config = {
-            "model_list": [
-                {"model_name": g, "litellm_params": {"model": "local/extractive"}}
-                for g in ("fast", "deep")
-            ]
-        }
     if not isinstance(config, dict) or not isinstance(config.get("model_list"), list):
         raise ModelConfigError(f"{source}: needs a `model_list`")
     settings = dict(config.get("router_settings") or {})

@@ -216,7 +216,7 @@ def orchestrator_models_config() -> Path | None:
         return None
     if spec is None or spec.origin is None:
         return None
-    path = Path(spec.origin).resolve().parents[3] / "models.yaml"
+    path = Path(spec.origin).resolve().parent / "models.yaml"
     return path if path.is_file() else None
 
 
