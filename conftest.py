@@ -7,6 +7,7 @@ left running. Tests never mock NATS, Postgres, the graph server or ClickHouse.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,11 +153,15 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     # and a small size limit makes "file too large" cheap to show.
     pipeline = root / "pipeline.yaml"
     pipeline.write_text("embedding:\n  batch_size: 4\nmax_file_bytes: 2000000\n")
+    # A user's langgraph.json project in a temporary directory, served beside the built-ins.
+    user_graphs = root / "user-graphs"
+    shutil.copytree(Path(__file__).parent / "services/orchestrator/tests/user_graph", user_graphs)
     plat = Platform(
         root / "var",
         gateway_port=free_port(),
         extra_env={
             "AGENTBUS_PIPELINE_CONFIG": str(pipeline),
+            "AGENTBUS_LANGGRAPH_CONFIG": str(user_graphs / "langgraph.json"),
             # Low enough to show a 429 in a test, high enough for the other tests.
             "AGENTBUS_RATE_LIMITS": '{"register": "4/minute"}',
         },

@@ -9,6 +9,7 @@ import json
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import UUID, uuid5
 
 import httpx
 import nats
@@ -22,6 +23,8 @@ from agentbus.contracts import RunEvent
 from agentbus.runtime.platform import Platform
 
 pytestmark = pytest.mark.e2e
+
+NAMESPACE_GRAPH = UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")  # langgraph_api's
 
 
 def dev_key(platform: Platform) -> str:
@@ -101,7 +104,12 @@ async def test_stream_values_updates_and_messages_tuple(client: LangGraphClient)
     assert state["values"]["messages"][-1]["content"] == "hello there world"
     assert state["checkpoint"]["checkpoint_id"] and state["next"] == []
     got = await client.threads.get(thread["thread_id"])
-    assert got["status"] == "idle" and got["metadata"] == {"suite": "sdk"}
+    # The first run marks the thread with its graph and assistant, as LangGraph does.
+    assert got["status"] == "idle" and got["metadata"] == {
+        "suite": "sdk",
+        "graph_id": "echo",
+        "assistant_id": str(uuid5(NAMESPACE_GRAPH, "echo")),
+    }
     assert (await client.runs.get(thread["thread_id"], run_id))["status"] == "success"
 
     # runs.wait: the thread's values at the end (LangChain-style input messages work too).
@@ -381,12 +389,10 @@ async def test_threads_assistants_and_stateless_runs(
     assert (await http.get("/ok")).json() == {"ok": True}
     assert (await http.get("/info")).json()["flags"]["assistants"] is True
     found = await client.assistants.search(graph_id="steps")
-    assert [a["assistant_id"] for a in found] == ["steps"]
-    assert {a["assistant_id"] for a in await client.assistants.search()} == {
-        "agent",
-        "echo",
-        "steps",
-    }
+    # The default assistant of a graph has LangGraph's uuid5 id.
+    assert [a["assistant_id"] for a in found] == [str(uuid5(NAMESPACE_GRAPH, "steps"))]
+    defaults = await client.assistants.search(metadata={"created_by": "system"}, limit=100)
+    assert {"agent", "echo", "steps"} <= {a["graph_id"] for a in defaults}
 
     tag = f"t{id(client)}"
     one = await client.threads.create(metadata={"tag": tag, "n": 1})

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AnyMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
@@ -43,9 +44,16 @@ async def remember(state: NotesState, runtime: Runtime[Any]) -> dict[str, Any]:
     return {"notes": len(notes)}
 
 
-async def reply(state: NotesState) -> dict[str, Any]:
+async def reply(state: NotesState, config: RunnableConfig, runtime: Runtime[Any]) -> dict[str, Any]:
     get_stream_writer()({"progress": "replying"})
     answer = f"{GREETING} {_text(state)} ({state.get('notes', 0)} notes)"
+    # What an assistant (or the run) configures reaches the graph: its context and config.
+    context = runtime.context if isinstance(runtime.context, dict) else {}
+    if context.get("signature"):
+        answer += f" -- {context['signature']}"
+    mood = config.get("configurable", {}).get("mood")
+    if mood:
+        answer += f" [{mood}]"
     model = GenericFakeChatModel(messages=iter([AIMessage(content=answer)]))
     return {"messages": [await model.ainvoke(state["messages"])]}
 

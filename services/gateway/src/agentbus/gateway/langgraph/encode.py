@@ -151,7 +151,14 @@ class Encoder:
             out.append(("events", self._lc_event("on_chain_end", node, {"output": {}})))
         elif event.type == "token":
             msg_id = f"run-{self.run_id}-{node or 'model'}-{self.node_calls.get(node or '', 0)}"
-            chunk = message_chunk(str(event.data.get("text", "")), msg_id)
+            # A user's graph streams LangChain's own chunks (their ids match the messages in
+            # the state); the built-in graphs stream text.
+            given = event.data.get("message")
+            chunk = (
+                given
+                if isinstance(given, dict)
+                else message_chunk(str(event.data.get("text", "")), msg_id)
+            )
             if want("messages-tuple"):
                 out.append(("messages", [chunk, self._meta(node)]))
             if want("events"):

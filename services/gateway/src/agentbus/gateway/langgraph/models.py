@@ -145,6 +145,42 @@ class HistoryRequest(Body):
     select: list[str] | None = None
 
 
+class AssistantCreate(Body):
+    graph_id: str = Field(min_length=1, max_length=128)
+    assistant_id: Id | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    name: str | None = Field(default=None, max_length=256)
+    description: str | None = Field(default=None, max_length=4000)
+
+
+class AssistantPatch(Body):
+    graph_id: str | None = Field(default=None, min_length=1, max_length=128)
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    name: str | None = Field(default=None, max_length=256)
+    description: str | None = Field(default=None, max_length=4000)
+
+
+class AssistantCount(Body):
+    metadata: dict[str, Any] | None = None
+    graph_id: str | None = None
+    name: str | None = None
+
+
+class AssistantVersions(Body):
+    metadata: dict[str, Any] | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+
+
+class AssistantLatest(Body):
+    version: int = Field(ge=1)
+
+
 class AssistantSearch(Body):
     metadata: dict[str, Any] | None = None
     graph_id: str | None = None

@@ -21,7 +21,12 @@ from ..sse import HEARTBEAT
 from ..store import GatewayStore
 from .encode import Encoder, frame, parse_event_id
 from .models import (
+    AssistantCount,
+    AssistantCreate,
+    AssistantLatest,
+    AssistantPatch,
     AssistantSearch,
+    AssistantVersions,
     HistoryRequest,
     RunCreate,
     ThreadCreate,
@@ -29,7 +34,7 @@ from .models import (
     ThreadSearch,
     modes_of,
 )
-from .service import ASSISTANTS, LangGraphRuns, assistant, lg_state, new_uuid
+from .service import LangGraphRuns, lg_state, new_uuid
 
 router = APIRouter(tags=["langgraph"])
 log = logging.getLogger("agentbus.gateway.langgraph")
@@ -99,24 +104,125 @@ async def info() -> dict[str, Any]:
 # -- assistants ----------------------------------------------------------------------------------
 
 
+def _select(item: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k in select} if select else item
+
+
+@router.post("/assistants", summary="Create an assistant for a served graph")
+async def create_assistant(body: AssistantCreate, principal: Auth, svc: Svc) -> dict[str, Any]:
+    return await svc.assistants.create(principal.tenant_id, body)
+
+
 @router.post("/assistants/search", summary="Search assistants")
-async def search_assistants(body: AssistantSearch, principal: Auth) -> list[dict[str, Any]]:
-    found = [assistant(a) for a in ASSISTANTS]
-    found = [
-        a
-        for a in found
-        if (body.graph_id is None or a["graph_id"] == body.graph_id)
-        and (body.name is None or body.name.lower() in a["name"].lower())
-        and all(a["metadata"].get(k) == v for k, v in (body.metadata or {}).items())
-    ]
-    key = body.sort_by or "assistant_id"
-    found.sort(key=lambda a: str(a.get(key)), reverse=body.sort_order == "desc")
-    return found[body.offset : body.offset + body.limit]
+async def search_assistants(
+    body: AssistantSearch, principal: Auth, svc: Svc, response: Response
+) -> list[dict[str, Any]]:
+    found = await svc.assistants.search(
+        principal.tenant_id,
+        metadata=body.metadata,
+        graph_id=body.graph_id,
+        name=body.name,
+        limit=body.limit + 1,  # one more tells whether a next page exists
+        offset=body.offset,
+        sort_by=body.sort_by,
+        sort_order=body.sort_order,
+    )
+    if len(found) > body.limit:
+        response.headers["X-Pagination-Next"] = str(body.offset + body.limit)
+    return [_select(a, body.select) for a in found[: body.limit]]
 
 
-@router.get("/assistants/{assistant_id}", summary="Get an assistant")
-async def get_assistant(assistant_id: str, principal: Auth) -> dict[str, Any]:
-    return assistant(assistant_id)
+@router.post("/assistants/count", summary="Count assistants")
+async def count_assistants(body: AssistantCount, principal: Auth, svc: Svc) -> int:
+    return await svc.assistants.count(
+        principal.tenant_id, metadata=body.metadata, graph_id=body.graph_id, name=body.name
+    )
+
+
+@router.get("/assistants/{assistant_id}", summary="Get an assistant (or a graph's default)")
+async def get_assistant(assistant_id: str, principal: Auth, svc: Svc) -> dict[str, Any]:
+    return await svc.assistants.get(principal.tenant_id, assistant_id)
+
+
+@router.patch("/assistants/{assistant_id}", summary="Change an assistant (a new version)")
+async def patch_assistant(
+    assistant_id: str, body: AssistantPatch, principal: Auth, svc: Svc
+) -> dict[str, Any]:
+    return await svc.assistants.patch(principal.tenant_id, assistant_id, body)
+
+
+@router.delete("/assistants/{assistant_id}", status_code=204, summary="Delete an assistant")
+async def delete_assistant(
+    assistant_id: str, principal: Auth, svc: Svc, delete_threads: str | None = None
+) -> Response:
+    if _flag(delete_threads):
+        raise HTTPException(422, "delete_threads is not supported by this server")
+    await svc.assistants.delete(principal.tenant_id, assistant_id)
+    return Response(status_code=204)
+
+
+@router.post("/assistants/{assistant_id}/versions", summary="The assistant's versions")
+async def assistant_versions(
+    assistant_id: str, body: AssistantVersions, principal: Auth, svc: Svc
+) -> list[dict[str, Any]]:
+    return await svc.assistants.versions(
+        principal.tenant_id, assistant_id, body.metadata, body.limit, body.offset
+    )
+
+
+@router.post("/assistants/{assistant_id}/latest", summary="Make a version the current one")
+async def assistant_latest(
+    assistant_id: str, body: AssistantLatest, principal: Auth, svc: Svc
+) -> dict[str, Any]:
+    return await svc.assistants.set_latest(principal.tenant_id, assistant_id, body.version)
+
+
+def _xray(value: str | None) -> bool | int:
+    if value is None or value.strip().lower() in ("", "false", "0", "no"):
+        return False
+    if value.strip().lower() in ("true", "yes"):
+        return True
+    try:
+        depth = int(value)
+    except ValueError:
+        raise HTTPException(422, "xray must be true, false or a depth") from None
+    if depth < 0:
+        raise HTTPException(422, "xray must be true, false or a depth")
+    return depth
+
+
+@router.get("/assistants/{assistant_id}/graph", summary="The drawable graph")
+async def assistant_graph(
+    assistant_id: str, principal: Auth, svc: Svc, xray: str | None = None
+) -> Any:
+    return await svc.assistants.describe(
+        principal.tenant_id, assistant_id, "graph", xray=_xray(xray)
+    )
+
+
+@router.get("/assistants/{assistant_id}/schemas", summary="Input, output, state, config schemas")
+async def assistant_schemas(assistant_id: str, principal: Auth, svc: Svc) -> Any:
+    return await svc.assistants.describe(principal.tenant_id, assistant_id, "schemas")
+
+
+@router.get("/assistants/{assistant_id}/subgraphs", summary="The schemas of each subgraph")
+async def assistant_subgraphs(
+    assistant_id: str, principal: Auth, svc: Svc, recurse: str | None = None
+) -> Any:
+    return await svc.assistants.describe(
+        principal.tenant_id, assistant_id, "subgraphs", recurse=_flag(recurse)
+    )
+
+
+@router.get(
+    "/assistants/{assistant_id}/subgraphs/{namespace}", summary="The schemas of one subgraph"
+)
+async def assistant_subgraph(
+    assistant_id: str, namespace: str, principal: Auth, svc: Svc, recurse: str | None = None
+) -> Any:
+    return await svc.assistants.describe(
+        principal.tenant_id, assistant_id, "subgraphs", namespace=namespace, recurse=_flag(recurse)
+    )
 
 
 # -- threads -------------------------------------------------------------------------------------

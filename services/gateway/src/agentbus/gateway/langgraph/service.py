@@ -28,19 +28,19 @@ from agentbus.runtime.traces import nats_span
 from ..auth.deps import Principal
 from ..runs import RunGateway
 from ..store import GatewayStore
+from .assistants import Assistants, GraphCatalog, merge_config
 from .encode import Encoder, with_message_roles, with_message_types
 from .models import RunCreate
 from .records import Records
 
-# The assistants the orchestrator serves (services do not import each other; keep in step with
-# agentbus.orchestrator.assistants.BUILDERS). The assistant id is the graph id.
+# The built-in graphs, for the native chat adapters (turns.py) only; the LangGraph API learns
+# the served graphs from the orchestrator (assistants.py).
 ASSISTANTS = {
     "agent": "Supervisor that routes questions to documents, graph and analytics specialists "
     "and answers with citations",
     "echo": "Streams the user's message back word by word",
     "steps": "input.steps checkpointed nodes of input.delay seconds each (diagnostics)",
 }
-ASSISTANTS_CREATED = "2026-01-01T00:00:00+00:00"
 
 # Native run status -> LangGraph's (a cancelled run is `interrupted` there).
 LG_STATUS = {"cancelled": "interrupted"}
@@ -59,23 +59,6 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
-def assistant(assistant_id: str) -> dict[str, Any]:
-    if assistant_id not in ASSISTANTS:
-        raise HTTPException(404, f"Assistant {assistant_id!r} not found")
-    return {
-        "assistant_id": assistant_id,
-        "graph_id": assistant_id,
-        "name": assistant_id,
-        "description": ASSISTANTS[assistant_id],
-        "config": {},
-        "context": {},
-        "metadata": {"created_by": "system"},
-        "version": 1,
-        "created_at": ASSISTANTS_CREATED,
-        "updated_at": ASSISTANTS_CREATED,
-    }
-
-
 @dataclass
 class Created:
     run: RunRequested
@@ -88,6 +71,7 @@ class LangGraphRuns:
         self.gateway = gateway
         self.store = store
         self.records = Records(store.pool)
+        self.assistants = Assistants(store.pool, GraphCatalog(gateway.nc))
         self._kv: ThreadRunsKV | None = None
 
     async def kv(self) -> ThreadRunsKV:
@@ -164,20 +148,30 @@ class LangGraphRuns:
     async def create(self, principal: Principal, thread_id: str, body: RunCreate) -> Created:
         """Validate, record and admit a run; 404/409 before anything is published."""
         tenant = principal.tenant_id
-        assistant(body.assistant_id)
-        if await self.store.thread(tenant, thread_id) is None:
+        assistant = await self.assistants.resolve(tenant, body.assistant_id)
+        # Agent Chat UI lists a graph's threads by these (LangGraph sets them on the first run).
+        marks = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
+        thread = await self.store.thread(tenant, thread_id)
+        if thread is None:
             if body.if_not_exists != "create":
                 raise HTTPException(404, f"Thread {thread_id!r} not found")
-            await self.store.create_thread(tenant, thread_id, None, {})
+            await self.store.create_thread(tenant, thread_id, None, marks)
+        elif any(k not in (thread.get("metadata") or {}) for k in marks):
+            await self.store.update_thread(
+                tenant, thread_id, None, {**marks, **(thread.get("metadata") or {})}
+            )
         modes = body.modes
+        context = {**(assistant["context"] or {}), **(body.context or {})}
         run = RunRequested(
             tenant_id=tenant,
             run_id=new_uuid(),
             thread_id=thread_id,
-            assistant_id=body.assistant_id,
+            assistant_id=assistant["assistant_id"],
+            graph_id=assistant["graph_id"],
             input=with_message_roles(body.input) if body.input is not None else None,
             command=body.command,
-            config=body.config or {},
+            config=merge_config(assistant["config"] or {}, body.config),
+            context=context or None,
             metadata=body.metadata or {},
             # Always both: a later join or wait may ask for any mode, and wait needs the values.
             stream_modes=["values", "updates"],
