@@ -11,6 +11,7 @@ from agentbus.runtime.service import HttpServer, Service, StartupError, new_serv
 from . import __version__
 from .api import create_api
 from .auth import start_auth
+from .limits import OpenStreams
 from .ratelimit import open_limiter
 from .routes_web import mount_web
 from .routes_web import router as web_router
@@ -45,7 +46,11 @@ def build(settings: GatewaySettings) -> Service:
         await store.ensure_schema()
         api.state.store = store
         api.state.runs = RunGateway(
-            service.connection, store, streams, heartbeat_s=settings.sse_heartbeat_s
+            service.connection,
+            store,
+            streams,
+            heartbeat_s=settings.sse_heartbeat_s,
+            open_streams=OpenStreams(settings.max_streams_per_tenant),
         )
         try:
             api.state.limiter = await open_limiter(

@@ -102,6 +102,7 @@ ENUM_THRESHOLD = 0.30
 ANSWER_THRESHOLD = 0.35
 ANSWER_MARGIN = 0.25
 ANSWER_SENTENCES = 3
+PASSAGE_WEIGHT = 0.3
 MAX_ROWS = 5
 PLACEHOLDER = "something"
 
@@ -415,11 +416,26 @@ def _condense(sentence: str) -> str:
     return sentence
 
 
+def _is_title(line: str, following: str) -> bool:
+    """A short line without a full stop, first of its block, that the next line does not
+    continue (it starts a new sentence): a heading in text that lost its blank lines (PDF)."""
+    words = _BULLET.sub("", line).split()
+    nxt = following.strip()
+    return (
+        0 < len(words) <= 8
+        and not _FULL_STOP.search(line)
+        and not line.endswith((",", ";", ":"))
+        and nxt[:1].isupper()
+        and not _BULLET.match(following)
+    )
+
+
 def passage_blocks(text: str) -> list[tuple[str, str]]:
     """A passage's paragraphs and list items as ("para" | "item", text), lines joined.
 
-    Headings (`#`, setext underlines), code blocks and table rows are left out: they are not
-    sentences. A line break inside a paragraph is a space (documents are often hard-wrapped).
+    Headings (`#`, setext underlines, a short unpunctuated first line followed by a new
+    sentence), code blocks and table rows are left out: they are not sentences. A line break
+    inside a paragraph is a space (documents are often hard-wrapped).
     """
     blocks: list[tuple[str, str]] = []
     current: list[str] = []
@@ -431,13 +447,17 @@ def passage_blocks(text: str) -> list[tuple[str, str]]:
             blocks.append((kind, _clean_inline(" ".join(current))))
             current.clear()
 
-    for raw in text.splitlines():
+    lines = text.splitlines()
+    for n, raw in enumerate(lines):
         if _FENCE.match(raw):
             flush()
             fenced = not fenced
             continue
         line = raw.strip()
         if fenced:
+            continue
+        if not current and _is_title(line, lines[n + 1] if n + 1 < len(lines) else ""):
+            kind = "para"
             continue
         if not line or _HEADING.match(raw) or _TABLE_ROW.match(raw):
             flush()
@@ -876,7 +896,7 @@ class ExtractiveChat:
 
         def prose(text: str, src: int, chunk: Any = None) -> None:
             found = passage_sentences(text) or split_sentences(text)
-            pieces.extend(_Piece("prose", s, src, chunk) for s in found)
+            pieces.extend(_Piece("prose", s, src, chunk, text) for s in found)
 
         items = [(name, text) for name, text in convo.tool_results]
         items += [("context", text) for text in convo.context]
@@ -981,9 +1001,19 @@ class ExtractiveChat:
         if prose_at:
             queries = list(dict.fromkeys([question, *clauses(question)]))
             texts = list(prose_at)
-            vectors = self._encode(queries + texts)
-            qv, sv = vectors[: len(queries)], vectors[len(queries) :]
-            scores = [max(_dot(q, s) for q in qv) for s in sv]
+            passages = list(dict.fromkeys(pieces[i].passage for i in prose_at.values()))
+            vectors = self._encode(queries + texts + (passages if PASSAGE_WEIGHT else []))
+            qv = vectors[: len(queries)]
+            sv = vectors[len(queries) : len(queries) + len(texts)]
+            pv = dict(zip(passages, vectors[len(queries) + len(texts) :], strict=False))
+            scores = []
+            for text, s in zip(texts, sv, strict=True):
+                score = max(_dot(q, s) for q in qv)
+                around = pv.get(pieces[prose_at[text]].passage)
+                if around is not None:  # a sentence of a passage on the question ranks higher
+                    whole = max(_dot(q, around) for q in qv)
+                    score = (1 - PASSAGE_WEIGHT) * score + PASSAGE_WEIGHT * whole
+                scores.append(score)
             best = max(scores)
             if best >= ANSWER_THRESHOLD:
                 floor = max(ANSWER_THRESHOLD, best - ANSWER_MARGIN)
@@ -1007,6 +1037,7 @@ class _Piece:
     text: str
     source: int | None = None  # rows are the answer of a query, not a passage: no source
     chunk: Any = None
+    passage: str = ""  # the whole text the sentence came from
 
 
 def _chunks(indexes: list[Any]) -> str:
