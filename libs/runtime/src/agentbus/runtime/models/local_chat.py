@@ -58,10 +58,12 @@ how do we roll back?" -> "who knows Rust" + "how do we roll back").
    - A passage is cut into whole sentences (`passage_sentences`): lines of a paragraph are
      joined, headings, code, tables, titles and fragments (a chunk that starts or ends
      mid-sentence) are left out, list items become sentences.
-   - Each sentence scores its best similarity to the question or one of its clauses. If the
-     best is >= `ANSWER_THRESHOLD` (0.35), the answer is the top `ANSWER_SENTENCES` (3)
-     sentences scoring >= max(0.35, best - `ANSWER_MARGIN` (0.25)), most relevant first, each
-     followed by its citation marker. Rows are the result of a query the model chose for this
+   - Each sentence scores 0.7 x its best similarity to the question or one of its clauses plus
+     `PASSAGE_WEIGHT` (0.3) x that of the whole passage it came from (a sentence of a passage
+     on the question outranks a lone look-alike; bench/answer_quality.py). If the best is
+     >= `ANSWER_THRESHOLD` (0.35), the answer is the top `ANSWER_SENTENCES` (3) sentences
+     scoring >= max(0.35, best - `ANSWER_MARGIN` (0.25)), most relevant first, each followed
+     by its citation marker. Rows are the result of a query the model chose for this
      question, so they are kept (at most `MAX_ROWS` per result), as "- " lines with no marker.
    - Markers: a hit with an integer `ref` (the caller numbered the passages it offered, as the
      orchestrator does) is cited as [ref], and the caller lists its sources. Other sources are
