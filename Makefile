@@ -17,9 +17,9 @@ PYPROJECTS := libs/contracts/pyproject.toml libs/runtime/pyproject.toml \
               $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
 MYPY_PACKAGES := -p agentbus.contracts -p agentbus.runtime $(foreach s,$(SERVICES),-p agentbus.$(s))
 
-.PHONY: setup run test lint format contracts nats-config clean node-tests
+.PHONY: setup run test lint format contracts nats-config clean node-tests web browser
 
-setup: $(STAMP)
+setup: $(STAMP) web
 
 $(STAMP): $(PYPROJECTS) requirements-dev.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,16 +47,34 @@ $(NODE_TESTS)/node_modules/.installed-stamp: $(NODE_TESTS)/package.json $(NODE_T
 	cd $(NODE_TESTS) && npm ci --no-audit --no-fund
 	touch $@
 
-run: $(STAMP)
+# The web app (web/, React + Vite) from its lockfile; the gateway serves web/dist at `/`.
+WEB_DEPS := web/node_modules/.package-lock.json
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts \
+               $(wildcard web/tsconfig*.json)
+web: web/dist/index.html
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+web/dist/index.html: $(WEB_DEPS) $(WEB_SOURCES)
+	cd web && npm run build
+
+# Debian's Chromium for the web app's browser tests (Playwright drives /usr/bin/chromium).
+browser:
+	deploy/tools/install-system.sh chromium:chromium
+
+run: $(STAMP) web
 	$(BIN)/agentbus up
 
-test: $(STAMP) $(SYSTEM_TOOLS) $(DEPLOY_TOOLS) node-tests lint
+test: $(STAMP) $(SYSTEM_TOOLS) $(DEPLOY_TOOLS) node-tests web browser lint
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(STAMP) $(WEB_DEPS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(MYPY_PACKAGES)
+	cd web && npm run lint
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -294,4 +294,3 @@ def test_platform_steps_stream_as_named_custom_events() -> None:
     values_only = Encoder(frozenset({"values"}), "r1", "th", "agent")
     routing = RunEvent(tenant_id="t", run_id="r1", thread_id="th", seq=0, type="routing")
     assert values_only.parts(routing) == []
-
