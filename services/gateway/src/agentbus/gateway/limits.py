@@ -8,7 +8,9 @@ the bus for them.
 from __future__ import annotations
 
 import json
+from collections import Counter
 
+from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 JSON_TYPES = ("application/json",)
@@ -75,3 +77,34 @@ class BodyLimits:
 
 class _TooLarge(Exception):
     pass
+
+
+class TooManyStreams(HTTPException):
+    """429: the tenant holds as many open SSE streams on this replica as it may."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            429,
+            f"Too many open streams for this tenant (limit {limit}); close one and retry",
+            headers={"Retry-After": "5"},
+        )
+
+
+class OpenStreams:
+    """Open SSE streams per tenant on this replica. Each costs a JetStream consumer, and the
+    cluster has a fixed number of them: one tenant must not take them all."""
+
+    def __init__(self, per_tenant: int) -> None:
+        self.per_tenant = per_tenant
+        self.open: Counter[str] = Counter()
+
+    def claim(self, tenant_id: str) -> None:
+        """Take a place, or raise TooManyStreams. Every claim is released exactly once."""
+        if self.open[tenant_id] >= self.per_tenant:
+            raise TooManyStreams(self.per_tenant)
+        self.open[tenant_id] += 1
+
+    def release(self, tenant_id: str) -> None:
+        self.open[tenant_id] -= 1
+        if self.open[tenant_id] <= 0:
+            del self.open[tenant_id]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import PurePath
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import (
     APIRouter,
     Depends,
@@ -30,7 +32,7 @@ from agentbus.contracts.streams import INGEST_EVENTS
 from agentbus.runtime.clients.ingest import submit
 from agentbus.runtime.traces import nats_span
 
-from .auth.deps import Principal, current_principal
+from .auth.deps import AuthService, Principal, current_principal
 from .ratelimit import per_tenant
 from .sse import HEARTBEAT, frame
 
@@ -79,10 +81,16 @@ async def upload(
         raise HTTPException(400, "The file is empty")
     name = PurePath(file.filename or "upload").name
     nc = request.app.state.runs.nc
+    auth: AuthService = request.app.state.auth
+    # Keyed: the same name replaces the same document, but nobody can compute another
+    # tenant's id from a guessed file name.
+    doc = auth.tokens.keyed_id("document", principal.tenant_id, f"upload:{name}")
+    await request.app.state.store.record_upload(principal.tenant_id, doc)
     sub = await submit(
         nc,
         principal.tenant_id,
         data,
+        document_id=doc,
         filename=name,
         source=f"upload:{name}",
         title=title,
@@ -193,39 +201,59 @@ async def _progress(
         await sub.unsubscribe()
 
 
-async def _owner(request: Request, document_id: str) -> str | None:
-    """The tenant of a document, from its row or (just uploaded) its latest event; None if
-    nothing is known yet (a queued upload)."""
-    row = await _pool(request).fetchval(
-        "SELECT tenant_id FROM documents WHERE document_id = $1 LIMIT 1", document_id
-    )
-    if row is not None:
-        return str(row)
+async def _known(request: Request, tenant_id: str, document_id: str) -> bool:
+    """Whether `tenant_id` has this document: uploaded here, indexed, or (submitted over the
+    bus) in progress. Only the tenant's own records are asked, so "not yours" and "does not
+    exist" are the same answer."""
+    if await request.app.state.store.uploaded(tenant_id, document_id):
+        return True
+    with contextlib.suppress(asyncpg.UndefinedTableError):  # ingest has not started yet
+        row = await _pool(request).fetchval(
+            "SELECT 1 FROM documents WHERE tenant_id = $1 AND document_id = $2",
+            tenant_id,
+            document_id,
+        )
+        if row is not None:
+            return True
     try:
         last = await request.app.state.runs.nc.jetstream().get_last_msg(
             INGEST_EVENTS.name, s.ingest_progress(document_id)
         )
     except (NotFoundError, s.SubjectError):
-        return None
-    tenant = json.loads(last.data or b"{}").get("tenant_id")
-    return str(tenant) if tenant else None
+        return False
+    return bool(json.loads(last.data or b"{}").get("tenant_id") == tenant_id)
 
 
-@router.get("/documents/{document_id}/events", summary="Indexing progress (SSE, resumable)")
+async def _tracked(
+    request: Request, tenant_id: str, events: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in events:
+            yield chunk
+    finally:
+        request.app.state.runs.open_streams.release(tenant_id)
+
+
+@router.get(
+    "/documents/{document_id}/events",
+    summary="Indexing progress (SSE, resumable)",
+    dependencies=[Depends(per_tenant("stream"))],
+    responses={404: {"description": "No such document for this tenant"}},
+)
 async def document_events(
     document_id: str,
     request: Request,
     principal: Auth,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
-    owner = await _owner(request, document_id)
-    if owner not in (None, principal.tenant_id):
+    tenant = principal.tenant_id
+    if not await _known(request, tenant, document_id):
         raise HTTPException(404, "Document not found")
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    request.app.state.runs.open_streams.claim(tenant)  # 429 past the tenant's open streams
+    progress = _tracked(request, tenant, _progress(request, tenant, document_id, after))
     return StreamingResponse(
-        request.app.state.runs.streams.track(
-            "ingest", _progress(request, principal.tenant_id, document_id, after)
-        ),
+        request.app.state.runs.streams.track("ingest", progress),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

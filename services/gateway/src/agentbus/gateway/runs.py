@@ -22,6 +22,7 @@ from agentbus.contracts.streams import RUN_EVENTS
 from agentbus.runtime.metrics import StreamMetrics
 from agentbus.runtime.traces import nats_span
 
+from .limits import OpenStreams
 from .store import GatewayStore
 
 HEARTBEAT_S = 15.0
@@ -38,8 +39,11 @@ class RunGateway:
         store: GatewayStore,
         streams: StreamMetrics | None = None,
         heartbeat_s: float = HEARTBEAT_S,
+        open_streams: OpenStreams | None = None,
     ) -> None:
         self.nc = nc
+        # Followed runs per tenant (each is a JetStream consumer): TooManyStreams past the cap.
+        self.open_streams = open_streams or OpenStreams(per_tenant=1000)
         # Proxies close idle connections; a comment this often keeps an SSE stream open.
         self.heartbeat_s = heartbeat_s
         self.js = nc.jetstream()
@@ -99,11 +103,13 @@ class RunGateway:
         """`events`, subscribed before it returns: an SSE response must not start (200 and
         headers sent) for a stream that cannot be read, e.g. at the stream's consumer limit.
 
-        Raises StreamUnavailable.
+        Raises TooManyStreams (429) or StreamUnavailable.
         """
+        self.open_streams.claim(tenant_id)
         try:
             sub = await self._subscribe(run_id)
         except Exception as exc:
+            self.open_streams.release(tenant_id)
             raise StreamUnavailable(f"cannot follow run {run_id}: {exc}") from None
         return self._events(sub, tenant_id, run_id, after, None)
 
@@ -119,7 +125,12 @@ class RunGateway:
         self, tenant_id: str, run_id: str, *, after: int = -1, heartbeat: float | None = None
     ) -> AsyncIterator[RunEvent | None]:
         """The run's events with seq > `after`, until `end`; None marks a heartbeat interval."""
-        sub = await self._subscribe(run_id)
+        self.open_streams.claim(tenant_id)
+        try:
+            sub = await self._subscribe(run_id)
+        except BaseException:
+            self.open_streams.release(tenant_id)
+            raise
         async for event in self._events(sub, tenant_id, run_id, after, heartbeat):
             yield event
 
@@ -148,4 +159,5 @@ class RunGateway:
                         await self.store.finish_run(tenant_id, run_id, event.status)
                     return
         finally:
+            self.open_streams.release(tenant_id)
             await sub.unsubscribe()

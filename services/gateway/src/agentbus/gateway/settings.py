@@ -27,6 +27,11 @@ class GatewaySettings(Settings, AuthSettings):
         le=300,
         description="Seconds of silence after which an SSE stream gets a keepalive comment",
     )
+    max_streams_per_tenant: int = Field(
+        default=1000,
+        ge=1,
+        description="Open SSE streams one tenant may hold on one gateway replica (429 past it)",
+    )
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest JSON request body (413 above it)"
     )

@@ -32,6 +32,12 @@ CREATE TABLE IF NOT EXISTS runs (
     PRIMARY KEY (tenant_id, run_id)
 );
 CREATE INDEX IF NOT EXISTS runs_thread ON runs (tenant_id, thread_id, created_at DESC);
+CREATE TABLE IF NOT EXISTS document_uploads (
+    tenant_id    text NOT NULL,
+    document_id  text NOT NULL,
+    uploaded_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, document_id)
+);
 """
 
 
@@ -55,6 +61,23 @@ class GatewayStore:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(727002)")
             await conn.execute(SCHEMA)
+
+    async def record_upload(self, tenant_id: str, document_id: str) -> None:
+        """The tenant uploaded this document (before ingest has a row for it)."""
+        await self.pool.execute(
+            "INSERT INTO document_uploads (tenant_id, document_id) VALUES ($1, $2)"
+            " ON CONFLICT (tenant_id, document_id) DO UPDATE SET uploaded_at = now()",
+            tenant_id,
+            document_id,
+        )
+
+    async def uploaded(self, tenant_id: str, document_id: str) -> bool:
+        found = await self.pool.fetchval(
+            "SELECT 1 FROM document_uploads WHERE tenant_id = $1 AND document_id = $2",
+            tenant_id,
+            document_id,
+        )
+        return found is not None
 
     async def create_thread(
         self, tenant_id: str, thread_id: str, title: str | None, metadata: dict[str, Any]

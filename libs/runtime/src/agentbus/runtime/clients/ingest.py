@@ -34,7 +34,7 @@ _EVENT = TypeAdapter(IngestEvent)
 CONTENT_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".txt": "text/plain"}
 
 
-def document_id(tenant_id: str, source: str) -> str:
+def derive_document_id(tenant_id: str, source: str) -> str:
     """A stable id per tenant and source: re-submitting a file replaces its earlier version."""
     return hashlib.sha256(f"{tenant_id}\x00{source}".encode()).hexdigest()[:24]
 
@@ -63,11 +63,14 @@ async def submit(
     tags: list[str] | None = None,
     chunking: ChunkingOverrides | None = None,
     content_type_: str | None = None,
+    document_id: str | None = None,
 ) -> Submission:
+    """`document_id` defaults to one derived from the tenant and source (the gateway passes
+    a keyed one: see its upload route)."""
     js = nc.jetstream()
     sha = hashlib.sha256(data).hexdigest()
     src = source or filename
-    doc = document_id(tenant_id, src)
+    doc = document_id or derive_document_id(tenant_id, src)
     name = f"{tenant_id}/{doc}/{sha}"
     store = await js.object_store(DOCUMENTS.name)
     await store.put(name, data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -140,6 +141,12 @@ class TokenService:
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
         self.clock = clock
+
+    def keyed_id(self, purpose: str, *parts: str) -> str:
+        """A stable id that reveals nothing without the secret (HMAC-SHA256, 24 hex digits):
+        an id derived from a tenant and a file name must not let anyone test for that name."""
+        message = "\x00".join((purpose, *parts)).encode()
+        return hmac.new(self._secret.encode(), message, hashlib.sha256).hexdigest()[:24]
 
     @classmethod
     def from_settings(cls, settings: AuthSettings) -> TokenService:
