@@ -31,6 +31,15 @@ JWT_SECRET_FILE = "jwt-secret"
 
 TokenType = Literal["access", "refresh"]
 
+# Words of the placeholder secrets in deploy/ (compose .env.example, the kustomize dev overlay)
+# and of their usual kind: long enough for the length check, but public.
+PLACEHOLDER_MARKS = ("change-me", "changeme", "dev-only", "not-for-real-use", "placeholder")
+
+
+def is_placeholder(secret: str) -> bool:
+    lowered = secret.lower()
+    return any(mark in lowered for mark in PLACEHOLDER_MARKS)
+
 
 class AuthSettings(BaseModel):
     """Auth settings; `GatewaySettings` exposes them as `AGENTBUS_JWT_SECRET` and so on."""
@@ -50,6 +59,11 @@ class AuthSettings(BaseModel):
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
             raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+        if value is not None and is_placeholder(value.get_secret_value()):
+            raise ValueError(
+                "is a published placeholder; set a random secret (e.g. `openssl rand -base64 48`)"
+                " or leave it unset under `agentbus up`"
+            )
         return value
 
     def resolved(self, data_dir: Path) -> AuthSettings:
