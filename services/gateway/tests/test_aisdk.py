@@ -129,6 +129,18 @@ async def test_dropped_stream_resumes_from_the_start_and_the_run_completes(
     assert got["responses"][1]["ends_with_done"]
 
 
+async def test_regenerate_runs_the_last_user_message_again(
+    platform: Platform, http: httpx.AsyncClient
+) -> None:
+    chat_id = new_id()
+    got = await node(platform, chat_id, "again and again", "regenerate", "echo")
+    assert got["first"]["text"].strip() == "again and again"
+    assert got["text"].strip() == "again and again"
+    assert got["message_id"] != got["first"]["message_id"]  # a new run, a new message
+    messages = (await http.get(f"/api/v1/threads/{chat_id}/messages")).json()["messages"]
+    assert [m["content"] for m in messages] == ["again and again"] * 4
+
+
 async def test_bad_requests_are_refused(http: httpx.AsyncClient) -> None:
     no_user = await http.post(
         "/api/chat",

@@ -1,7 +1,7 @@
 // The `ai` package's own DefaultChatTransport and readUIMessageStream, exactly as useChat uses
 // them, against the gateway's POST /api/chat and GET /api/chat/{id}/stream.
 //
-//   node aisdk_chat.mjs <gateway url> <api key> <chat id> <question> [send|drop-and-resume]
+//   node aisdk_chat.mjs <gateway url> <api key> <chat id> <question> [send|drop-and-resume|regenerate]
 //                       [assistant id]
 //
 // Prints one JSON summary on stdout; exits non-zero when a chunk fails the package's schema or
@@ -99,6 +99,17 @@ if (mode === "send") {
   if (resumed) Object.assign(out, summary(await read(resumed)));
   // The run has ended: nothing to resume (204, which the transport reads as null).
   out.after_end = await transport.reconnectToStream({ chatId });
+} else if (mode === "regenerate") {
+  // As useChat's regenerate(): the last assistant message goes, the user message is sent again.
+  const question_ = userMessage(question);
+  const first = await read(await transport.sendMessages({
+    chatId, messages: [question_], trigger: "submit-message", messageId: undefined,
+  }));
+  const again = await transport.sendMessages({
+    chatId, messages: [question_], trigger: "regenerate-message", messageId: first.message.id,
+  });
+  out.first = summary(first);
+  Object.assign(out, summary(await read(again)));
 } else {
   throw new Error(`unknown mode ${mode}`);
 }

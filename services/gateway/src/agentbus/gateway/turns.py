@@ -22,19 +22,19 @@ from agentbus.contracts.streams import RUN_EVENTS
 
 from .auth.deps import Principal
 from .langgraph.routes import service_of
-from .langgraph.service import ASSISTANTS
 from .runs import RunGateway, StreamUnavailable
 from .store import GatewayStore
 
 
-def assistants() -> dict[str, str]:
-    """The assistants a caller can run, id -> description (the one place adapters read them)."""
-    return dict(ASSISTANTS)
+async def assistants(request: Request, tenant_id: str) -> dict[str, str]:
+    """The assistants a caller can run, id -> description: the graphs the orchestrators serve,
+    learned over the bus by the LangGraph API's catalog (the one place adapters read them)."""
+    graphs = await service_of(request).assistants.catalog.graphs(tenant_id)
+    return {gid: info.description or info.name or gid for gid, info in graphs.items()}
 
 
-def assistant_or_404(assistant_id: str) -> str:
-    if assistant_id not in assistants():
-        raise HTTPException(404, f"Assistant {assistant_id!r} not found")
+async def assistant_or_404(request: Request, tenant_id: str, assistant_id: str) -> str:
+    await service_of(request).assistants.catalog.require(tenant_id, assistant_id)
     return assistant_id
 
 
@@ -80,10 +80,11 @@ async def start_turn(
     if thread_id is None:
         thread_id = new_id()
         await store.create_thread(tenant, thread_id, title, metadata or {})
-    elif await store.thread(tenant, thread_id) is None:
-        if not create_thread:
-            raise HTTPException(404, "Thread not found")
+    elif create_thread:
+        # An upsert that leaves an existing thread as it is: one query, not a look-up first.
         await store.create_thread(tenant, thread_id, title, metadata or {})
+    elif await store.thread(tenant, thread_id) is None:
+        raise HTTPException(404, "Thread not found")
     run = await runs.submit(
         tenant,
         thread_id,

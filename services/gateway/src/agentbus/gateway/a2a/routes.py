@@ -57,12 +57,18 @@ from .wire import (
 
 router = APIRouter(tags=["a2a"])
 Auth = Annotated[Principal, Depends(current_principal)]
+CARD_TENANT = "public"
 CONTEXT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 
-def card(request: Request, assistant_id: str) -> dict[str, Any]:
+async def card(request: Request, assistant_id: str) -> dict[str, Any]:
+    """The card of an assistant; 404 when no orchestrator serves it. Cards are public: the
+    graph list is the same for every tenant, so it is asked as CARD_TENANT."""
+    served = await assistants(request, CARD_TENANT)
+    if assistant_id not in served:
+        raise HTTPException(404, f"Assistant {assistant_id!r} not found")
     url = f"{str(request.base_url).rstrip('/')}/a2a/{assistant_id}"
-    description = assistants()[assistant_id]
+    description = served[assistant_id]
     return {
         "name": f"agentbus {assistant_id}",
         "description": description,
@@ -100,12 +106,12 @@ def card(request: Request, assistant_id: str) -> dict[str, Any]:
 
 @router.get("/.well-known/agent-card.json", summary="A2A agent card of the default assistant")
 async def root_card(request: Request) -> dict[str, Any]:
-    return card(request, "agent")
+    return await card(request, "agent")
 
 
 @router.get("/a2a/{assistant_id}/.well-known/agent-card.json", summary="A2A agent card")
 async def assistant_card(assistant_id: str, request: Request) -> dict[str, Any]:
-    return card(request, assistant_or_404(assistant_id))
+    return await card(request, assistant_id)
 
 
 def _apply(task: TaskView, event: RunEvent) -> None:
@@ -211,7 +217,7 @@ async def _stream(
 
 @router.post("/a2a/{assistant_id}", summary="A2A JSON-RPC (v1.0 and v0.3 method names)")
 async def rpc(assistant_id: str, request: Request, principal: Auth) -> Response:
-    assistant_or_404(assistant_id)
+    await assistant_or_404(request, principal.tenant_id, assistant_id)
     try:
         payload = json.loads(await request.body())
     except ValueError:

@@ -69,7 +69,7 @@ async def chat(request: Request, req: ChatRequest, principal: Auth) -> Streaming
     question = req.question()
     if question is None:
         raise HTTPException(422, "The messages hold no user message with text to answer")
-    assistant_or_404(req.assistant_id)
+    await assistant_or_404(request, principal.tenant_id, req.assistant_id)
     # submit-message and regenerate-message both run the last user message on the thread.
     turn = await start_turn(
         request,

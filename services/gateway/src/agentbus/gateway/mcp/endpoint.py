@@ -33,7 +33,10 @@ INSTRUCTIONS = (
 async def _list_tools(
     ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
 ) -> types.ListToolsResult:
-    return types.ListToolsResult(tools=list_tools())
+    request = ctx.request
+    assert isinstance(request, Request)
+    principal: Principal = request.state.principal
+    return types.ListToolsResult(tools=list_tools(await assistants(request, principal.tenant_id)))
 
 
 async def _call_tool(
@@ -46,7 +49,7 @@ async def _call_tool(
     try:
         if params.name == SEARCH:
             return await search(request, principal, arguments)
-        if params.name in assistants():
+        if params.name in await assistants(request, principal.tenant_id):
             return await ask(request, principal, params.name, arguments)
     except HTTPException as exc:
         # Refusals (rate limit, unknown thread, a service down) are tool errors the model reads.

@@ -15,7 +15,7 @@ from agentbus.runtime.traces import nats_span
 
 from ..auth.deps import Principal
 from ..ratelimit import per_tenant
-from ..turns import assistants, follow, runs_of, start_turn
+from ..turns import follow, runs_of, start_turn
 
 SEARCH = "search_documents"
 
@@ -43,7 +43,7 @@ SEARCH_INPUT: dict[str, Any] = {
 }
 
 
-def list_tools() -> list[types.Tool]:
+def list_tools(served: dict[str, str]) -> list[types.Tool]:
     tools = [
         types.Tool(
             name=assistant_id,
@@ -51,7 +51,7 @@ def list_tools() -> list[types.Tool]:
             "run's citations (resource links to the documents).",
             input_schema=ASSISTANT_INPUT,
         )
-        for assistant_id, description in assistants().items()
+        for assistant_id, description in served.items()
     ]
     tools.append(
         types.Tool(

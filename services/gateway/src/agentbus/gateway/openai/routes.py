@@ -36,21 +36,24 @@ THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 CREATED = 1767225600
 
 
-def _model(model: str) -> str:
+async def _model(request: Request, principal: Principal, model: str) -> str:
     try:
-        return assistant_or_404(model)
-    except HTTPException:
+        return await assistant_or_404(request, principal.tenant_id, model)
+    except HTTPException as exc:
+        if exc.status_code != 404:
+            raise
         raise HTTPException(404, f"The model {model!r} does not exist") from None
 
 
 @router.get("/models", summary="OpenAI: the assistants, as models")
-async def list_models(principal: Auth) -> dict[str, Any]:
-    return {"object": "list", "data": [model_entry(a, CREATED) for a in assistants()]}
+async def list_models(request: Request, principal: Auth) -> dict[str, Any]:
+    served = await assistants(request, principal.tenant_id)
+    return {"object": "list", "data": [model_entry(a, CREATED) for a in served]}
 
 
 @router.get("/models/{model}", summary="OpenAI: one assistant, as a model")
-async def get_model(model: str, principal: Auth) -> dict[str, Any]:
-    return model_entry(_model(model), CREATED)
+async def get_model(model: str, request: Request, principal: Auth) -> dict[str, Any]:
+    return model_entry(await _model(request, principal, model), CREATED)
 
 
 async def _stream(
@@ -99,7 +102,7 @@ async def chat_completions(
     thread_id: Annotated[str | None, Header(alias=THREAD_HEADER)] = None,
 ) -> Response:
     await per_tenant("stream" if body.stream else "chat")(request, principal)
-    assistant_id = _model(body.model)
+    assistant_id = await _model(request, principal, body.model)
     if thread_id is not None and not THREAD_ID.match(thread_id):
         return error_response(400, f"{THREAD_HEADER} must be 1-128 of A-Z a-z 0-9 _ -")
     messages = body.run_messages(on_thread=thread_id is not None)
