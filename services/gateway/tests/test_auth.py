@@ -340,27 +340,43 @@ async def test_register_rejects_bad_input(client: httpx.AsyncClient) -> None:
         assert [e["field"] for e in response.json()["errors"]] == [field], response.text
 
 
-async def test_duplicate_email_is_409_and_leaves_no_tenant(
+async def test_a_taken_email_answers_like_a_new_one_and_creates_nothing(
     client: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:
+    """No email enumeration (issue 13, point 11): the same status and shape either way."""
     reg = await register(client)
     name = f"Second {uuid.uuid4().hex}"
     again = await client.post(
         "/api/v1/auth/register",
         json={"email": reg["user"]["email"].upper(), "password": PASSWORD, "tenant_name": name},
     )
-    assert again.status_code == 409
-    assert again.json() == {"detail": "A user with this email already exists"}
+    fresh = await client.post(
+        "/api/v1/auth/register",
+        json={"email": new_email(), "password": PASSWORD, "tenant_name": f"Third {name}"},
+    )
+    assert again.status_code == fresh.status_code == 201, again.text
+    assert set(again.json()) == set(fresh.json())
+    assert set(again.json()["user"]) == set(fresh.json()["user"])
     assert await pool.fetchval("SELECT count(*) FROM tenants WHERE name = $1", name) == 0
+    # The account is untouched: its owner signs in with the first password only.
+    assert (await login(client, reg["user"]["email"]))["access_token"]
+    wrong = await client.post(
+        "/api/v1/auth/login",
+        json={"email": reg["user"]["email"], "password": "Another-Horse-77"},
+    )
+    assert wrong.status_code == 401
 
 
-async def test_concurrent_registrations_of_one_email(client: httpx.AsyncClient) -> None:
+async def test_concurrent_registrations_of_one_email(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
     email = new_email()
     body = {"email": email, "password": PASSWORD}
     responses = await asyncio.gather(
         *(client.post("/api/v1/auth/register", json=body) for _ in range(3))
     )
-    assert sorted(r.status_code for r in responses) == [201, 409, 409]
+    assert sorted(r.status_code for r in responses) == [201, 201, 201]
+    assert await pool.fetchval("SELECT count(*) FROM users WHERE email = $1", email) == 1
 
 
 # --- tokens ----------------------------------------------------------------------------------

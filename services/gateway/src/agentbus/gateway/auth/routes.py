@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -18,6 +18,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 from starlette.datastructures import UploadFile
+
+from agentbus.contracts import new_id
 
 from ..ratelimit import per_client
 from .deps import (
@@ -182,19 +184,38 @@ _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Not auth
     response_model=RegisterResponse,
     tags=["auth"],
     summary="Create a tenant and its first user (an admin)",
-    responses={409: {"description": "A user with this email exists"}},
 )
 async def register(req: RegisterRequest, auth: Auth) -> RegisterResponse:
+    """A taken email gets the same answer as a free one (nothing is created, the account is
+    untouched): the endpoint must not tell who has an account here."""
     slug = slugify(req.tenant_name or "") or slugify(req.email.split("@", 1)[0])
     name = req.tenant_name or req.email.split("@", 1)[0]
-    if await auth.store.user_by_email(req.email) is not None:
-        raise HTTPException(409, "A user with this email already exists")
+    # Hashed either way, so the taken case does not answer faster.
     password_hash = await auth.passwords.hash(req.password)
+    if await auth.store.user_by_email(req.email) is not None:
+        return _unsaved(req.email, name)
     try:
         user, tenant = await auth.store.register(req.email, password_hash, name, slug)
     except EmailTaken:
-        raise HTTPException(409, "A user with this email already exists") from None
+        return _unsaved(req.email, name)
     return RegisterResponse(user=UserOut.of(user), tenant=TenantOut.of(tenant))
+
+
+def _unsaved(email: str, tenant_name: str) -> RegisterResponse:
+    """What a registration answers, for an email that is taken: shaped like a real one."""
+    now = datetime.now(UTC)
+    tenant_id = new_id()
+    user = UserOut(
+        id=new_id(),
+        email=email.lower(),
+        role="admin",
+        tenant_id=tenant_id,
+        created_at=now,
+        last_login_at=None,
+    )
+    return RegisterResponse(
+        user=user, tenant=TenantOut(id=tenant_id, name=tenant_name, created_at=now)
+    )
 
 
 def _invalid(
