@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind
 
 from agentbus.contracts import GraphQuery, GraphResult
 from agentbus.contracts.retrieval import GraphQueryName
+from agentbus.runtime.stores.graph import inline_parameters
 from agentbus.runtime.traces import tracer
 
 DECAY_S = 30 * 24 * 3600.0
@@ -109,15 +110,19 @@ class GraphQueries:
                 "agentbus.graph.query": req.name,
             },
         ) as span:
+            # Values as escaped literals, never Bolt parameters: FalkorDB splices parameters
+            # unescaped, so an entity named `x' t='other` read another tenant's graph.
             records, summary, _ = await self.driver.execute_query(
-                named.cypher,
-                {
-                    **params,
-                    "t": req.tenant_id,
-                    "limit": req.limit,
-                    "now": time.time(),
-                    "decay": DECAY_S,
-                },
+                inline_parameters(
+                    named.cypher,
+                    {
+                        **params,
+                        "t": req.tenant_id,
+                        "limit": req.limit,
+                        "now": time.time(),
+                        "decay": DECAY_S,
+                    },
+                )
             )
             agent = str(getattr(summary.server, "agent", "") or "")
             if agent:
