@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+
+# LangGraph's PostgreSQL checkpointer tables (AsyncPostgresSaver), all keyed by thread_id.
+CHECKPOINT_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS threads (
@@ -137,7 +141,18 @@ class GatewayStore:
         await self.pool.execute(
             "DELETE FROM runs WHERE tenant_id = $1 AND thread_id = $2", tenant_id, thread_id
         )
+        await self._delete_checkpoints(tenant_id, thread_id)
         return str(result).endswith(" 1")
+
+    async def _delete_checkpoints(self, tenant_id: str, thread_id: str) -> None:
+        """The orchestrator's LangGraph checkpoints of the thread, so that re-creating the id
+        starts an empty conversation. Their thread key is `<tenant>:<thread>` (keep in step
+        with agentbus.orchestrator.runner.thread_key; services do not import each other)."""
+        key = f"{tenant_id}:{thread_id}"
+        for table in CHECKPOINT_TABLES:
+            # Not there before the orchestrator's first start.
+            with contextlib.suppress(asyncpg.UndefinedTableError):
+                await self.pool.execute(f"DELETE FROM {table} WHERE thread_id = $1", key)
 
     async def create_run(
         self,
