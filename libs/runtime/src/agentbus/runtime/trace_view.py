@@ -9,7 +9,6 @@ top level and marked, because it means some hop did not carry the trace context.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,13 +210,6 @@ def build(trace_id: str, spans: list[Span]) -> Trace:
         node.children.sort(key=lambda n: (n.span.start_ns, n.span.end_ns))
     roots.sort(key=lambda n: (n.orphan, n.span.start_ns))
     return Trace(trace_id, mine, roots)
-
-
-def traces_by_id(spans: list[Span]) -> dict[str, list[Span]]:
-    out: dict[str, list[Span]] = defaultdict(list)
-    for span in spans:
-        out[span.trace_id].append(span)
-    return out
 
 
 def find_trace(spans: list[Span], trace_id: str) -> Trace:

@@ -236,11 +236,6 @@ def with_trace_context(headers: Mapping[str, str] | None = None) -> dict[str, st
     return out
 
 
-def current_trace_id() -> str | None:
-    ctx = trace.get_current_span().get_span_context()
-    return format(ctx.trace_id, "032x") if ctx.is_valid else None
-
-
 @contextlib.contextmanager
 def nats_span(
     subject: str,

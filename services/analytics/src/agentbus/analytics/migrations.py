@@ -161,8 +161,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
-TABLES = ("events", "llm_usage", "runs", "tool_calls", "evaluations", "ingest_events")
-
 _LEDGER = f"""
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version UInt32,

@@ -75,11 +75,6 @@ class ClickHouseStore:
     ) -> list[tuple[Any, ...]]:
         return await asyncio.to_thread(self.query_sync, sql, parameters)
 
-    async def query_columns(
-        self, sql: str, parameters: dict[str, Any] | None = None
-    ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        return await asyncio.to_thread(self.query_columns_sync, sql, parameters)
-
     async def version(self) -> str:
         rows = await self.query("SELECT version()")
         kind = "chDB (embedded)" if self.embedded else "server"

@@ -141,12 +141,6 @@ class GraphEngine(ProcessEngine):
             raise EngineError("graph: no bolt port chosen yet; start the engine first")
         return f"bolt://{HOST}:{self.bolt_port}"
 
-    @property
-    def redis_url(self) -> str:
-        if not self.port:
-            raise EngineError("graph: no port chosen yet; start the engine first")
-        return f"redis://{HOST}:{self.port}"
-
     def _choose_ports(self) -> None:
         port = self._pick_port(self.requested_port, HOST)
         if self._keep_ports and self.bolt_port:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 MODEL_NAME = "all-MiniLM-L6-v2"
-DIMENSIONS = 384
 
 
 def _cache_dir() -> Path:

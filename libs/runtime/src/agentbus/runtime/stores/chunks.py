@@ -11,8 +11,6 @@ import contextlib
 
 import asyncpg
 
-SCHEMA_VERSION = 1
-
 
 def schema_sql(dimensions: int) -> str:
     return f"""
