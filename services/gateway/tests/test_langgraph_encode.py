@@ -143,7 +143,13 @@ def test_messages_convert_both_ways() -> None:
         ({"assistant_id": "a", "stream_mode": "messages"}, "messages-tuple"),
         ({"assistant_id": "a", "stream_mode": ["values", "debug"]}, "debug"),
         ({"assistant_id": "a", "on_disconnect": "explode"}, "on_disconnect"),
-        ({"assistant_id": "a", "interrupt_before": ["x"]}, "interrupt_before"),
+        ({"assistant_id": "a", "interrupt_before": "all"}, "interrupt_before"),
+        ({"assistant_id": "a", "webhook": "http://example.com/hook"}, "webhook"),
+        ({"assistant_id": "a", "checkpoint": {"checkpoint_ns": "sub"}}, "checkpoint_ns"),
+        (
+            {"assistant_id": "a", "checkpoint": {"checkpoint_id": "1"}, "checkpoint_id": "2"},
+            "different checkpoints",
+        ),
         ({"assistant_id": "a", "command": {"goto": "x"}}, "goto"),
         ({"assistant_id": "a", "input": "text"}, "input"),
         ({"assistant_id": "a", "unknown": 1}, "unknown"),
@@ -154,6 +160,21 @@ def test_bad_run_bodies_name_the_problem(body: dict[str, Any], problem: str) -> 
     with pytest.raises(ValidationError) as err:
         RunCreate.model_validate(body)
     assert problem in str(err.value)
+
+
+def test_run_from_a_checkpoint_and_breakpoints() -> None:
+    run = RunCreate.model_validate(
+        {"assistant_id": "a", "checkpoint": {"checkpoint_id": "c1", "thread_id": "t"}}
+    )
+    assert run.from_checkpoint == "c1"
+    assert (
+        RunCreate.model_validate({"assistant_id": "a", "checkpoint_id": "c2"}).from_checkpoint
+        == "c2"
+    )
+    both = RunCreate.model_validate(
+        {"assistant_id": "a", "interrupt_before": "*", "interrupt_after": ["n"]}
+    )
+    assert both.interrupt_before == "*" and both.interrupt_after == ["n"]
 
 
 def test_run_body_defaults_match_the_sdk() -> None:

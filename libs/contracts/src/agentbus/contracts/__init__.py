@@ -35,6 +35,7 @@ from .runs import (
 )
 from .streams import BUCKETS, CONSUMERS, STREAMS, BucketSpec, ConsumerSpec, StreamSpec
 from .telemetry import EvaluationScored, LlmUsage, RunFinished, ToolCalled
+from .threads import THREADS_UPDATE, ThreadUpdated, ThreadUpdateRequest
 
 __version__ = "0.1.0"
 
@@ -45,6 +46,7 @@ __all__ = [
     "SERVICES",
     "STREAMS",
     "SUBJECTS",
+    "THREADS_UPDATE",
     "AnalyticsQuery",
     "AnalyticsQueryName",
     "AnalyticsResult",
@@ -85,6 +87,8 @@ __all__ = [
     "ThreadCheckpoint",
     "ThreadState",
     "ThreadStateRequest",
+    "ThreadUpdateRequest",
+    "ThreadUpdated",
     "ToolCalled",
     "all_models",
     "new_id",

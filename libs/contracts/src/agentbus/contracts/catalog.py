@@ -27,6 +27,7 @@ from .retrieval import GraphQuery, GraphResult, SearchRequest, SearchResult
 from .runs import RunControl, RunEvent, RunRequested, ThreadState, ThreadStateRequest
 from .streams import BUCKETS, DEAD_LETTERS, STREAMS, BucketSpec, StreamSpec, consumers_of
 from .telemetry import EvaluationScored, LlmUsage, RunFinished, ToolCalled
+from .threads import THREADS_UPDATE, ThreadUpdated, ThreadUpdateRequest
 
 Kind = Literal["stream", "core", "request"]
 
@@ -86,6 +87,16 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         reply=ThreadState,
         queue_group="orchestrator",
         description="Current values, next nodes, checkpoint and history of a thread",
+    ),
+    SubjectSpec(
+        THREADS_UPDATE,
+        "request",
+        producers=("gateway",),
+        consumers=("orchestrator",),
+        payloads=(ThreadUpdateRequest,),
+        reply=ThreadUpdated,
+        queue_group="orchestrator",
+        description="Update a thread's state as a node, copy a thread, prune checkpoints",
     ),
     SubjectSpec(
         GRAPHS_DESCRIBE,

@@ -52,6 +52,17 @@ class RunRequested(Event):
         max_length=128,
         description="The graph to run; None = the graph named like assistant_id (built-ins)",
     )
+    checkpoint_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Run from this checkpoint of the thread (a fork: LangGraph's regenerate)",
+    )
+    interrupt_before: list[str] | Literal["*"] | None = Field(
+        default=None, description="Pause before these nodes (LangGraph's interrupt_before)"
+    )
+    interrupt_after: list[str] | Literal["*"] | None = Field(
+        default=None, description="Pause after these nodes"
+    )
     metadata: JsonObject = Field(default_factory=dict)
     stream_modes: list[StreamMode] = Field(default_factory=lambda: list[StreamMode](["values"]))
     multitask_strategy: MultitaskStrategy = "reject"

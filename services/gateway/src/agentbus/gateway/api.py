@@ -19,6 +19,7 @@ from . import __version__
 from .a2a import router as a2a_router
 from .aisdk import router as aisdk_router
 from .auth import router as auth_router
+from .headers import SecurityHeaders
 from .langgraph import router as langgraph_router
 from .limits import BodyLimits
 from .mcp import McpEndpoint
@@ -67,6 +68,8 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
+    # Outermost: every answer gets them, the guards' and the error handlers' included.
+    api.add_middleware(SecurityHeaders)
     api.include_router(auth_router)
     api.include_router(native_router)
     api.include_router(documents_router)

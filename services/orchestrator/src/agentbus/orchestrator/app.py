@@ -15,11 +15,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from agentbus.contracts import (
     GRAPHS_DESCRIBE,
+    THREADS_UPDATE,
     ErrorReply,
     GraphDescribeRequest,
     GraphDescription,
     ThreadState,
     ThreadStateRequest,
+    ThreadUpdated,
+    ThreadUpdateRequest,
 )
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import ORCHESTRATOR_RUNS
@@ -36,6 +39,7 @@ from .diagnostics import drop_diagnostics
 from .models import ModelConfigError, load_router
 from .runner import RunLimits, Runner
 from .settings import OrchestratorSettings
+from .thread_ops import thread_update
 from .threads import thread_state
 
 log = logging.getLogger("agentbus.orchestrator.app")
@@ -130,6 +134,22 @@ def build(settings: OrchestratorSettings) -> Service:
     async def on_run(msg: NatsMessage) -> None:
         # Returns once the run has a slot; the run goes on in the background (see WorkSlots).
         await slots.start(msg, lambda: state["runner"].handle(msg))
+
+    @service.broker.subscriber(
+        THREADS_UPDATE,
+        queue="orchestrator",
+        title="threads.update",
+        description="ThreadUpdateRequest -> ThreadUpdated",
+    )
+    async def on_thread_update(msg: NatsMessage) -> ThreadUpdated | ErrorReply:
+        req = parse_or_error(msg.body, ThreadUpdateRequest, service.rejects, THREADS_UPDATE)
+        if isinstance(req, ErrorReply):
+            return req
+        try:
+            return await thread_update(req, state["saver"], state["graphs"])
+        except Exception as exc:  # a graph that cannot take the update answers, never hangs
+            log.warning("cannot update thread %r", req.thread_id, exc_info=True)
+            return ErrorReply(error=f"{type(exc).__name__}: {exc}"[:1000], reason="graph_error")
 
     @service.broker.subscriber(
         GRAPHS_DESCRIBE,

@@ -56,6 +56,8 @@ def run_config(run: RunRequested, thread_key: str, graph_id: str) -> dict[str, A
         graph_id=graph_id,
         user_id=run.user_id,
     )
+    if run.checkpoint_id:
+        configurable["checkpoint_id"] = run.checkpoint_id
     config: dict[str, Any] = {
         "configurable": configurable,
         "metadata": {

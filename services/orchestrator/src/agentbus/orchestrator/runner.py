@@ -311,7 +311,11 @@ class Runner:
         resuming: bool,
     ) -> RunStatus:
         native = ctx.native = is_native(graph)
-        graph_input: Any = self._input(run) if native else user_input(self._input(run))
+        # A user's graph gets LangGraph's semantics: no input continues the thread (after a
+        # breakpoint, or from a checkpoint); the built-in graphs always start from an input.
+        graph_input: Any = (
+            self._input(run) if native else user_input(self._input(run, none_continues=True))
+        )
         if resuming:
             snapshot = await graph.aget_state(config)
             if snapshot.metadata and snapshot.metadata.get("run_id") == run.run_id:
@@ -336,6 +340,8 @@ class Runner:
                 config,
                 context=ctx if native else user_context(graph, run),
                 stream_mode=NATIVE_MODES if native else USER_MODES,
+                interrupt_before=run.interrupt_before,
+                interrupt_after=run.interrupt_after,
             ):
                 if mode == "updates" and "updates" in run.stream_modes:
                     await ctx.emit("updates", to_json(chunk))
@@ -358,9 +364,11 @@ class Runner:
             return "error"
         return await self._end(graph, config, ctx)
 
-    def _input(self, run: RunRequested) -> Any:
+    def _input(self, run: RunRequested, *, none_continues: bool = False) -> Any:
         if run.command is not None:
             return Command(resume=run.command.get("resume"), update=run.command.get("update"))
+        if run.input is None and (run.checkpoint_id or none_continues):
+            return None  # run on from the checkpoint (regenerate), no new input
         return run.input or {}
 
     async def _end(
@@ -369,12 +377,20 @@ class Runner:
         if ctx.cancel_requested:
             await ctx.emit("end", {"reason": "cancelled"}, status="cancelled")
             return "cancelled"
-        snapshot = await graph.aget_state(config)
+        # The thread's head now, not the checkpoint a forked run started from.
+        latest = {
+            **config,
+            "configurable": {
+                k: v for k, v in config["configurable"].items() if k != "checkpoint_id"
+            },
+        }
+        snapshot = await graph.aget_state(latest)
         interrupts = [to_json(i.value) for task in snapshot.tasks for i in task.interrupts]
         values = ctx.final_values = to_json(snapshot.values)
         if skip_graph:
             await ctx.emit("values", values)
-        if interrupts:
+        if interrupts or snapshot.next:
+            # An interrupt() or a breakpoint (interrupt_before/after): paused, not finished.
             await ctx.emit("end", {"interrupts": interrupts}, status="interrupted")
             return "interrupted"
         answer = ""

@@ -3,7 +3,7 @@
 Unknown fields are a 422 (a typo must not silently change what a run does). Fields the SDK
 sends that this server accepts but does not need (`stream_subgraphs`, `durability`, ...) are
 declared and ignored; fields that would change a run in a way this server does not implement
-(`interrupt_before`, `webhook`, `checkpoint`, ...) are a 422 when set, naming the field.
+(`webhook`, `after_seconds`) are a 422 when set, naming the field.
 """
 
 from __future__ import annotations
@@ -38,14 +38,9 @@ def modes_of(value: str | list[str] | None) -> list[str]:
     return list(dict.fromkeys(modes)) or ["values"]
 
 
-UNSUPPORTED = (
-    "interrupt_before",
-    "interrupt_after",
-    "webhook",
-    "checkpoint",
-    "checkpoint_id",
-    "after_seconds",
-)
+UNSUPPORTED = ("webhook", "after_seconds")
+
+Breakpoints = list[Annotated[str, Field(min_length=1, max_length=128)]] | Literal["*"] | None
 
 
 class RunCreate(Body):
@@ -67,11 +62,11 @@ class RunCreate(Body):
     durability: Literal["sync", "async", "exit"] | None = None
     strict_resume: bool | None = None
     langsmith_tracer: dict[str, Any] | None = None
-    interrupt_before: Any = None
-    interrupt_after: Any = None
+    interrupt_before: Breakpoints = None
+    interrupt_after: Breakpoints = None
     webhook: Any = None
-    checkpoint: Any = None
-    checkpoint_id: Any = None
+    checkpoint: dict[str, Any] | None = None
+    checkpoint_id: str | None = Field(default=None, min_length=1, max_length=128)
     after_seconds: Any = None
 
     @field_validator("stream_mode")
@@ -85,6 +80,14 @@ class RunCreate(Body):
         for name in UNSUPPORTED:
             if getattr(self, name) not in (None, [], 0):
                 raise ValueError(f"{name} is not supported by this server")
+        if self.checkpoint is not None:
+            if self.checkpoint.get("checkpoint_ns"):
+                raise ValueError("checkpoint: subgraph checkpoints (checkpoint_ns) not supported")
+            given = self.checkpoint.get("checkpoint_id")
+            if given is not None and not isinstance(given, str):
+                raise ValueError("checkpoint.checkpoint_id must be a string")
+            if given and self.checkpoint_id and given != self.checkpoint_id:
+                raise ValueError("checkpoint and checkpoint_id name different checkpoints")
         if self.command is not None:
             extra = set(self.command) - {"resume", "update"}
             if extra:
@@ -94,6 +97,14 @@ class RunCreate(Body):
     @property
     def modes(self) -> list[str]:
         return modes_of(self.stream_mode)
+
+    @property
+    def from_checkpoint(self) -> str | None:
+        """The checkpoint to run from: `checkpoint_id` or `checkpoint.checkpoint_id`."""
+        if self.checkpoint_id:
+            return self.checkpoint_id
+        given = (self.checkpoint or {}).get("checkpoint_id")
+        return str(given) if given else None
 
 
 class ThreadCreate(Body):
@@ -190,3 +201,52 @@ class AssistantSearch(Body):
     sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None
     select: list[str] | None = None
+
+
+class StateUpdate(Body):
+    values: dict[str, Any] | list[Any] | None = None
+    as_node: str | None = Field(default=None, max_length=128)
+    checkpoint_id: str | None = Field(default=None, max_length=128)
+    checkpoint: dict[str, Any] | None = None
+
+    @property
+    def from_checkpoint(self) -> str | None:
+        given = self.checkpoint_id or (self.checkpoint or {}).get("checkpoint_id")
+        return str(given) if given else None
+
+
+class StateAt(Body):
+    checkpoint: dict[str, Any]
+    subgraphs: bool | None = None
+    select: list[str] | None = None
+
+
+class ThreadCount(Body):
+    metadata: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
+    status: ThreadStatus | None = None
+
+    @model_validator(mode="after")
+    def _supported(self) -> ThreadCount:
+        if self.values:
+            raise ValueError("counting threads by values is not supported by this server")
+        return self
+
+
+class ThreadPrune(Body):
+    thread_ids: list[str] = Field(min_length=1, max_length=1000)
+    strategy: Literal["delete", "keep_latest"] = "delete"
+
+
+class RunsCancel(Body):
+    thread_id: str | None = None
+    run_ids: list[str] | None = Field(default=None, max_length=1000)
+    status: Literal["pending", "running", "all"] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> RunsCancel:
+        if self.status is None and not self.thread_id and not self.run_ids:
+            raise ValueError("name the runs: thread_id, run_ids or status")
+        if self.status is not None and (self.thread_id or self.run_ids):
+            raise ValueError("status cancels by status alone; leave out thread_id and run_ids")
+        return self

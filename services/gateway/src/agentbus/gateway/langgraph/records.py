@@ -138,6 +138,37 @@ class Records:
         return [r for r in map(_row, rows) if r is not None]
 
 
+async def count_threads(
+    pool: asyncpg.Pool, tenant_id: str, metadata: dict[str, Any] | None, status: str | None
+) -> int:
+    value = await pool.fetchval(
+        "SELECT count(*) FROM threads WHERE tenant_id = $1"
+        " AND ($2::jsonb IS NULL OR metadata @> $2::jsonb)"
+        " AND ($3::text IS NULL OR status = $3)",
+        tenant_id,
+        json.dumps(metadata) if metadata else None,
+        status,
+    )
+    return int(value or 0)
+
+
+async def unfinished_runs(
+    pool: asyncpg.Pool, tenant_id: str, thread_id: str | None, run_ids: list[str] | None
+) -> list[dict[str, Any]]:
+    """Runs not recorded as ended (their events may say they have: callers check)."""
+    rows = await pool.fetch(
+        "SELECT * FROM runs WHERE tenant_id = $1"
+        " AND ($2::text IS NULL OR thread_id = $2)"
+        " AND ($3::text[] IS NULL OR run_id = ANY($3::text[]))"
+        " AND status NOT IN ('success', 'error', 'cancelled', 'interrupted', 'timeout')"
+        " ORDER BY created_at LIMIT 1000",
+        tenant_id,
+        thread_id,
+        run_ids,
+    )
+    return [r for r in map(_row, rows) if r is not None]
+
+
 def _decode(row: dict[str, Any] | None) -> dict[str, Any] | None:
     if row is not None and isinstance(row.get("stream_modes"), str):
         row["stream_modes"] = json.loads(row["stream_modes"])

@@ -10,8 +10,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
+
+from agentbus.contracts import ThreadUpdateRequest
 
 from .. import __version__
 from ..auth.deps import Principal, current_principal
@@ -19,7 +21,7 @@ from ..ratelimit import per_tenant
 from ..runs import RunGateway
 from ..sse import HEARTBEAT
 from ..store import GatewayStore
-from .encode import Encoder, frame, parse_event_id
+from .encode import Encoder, frame, parse_event_id, with_message_roles
 from .models import (
     AssistantCount,
     AssistantCreate,
@@ -29,12 +31,19 @@ from .models import (
     AssistantVersions,
     HistoryRequest,
     RunCreate,
+    RunsCancel,
+    StateAt,
+    StateUpdate,
+    ThreadCount,
     ThreadCreate,
     ThreadPatch,
+    ThreadPrune,
     ThreadSearch,
     modes_of,
 )
-from .service import LangGraphRuns, lg_state, new_uuid
+from .records import count_threads as records_count_threads
+from .records import unfinished_runs
+from .service import TERMINAL, LangGraphRuns, checkpoint_ref, lg_state, new_uuid
 
 router = APIRouter(tags=["langgraph"])
 log = logging.getLogger("agentbus.gateway.langgraph")
@@ -559,3 +568,163 @@ async def cancel_run(
             if event is not None and event.type == "end":
                 break
     return Response(status_code=204)
+
+
+# -- thread state, copies, counts, pruning ---------------------------------------------------
+
+
+@router.post("/threads/{thread_id}/state", summary="Update the state as a node (update_state)")
+async def update_thread_state(
+    thread_id: str, body: StateUpdate, principal: Auth, svc: Svc
+) -> dict[str, Any]:
+    row = await svc.thread_row(principal.tenant_id, thread_id)
+    values = with_message_roles(body.values) if isinstance(body.values, dict) else body.values
+    updated = await svc.update(
+        ThreadUpdateRequest(
+            tenant_id=principal.tenant_id,
+            op="update_state",
+            thread_id=thread_id,
+            values=values,
+            as_node=body.as_node,
+            checkpoint_id=body.from_checkpoint,
+            graph_id=(row.get("metadata") or {}).get("graph_id"),
+        )
+    )
+    return {"checkpoint": checkpoint_ref(thread_id, updated.checkpoint_id)}
+
+
+@router.post("/threads/{thread_id}/state/checkpoint", summary="The state at a checkpoint")
+async def thread_state_at_checkpoint(
+    thread_id: str, body: StateAt, principal: Auth, svc: Svc
+) -> dict[str, Any]:
+    checkpoint_id = body.checkpoint.get("checkpoint_id")
+    if not isinstance(checkpoint_id, str) or not checkpoint_id:
+        raise HTTPException(422, "checkpoint.checkpoint_id is required")
+    return await thread_state_at(thread_id, checkpoint_id, principal, svc)
+
+
+@router.post("/threads/{thread_id}/copy", summary="Copy a thread with its checkpoints")
+async def copy_thread(thread_id: str, principal: Auth, svc: Svc) -> dict[str, Any]:
+    tenant = principal.tenant_id
+    row = await svc.thread_row(tenant, thread_id)
+    copy_id = new_uuid()
+    await svc.update(
+        ThreadUpdateRequest(
+            tenant_id=tenant, op="copy", thread_id=thread_id, target_thread_id=copy_id
+        )
+    )
+    copied = await svc.store.create_thread(tenant, copy_id, None, dict(row.get("metadata") or {}))
+    return await svc.thread(tenant, copied, with_values=True)
+
+
+@router.post("/threads/count", summary="Count threads")
+async def count_threads(body: ThreadCount, principal: Auth, svc: Svc) -> int:
+    return await records_count_threads(
+        svc.store.pool, principal.tenant_id, body.metadata, body.status
+    )
+
+
+@router.post("/threads/prune", summary="Delete threads, or all but their latest checkpoint")
+async def prune_threads(body: ThreadPrune, principal: Auth, svc: Svc) -> dict[str, int]:
+    tenant = principal.tenant_id
+    owned = [t for t in dict.fromkeys(body.thread_ids) if await svc.store.thread(tenant, t)]
+    if owned:
+        await svc.update(
+            ThreadUpdateRequest(
+                tenant_id=tenant, op="prune", thread_ids=owned, strategy=body.strategy
+            )
+        )
+    if body.strategy == "delete":
+        for thread_id in owned:
+            await svc.store.delete_thread(tenant, thread_id)
+    return {"pruned_count": len(owned)}
+
+
+# -- runs: delete, bulk cancel, batch --------------------------------------------------------
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204, summary="Delete a run")
+async def delete_run(thread_id: str, run_id: str, principal: Auth, svc: Svc) -> Response:
+    row = await svc.run_row(principal.tenant_id, thread_id, run_id)
+    status = await svc.run_status(principal.tenant_id, row)
+    if status not in TERMINAL:
+        raise HTTPException(409, f"Run {run_id!r} is {status}; cancel it before deleting it")
+    await svc.records.drop_run(principal.tenant_id, run_id)
+    return Response(status_code=204)
+
+
+@router.post("/runs/cancel", status_code=204, summary="Cancel runs by thread, ids or status")
+async def cancel_runs(
+    body: RunsCancel,
+    principal: Auth,
+    svc: Svc,
+    action: Literal["interrupt", "rollback"] = "interrupt",
+) -> Response:
+    tenant = principal.tenant_id
+    if body.thread_id:
+        await svc.thread_row(tenant, body.thread_id)
+    rows = await unfinished_runs(svc.store.pool, tenant, body.thread_id, body.run_ids)
+    if body.run_ids and not rows:
+        raise HTTPException(404, f"Runs {body.run_ids} not found or already ended")
+    for row in rows:
+        status = await svc.run_status(tenant, row)
+        if status in TERMINAL:
+            continue
+        if body.status in ("pending", "running") and status != body.status:
+            continue
+        try:
+            await svc.cancel(tenant, row["thread_id"], row["run_id"], action)
+        except HTTPException as exc:
+            if exc.status_code != 409:  # ended meanwhile
+                raise
+    return Response(status_code=204)
+
+
+@router.post("/runs/batch", dependencies=RunLimit, summary="Start stateless background runs")
+async def batch_runs(
+    body: Annotated[list[RunCreate], Body(min_length=1, max_length=100)],
+    principal: Auth,
+    svc: Svc,
+    response: Response,
+) -> list[dict[str, Any]]:
+    # Every body is checked before the first run starts.
+    for run in body:
+        await svc.assistants.resolve(principal.tenant_id, run.assistant_id)
+    return [await create_stateless_run(run, principal, svc, response) for run in body]
+
+
+@router.get(
+    "/threads/{thread_id}/stream",
+    dependencies=StreamLimit,
+    summary="Join the thread's stream: its active run, else its latest",
+)
+async def join_thread_stream(
+    thread_id: str,
+    principal: Auth,
+    svc: Svc,
+    stream_mode: Annotated[list[str] | None, Query()] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    tenant = principal.tenant_id
+    await svc.thread_row(tenant, thread_id)
+    # Stored statuses lag behind runs nobody watched end: the events decide.
+    active = [
+        r
+        for r in await unfinished_runs(svc.store.pool, tenant, thread_id, None)
+        if await svc.run_status(tenant, r) not in TERMINAL
+    ]
+    rows = active or await svc.records.runs(tenant, thread_id, 1, 0)
+    if not rows:
+        raise HTTPException(404, f"Thread {thread_id!r} has no run to join")
+    row = await svc.run_row(tenant, thread_id, rows[0]["run_id"])
+    # "run_modes" (the SDK's default) streams each run in the modes it was started with.
+    asked = [m for m in stream_mode or [] if m and m != "run_modes"]
+    return await join_stream(
+        thread_id,
+        row["run_id"],
+        principal,
+        svc,
+        stream_mode=asked or None,
+        cancel_on_disconnect=None,
+        last_event_id=last_event_id,
+    )

@@ -13,12 +13,15 @@ from fastapi import HTTPException
 from nats.js.errors import NotFoundError
 
 from agentbus.contracts import (
+    THREADS_UPDATE,
     ErrorReply,
     RunControl,
     RunEvent,
     RunRequested,
     ThreadState,
     ThreadStateRequest,
+    ThreadUpdated,
+    ThreadUpdateRequest,
 )
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import RUN_EVENTS
@@ -143,6 +146,24 @@ class LangGraphRuns:
             error = ErrorReply.model_validate_json(reply.data)
             raise HTTPException(502, f"The orchestrator refused: {error.error}") from None
 
+    async def update(self, req: ThreadUpdateRequest) -> ThreadUpdated:
+        """A change to the thread's checkpoints, made by the orchestrator."""
+        try:
+            with nats_span(THREADS_UPDATE, "request") as headers:
+                reply = await self.gateway.nc.request(
+                    THREADS_UPDATE, req.model_dump_json().encode(), timeout=30, headers=headers
+                )
+        except Exception:
+            raise HTTPException(503, "The orchestrator did not answer") from None
+        try:
+            return ThreadUpdated.model_validate_json(reply.data)
+        except ValueError:
+            error = ErrorReply.model_validate_json(reply.data)
+            status = {"not_found": 404, "no_graph": 409, "invalid_update": 400}.get(
+                error.reason, 502
+            )
+            raise HTTPException(status, error.error) from None
+
     # -- runs --------------------------------------------------------------------------------
 
     async def create(self, principal: Principal, thread_id: str, body: RunCreate) -> Created:
@@ -172,6 +193,9 @@ class LangGraphRuns:
             command=body.command,
             config=merge_config(assistant["config"] or {}, body.config),
             context=context or None,
+            checkpoint_id=body.from_checkpoint,
+            interrupt_before=body.interrupt_before,
+            interrupt_after=body.interrupt_after,
             metadata=body.metadata or {},
             # Always both: a later join or wait may ask for any mode, and wait needs the values.
             stream_modes=["values", "updates"],
