@@ -180,6 +180,9 @@ class Service:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=int(self.settings.shutdown_timeout_s),
+            # Client addresses (rate limits) come from X-Forwarded-For only via these proxies.
+            proxy_headers=True,
+            forwarded_allow_ips=self.settings.forwarded_allow_ips,
         )
         server = uvicorn.Server(config)
 

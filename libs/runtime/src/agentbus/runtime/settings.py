@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     )
 
     gateway_host: str = "127.0.0.1"
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed: set your ingress's addresses; '*' only when nothing "
+        "else can reach the port",
+    )
     gateway_port: int = Field(default=8080, ge=1, le=65535)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

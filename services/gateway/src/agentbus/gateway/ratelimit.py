@@ -35,6 +35,8 @@ DEFAULT_LIMITS = {
     "stream": "120/minute",
     "register": "10/minute",
     "login": "20/minute",
+    # Per account, from any address: guessing one user's password from many addresses.
+    "login_account": "10/minute",
     "upload": "30/minute",
     # Dashboards poll; a DORA query over a long period costs ClickHouse seconds.
     "analytics": "120/minute",
@@ -127,6 +129,11 @@ def per_tenant(route: str) -> Callable[..., Awaitable[None]]:
         await _enforce(request, route, f"tenant:{principal.tenant_id}")
 
     return check
+
+
+async def per_account(request: Request, route: str, email: str) -> None:
+    """429 when `email` is over `route`'s limit, whatever address the requests come from."""
+    await _enforce(request, route, f"account:{email.strip().lower()}")
 
 
 def per_client(route: str) -> Callable[..., Awaitable[None]]:

@@ -16,7 +16,7 @@ class GatewaySettings(Settings, AuthSettings):
     rate_limits: dict[str, str] = Field(
         default_factory=dict,
         description='Per route, e.g. {"chat": "60/minute"}; routes: chat, stream, register, '
-        "login, upload, analytics (unset routes keep their defaults)",
+        "login, login_account (per email), upload, analytics (unset routes keep their defaults)",
     )
     max_upload_bytes: int = Field(
         default=25 * 1024 * 1024, ge=1024, description="Largest document upload (413 above it)"
@@ -34,4 +34,9 @@ class GatewaySettings(Settings, AuthSettings):
     )
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest JSON request body (413 above it)"
+    )
+    dev_tenant: bool = Field(
+        default=False,
+        description="Create tenant `dev` with an admin API key in <data_dir>/dev-api-key at start "
+        "(`agentbus up` turns it on for the CLI; never in production)",
     )

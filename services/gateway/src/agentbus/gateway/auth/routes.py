@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 
 from agentbus.contracts import new_id
 
-from ..ratelimit import per_client
+from ..ratelimit import per_account, per_client
 from .deps import (
     AdminPrincipal,
     AuthService,
@@ -305,6 +305,7 @@ def _pair(auth: AuthService, access: str, refresh: str) -> TokenPair:
 )
 async def login(request: Request, response: Response, auth: Auth) -> TokenPair:
     email, password = await _login_credentials(request)
+    await per_account(request, "login_account", email)
     user = await auth.store.user_by_email(email)
     if user is None:
         await auth.passwords.waste_time(password)

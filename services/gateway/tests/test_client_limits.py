@@ -1,0 +1,108 @@
+"""Who a request comes from, and what every response says about itself (issue 13, points 6
+and 11): X-Forwarded-For counts only from configured proxies, a login throttle per account
+that no client address escapes, and security headers on every response."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from agentbus.gateway.app import build
+from agentbus.gateway.settings import GatewaySettings
+from agentbus.runtime.testing import running
+
+PASSWORD = "Correct-Horse-9"
+
+
+async def start(monkeypatch: pytest.MonkeyPatch, **env: str) -> AsyncIterator[httpx.AsyncClient]:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = GatewaySettings()
+    base = f"http://127.0.0.1:{settings.gateway_port}"
+    async with running(build(settings)), httpx.AsyncClient(base_url=base, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+async def behind_other_proxy(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The only trusted proxy is not us: our X-Forwarded-For must be ignored."""
+    async for http in start(
+        monkeypatch,
+        AGENTBUS_FORWARDED_ALLOW_IPS="10.255.0.1",
+        AGENTBUS_RATE_LIMITS=json.dumps({"login": "3/minute"}),
+    ):
+        yield http
+
+
+@pytest.fixture
+async def behind_us(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[httpx.AsyncClient]:
+    """We are the trusted proxy: X-Forwarded-For names the client."""
+    async for http in start(
+        monkeypatch,
+        AGENTBUS_FORWARDED_ALLOW_IPS="127.0.0.1",
+        AGENTBUS_RATE_LIMITS=json.dumps({"login": "100/minute", "login_account": "3/minute"}),
+    ):
+        yield http
+
+
+def login(email: str, client_ip: str, password: str = "Wrong-Horse-1") -> dict[str, object]:
+    return {
+        "json": {"email": email, "password": password},
+        "headers": {"X-Forwarded-For": client_ip},
+    }
+
+
+async def test_a_spoofed_forwarded_for_does_not_escape_the_login_limit(
+    behind_other_proxy: httpx.AsyncClient,
+) -> None:
+    http = behind_other_proxy
+    codes = [
+        (
+            await http.post("/api/v1/auth/login", **login(f"x{i}@example.com", f"10.1.0.{i}"))
+        ).status_code  # type: ignore[arg-type]
+        for i in range(4)
+    ]
+    assert codes == [401, 401, 401, 429], codes
+
+
+async def test_one_account_is_throttled_from_any_address(behind_us: httpx.AsyncClient) -> None:
+    http = behind_us
+    email = f"victim-{uuid.uuid4().hex[:8]}@example.com"
+    assert (
+        await http.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    ).status_code == 201
+    codes = [
+        (await http.post("/api/v1/auth/login", **login(email, f"10.2.0.{i}"))).status_code  # type: ignore[arg-type]
+        for i in range(4)
+    ]
+    assert codes == [401, 401, 401, 429], codes
+    throttled = await http.post("/api/v1/auth/login", **login(email, "10.2.1.1", PASSWORD))  # type: ignore[arg-type]
+    assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) >= 1
+    # Other accounts are not affected.
+    other = await http.post("/api/v1/auth/login", **login("nobody@example.com", "10.2.0.1"))  # type: ignore[arg-type]
+    assert other.status_code == 401
+
+
+async def test_every_response_carries_security_headers(behind_us: httpx.AsyncClient) -> None:
+    http = behind_us
+    for response in (
+        await http.get("/healthz"),
+        await http.get("/api/v1/threads"),  # 401
+        await http.get("/api/v1/threads", headers={"X-Forwarded-Proto": "https"}),
+    ):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+    plain = await http.get("/healthz")
+    assert "Strict-Transport-Security" not in plain.headers  # no TLS: no HSTS
+    tls = await http.get("/healthz", headers={"X-Forwarded-Proto": "https"})
+    assert tls.headers["Strict-Transport-Security"].startswith("max-age=")
