@@ -139,6 +139,8 @@ def service_env(
         "AGENTBUS_GATEWAY_PORT": str(free_port()),
         # The diagnostic `steps` assistant (off in production) drives the durability tests.
         "AGENTBUS_DIAGNOSTIC_ASSISTANTS": "true",
+        # As under `agentbus up`: tenant `dev` and <data_dir>/dev-api-key.
+        "AGENTBUS_DEV_TENANT": "true",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -57,3 +57,18 @@ async def test_healthz_readyz_and_error_shape(service_env: dict[str, str]) -> No
         # Tokens and API keys are documented as security schemes, so /docs can authorize.
         assert spec["components"]["securitySchemes"], spec.get("components")
     assert service.broker._connection is None
+
+
+async def test_no_dev_tenant_unless_asked(service_env: dict[str, str], monkeypatch) -> None:
+    """Production is not dev: only `agentbus up` (AGENTBUS_DEV_TENANT) makes tenant `dev`."""
+    from pathlib import Path
+
+    monkeypatch.setenv("AGENTBUS_DEV_TENANT", "false")
+    settings = GatewaySettings()
+    async with running(build(settings)):
+        pass
+    assert not (Path(service_env["AGENTBUS_DATA_DIR"]) / "dev-api-key").exists()
+    monkeypatch.setenv("AGENTBUS_DEV_TENANT", "true")
+    async with running(build(GatewaySettings())):
+        pass
+    assert (Path(service_env["AGENTBUS_DATA_DIR"]) / "dev-api-key").read_text().strip()

@@ -187,6 +187,8 @@ class Platform:
                 "AGENTBUS_GATEWAY_HOST": self.gateway_host,
                 "AGENTBUS_GATEWAY_PORT": str(self.gateway_port),
                 "PYTHONUNBUFFERED": "1",
+                # One machine, one developer: a ready-made tenant and key for the CLI.
+                "AGENTBUS_DEV_TENANT": "true",
             }
         )
         # A local platform serves the diagnostic assistants (off by default: production).

@@ -58,8 +58,9 @@ def build(settings: GatewaySettings) -> Service:
             )
         except ValueError as exc:
             raise StartupError(f"invalid AGENTBUS_RATE_LIMITS: {exc}") from None
-        # Tenant `dev` and its key in <data_dir>/dev-api-key, so the CLI works out of the box.
-        await start_auth(api, pool, settings, settings.data_dir, dev_tenant=True)
+        # Under `agentbus up` only: tenant `dev` and its key in <data_dir>/dev-api-key, so the
+        # CLI works out of the box. A deployment creates its tenants itself.
+        await start_auth(api, pool, settings, settings.data_dir, dev_tenant=settings.dev_tenant)
 
     service.on_startup.append(start_stores)
     # The HTTP span is the root of each request's trace; NATS hops continue it.
