@@ -43,6 +43,8 @@ SAFE_DEFAULTS = {
     "nats_connect_timeout_s": "3 s for the first connection; reconnects are unbounded",
     "health_timeout_s": "2 s per readiness check",
     "instance": "hostname:pid, and the container hostname is unique",
+    "diagnostic_assistants": "off: a deployment serves no diagnostic assistant",
+    "forwarded_allow_ips": "127.0.0.1: no proxy in front, so X-Forwarded-For is not believed",
 }
 # The same, for settings only one service has.
 SAFE_DEFAULTS_OF = {
@@ -50,7 +52,11 @@ SAFE_DEFAULTS_OF = {
     "orchestrator": {
         "models_config": "the models.yaml packaged with orchestrator; mount one to change it",
         "max_concurrent_runs": "32 runs per replica; scale out with replicas",
+        "max_runs_per_tenant": "8 of a replica's runs per tenant",
+        "run_timeout_s": "900 s per run",
+        "run_timeouts": "no per-assistant time limits beyond run_timeout_s",
     },
+    "gateway": {"max_streams_per_tenant": "1,000 open SSE streams per tenant and replica"},
 }
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_]\w*)")
