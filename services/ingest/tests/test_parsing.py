@@ -315,3 +315,17 @@ def test_hostile_markdown_lines_parse_in_linear_time() -> None:
         started = time.perf_counter()
         parse(line.encode(), "x.md", "text/markdown")
         assert time.perf_counter() - started < 5
+
+
+def test_pdf_over_the_page_limit_is_refused_before_its_text_is_read() -> None:
+    # issue 13, point 7: a PDF's cost grows with its pages; the limit is checked up front.
+    data = make_pdf(tuple(f"page {i}" for i in range(5)))
+    assert len(parse(data, "ok.pdf", "application/pdf", max_pdf_pages=5).pages) == 5
+    with pytest.raises(ParseError, match="5 pages, over the limit of 4"):
+        parse(data, "long.pdf", "application/pdf", max_pdf_pages=4)
+
+
+def test_pdf_parsing_stops_at_its_time_limit() -> None:
+    data = make_pdf(tuple(f"page {i}" for i in range(3)))
+    with pytest.raises(ParseError, match="time limit"):
+        parse(data, "slow.pdf", "application/pdf", pdf_time_limit_s=0.0)

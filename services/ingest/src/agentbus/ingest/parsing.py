@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import io
 import re
+import time
 import unicodedata
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -399,7 +400,13 @@ def _clean_pdf_text(text: str) -> str:
     return "\n".join(lines).strip()
 
 
-def _parse_pdf(data: bytes, filename: str) -> ParsedDocument:
+# A PDF's parsing cost grows with its pages (and a crafted one can make a page slow): both are
+# bounded, so one upload cannot hold a worker for long.
+MAX_PDF_PAGES = 2000
+PDF_TIME_LIMIT_S = 120.0
+
+
+def _parse_pdf(data: bytes, filename: str, max_pages: int, time_limit_s: float) -> ParsedDocument:
     from pypdf import PasswordType, PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError
 
@@ -410,8 +417,14 @@ def _parse_pdf(data: bytes, filename: str) -> ParsedDocument:
         # Many PDFs are "encrypted" only to set permissions and open with an empty password.
         if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
             raise ParseError("PDF is encrypted (password protected)")
+        count = len(reader.pages)
+        if count > max_pages:
+            raise ParseError(f"PDF has {count} pages, over the limit of {max_pages}")
+        deadline = time.monotonic() + time_limit_s
         pages: list[Page] = []
         for number, page in enumerate(reader.pages, start=1):
+            if time.monotonic() >= deadline:
+                raise ParseError(f"PDF parsing passed its time limit of {time_limit_s:g} s")
             try:
                 raw = page.extract_text()
             except Exception as exc:
@@ -442,14 +455,21 @@ def _parse_pdf(data: bytes, filename: str) -> ParsedDocument:
 # --- entry point ------------------------------------------------------------------------------
 
 
-def parse(data: bytes, filename: str, content_type: str) -> ParsedDocument:
+def parse(
+    data: bytes,
+    filename: str,
+    content_type: str,
+    *,
+    max_pdf_pages: int = MAX_PDF_PAGES,
+    pdf_time_limit_s: float = PDF_TIME_LIMIT_S,
+) -> ParsedDocument:
     """Parse one uploaded file; raises `ParseError` (only) for anything that cannot be indexed."""
     if not data.removeprefix(_BOM).strip():
         raise ParseError("file is empty")
     kind = detect_kind(filename, content_type, data)
     try:
         if kind == "pdf":
-            return _parse_pdf(data, filename)
+            return _parse_pdf(data, filename, max_pdf_pages, pdf_time_limit_s)
         if kind == "html":
             return _parse_html(data, filename, content_type)
         return _parse_text(data, filename, kind)
