@@ -15,6 +15,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,8 @@ def test_a_reload_mid_answer_reattaches_and_the_answer_finishes(
 ) -> None:
     page, console = app
     ask(page, "Who waters the ficus in the lobby, and when?")
+    # Mid-answer: the run is going (its search step is on screen) and has not ended.
+    expect(page.get_by_role("list", name="Tool steps")).to_be_visible()
     expect(page.get_by_role("button", name="Stop")).to_be_visible()
     page.reload()
     answer = page.locator(".messages li.ai").last
@@ -258,7 +261,9 @@ def publish_delivery_events(platform: Platform, tenant: str) -> None:
                 )
         await nc.close()
 
-    asyncio.run(publish())
+    # Playwright's sync API runs its own event loop in this thread: publish from another one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, publish()).result()
 
 
 def test_dashboards_draw_charts_from_published_events(
@@ -278,10 +283,13 @@ def test_dashboards_draw_charts_from_published_events(
         page.wait_for_timeout(1000)
         page.reload()
     assert frequency.inner_text().startswith("0.4"), frequency.inner_text()  # 14 in 30 days
+    # Drawn, not just laid out: lines with points, bars with area.
     trend = page.get_by_role("figure", name="DORA trend by week")
-    expect(trend.locator(".recharts-line-curve").first).to_be_visible()
+    expect(
+        trend.locator(".recharts-line-curve[d*='L'], .recharts-line-curve[d*='C']")
+    ).not_to_have_count(0)
     tokens = page.get_by_role("figure", name="Tokens per day")
-    expect(tokens.locator(".recharts-bar-rectangle").first).to_be_visible()
+    expect(tokens.locator(".recharts-bar-rectangle path")).not_to_have_count(0)
     expect(page.get_by_role("figure", name="By model: tokens and latency")).to_contain_text("local")
     shot(page, "dashboard")
     console.check()

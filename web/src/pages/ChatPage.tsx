@@ -10,7 +10,7 @@ import DocumentViewer from "../components/DocumentViewer.tsx";
 
 type State = { messages: Message[]; citations?: Citation[] };
 type Thread = { thread_id: string; metadata?: Record<string, unknown>; updated_at?: string; status?: string };
-type Assistant = { assistant_id: string; name: string; description?: string | null };
+type Assistant = { assistant_id: string; graph_id?: string; name: string; description?: string | null };
 
 type Tool = { id: string; name: string; input: unknown; output?: unknown; started: number; ended?: number };
 type Activity = {
@@ -130,6 +130,28 @@ export default function ChatPage({ threadId }: { threadId: string | null }) {
 
   const elapsed = useElapsed(stream.isLoading, startedAt);
 
+  // Re-attach to a run still going on this thread that this tab did not start or never learned
+  // the id of (a reload right after sending, another tab): useStream's reconnectOnMount covers
+  // the runs it stored itself.
+  const joinRef = useRef(stream.joinStream);
+  useEffect(() => {
+    joinRef.current = stream.joinStream; // a new function each render
+  });
+  useEffect(() => {
+    if (!threadId || sessionStorage.getItem(`lg:stream:${threadId}`)) return;
+    let live = true;
+    lgClient.runs
+      .list(threadId, { limit: 5 })
+      .then((runs) => {
+        const going = runs.find((r) => r.status === "running" || r.status === "pending");
+        if (live && going) void joinRef.current(going.run_id);
+      })
+      .catch(() => undefined);
+    return () => {
+      live = false;
+    };
+  }, [threadId]);
+
   function send(text: string) {
     const question = text.trim();
     if (!question || stream.isLoading) return;
@@ -186,6 +208,9 @@ export default function ChatPage({ threadId }: { threadId: string | null }) {
     return !search.trim() || title.toLowerCase().includes(search.trim().toLowerCase());
   });
   const lastHuman = shown.map((m) => m.type).lastIndexOf("human");
+  // The picker's value: the assistant with this id, or whose graph is named so ("agent").
+  const selectedAssistant =
+    assistants.find((a) => a.assistant_id === assistantId || a.graph_id === assistantId)?.assistant_id ?? assistantId;
   const latestSources = useMemo(() => sourcesOf(stream.values?.citations), [stream.values]);
   const showActivity = stream.isLoading || activity.tools.length > 0 || activity.model !== undefined;
 
@@ -211,7 +236,7 @@ export default function ChatPage({ threadId }: { threadId: string | null }) {
         <div className="statusbar" role="status" aria-live="polite">
           <label>
             Assistant{" "}
-            <select value={assistantId} onChange={(e) => { setAssistantId(e.target.value); localStorage.setItem("agentbus.assistant", e.target.value); }}>
+            <select value={selectedAssistant} onChange={(e) => { setAssistantId(e.target.value); localStorage.setItem("agentbus.assistant", e.target.value); }}>
               {(assistants.length ? assistants : [{ assistant_id: assistantId, name: assistantId }]).map((a) => (
                 <option key={a.assistant_id} value={a.assistant_id} title={a.description ?? ""}>
                   {a.name}
@@ -240,9 +265,12 @@ export default function ChatPage({ threadId }: { threadId: string | null }) {
               ) : (
                 <Answer text={textOf(m)} sources={i === shown.length - 1 && !stream.isLoading ? latestSources : []} onOpen={setViewing} />
               )}
-              {i === lastHuman && showActivity && <Timeline tools={activity.tools} />}
             </li>
-          ))}
+          )).flatMap((item, i) =>
+            i === lastHuman && showActivity && activity.tools.length
+              ? [item, <li key="activity" className="activity"><Timeline tools={activity.tools} /></li>]
+              : [item],
+          )}
           {!shown.length && !stream.isLoading && (
             <li className="empty muted">Ask about your documents, your people and skills, or your delivery metrics.</li>
           )}

@@ -78,6 +78,15 @@ function Chart({ title, children }: { title: string; children: React.ReactElemen
   );
 }
 
+function Alert({ a }: { a: Row }) {
+  return (
+    <p className={`alert ${a.direction}`}>
+      <strong>{String(a.series)}</strong> on {String(a.day)}: {fmt(a.value, 1)} vs usual {fmt(a.baseline_median, 1)}
+      {a.z_score !== null && a.z_score !== undefined ? ` (z ${fmt(a.z_score, 1)})` : ""} — unusually {String(a.direction)}
+    </p>
+  );
+}
+
 const fmt = (v: unknown, digits = 2) => (v === null || v === undefined ? "—" : num(v).toFixed(digits));
 
 export default function DashboardPage() {
@@ -115,12 +124,17 @@ export default function DashboardPage() {
         <>
           {data.anomalies.length > 0 && (
             <div className="alerts" role="region" aria-label="Anomalies">
-              {data.anomalies.slice(0, 8).map((a, i) => (
-                <p key={i} className={`alert ${a.direction}`}>
-                  <strong>{String(a.series)}</strong> on {String(a.day)}: {fmt(a.value, 1)} vs usual {fmt(a.baseline_median, 1)}
-                  {a.z_score !== null && a.z_score !== undefined ? ` (z ${fmt(a.z_score, 1)})` : ""} — unusually {String(a.direction)}
-                </p>
+              {data.anomalies.slice(0, 3).map((a, i) => (
+                <Alert key={i} a={a} />
               ))}
+              {data.anomalies.length > 3 && (
+                <details>
+                  <summary>{data.anomalies.length - 3} more unusual days</summary>
+                  {data.anomalies.slice(3).map((a, i) => (
+                    <Alert key={i} a={a} />
+                  ))}
+                </details>
+              )}
             </div>
           )}
           <h2>Delivery (DORA)</h2>
