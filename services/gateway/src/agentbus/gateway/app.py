@@ -13,6 +13,7 @@ from .api import create_api
 from .auth import start_auth
 from .limits import OpenStreams
 from .ratelimit import open_limiter
+from .routes_documents import StorageQuota
 from .routes_web import mount_web
 from .routes_web import router as web_router
 from .runs import RunGateway
@@ -45,6 +46,9 @@ def build(settings: GatewaySettings) -> Service:
         store = GatewayStore(pool)
         await store.ensure_schema()
         api.state.store = store
+        api.state.storage_quota = StorageQuota(
+            settings.max_documents_per_tenant, settings.max_stored_bytes_per_tenant
+        )
         api.state.runs = RunGateway(
             service.connection,
             store,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Annotated, Any
 
@@ -48,6 +49,18 @@ TYPES = {
     ".pdf": "application/pdf",
 }
 ALLOWED = set(TYPES.values())
+# What IngestRequested and the documents table take (checked before the bytes are stored).
+MAX_FILENAME = 255
+MAX_TAGS = 100
+MAX_TAG = 100
+
+
+@dataclass(frozen=True)
+class StorageQuota:
+    """Per tenant: documents and uploaded bytes (kept on app.state.storage_quota)."""
+
+    documents: int = 10_000
+    bytes: int = 10 * 1024**3
 
 
 def _content_type(upload: UploadFile) -> str:
@@ -76,16 +89,29 @@ async def upload(
     tags: Annotated[str | None, Form(description="Comma-separated tags")] = None,
 ) -> dict[str, Any]:
     ctype = _content_type(file)
+    # Every field is checked before a byte is stored: a refusal leaves no orphan object.
+    name = PurePath(file.filename or "upload").name
+    if len(name) > MAX_FILENAME:
+        raise HTTPException(422, f"The file name is over {MAX_FILENAME} characters")
+    tag_list = [t.strip() for t in (tags or "").split(",") if t.strip()]
+    if len(tag_list) > MAX_TAGS or any(len(t) > MAX_TAG for t in tag_list):
+        raise HTTPException(422, f"At most {MAX_TAGS} tags of up to {MAX_TAG} characters each")
     data = await file.read()
     if not data:
         raise HTTPException(400, "The file is empty")
-    name = PurePath(file.filename or "upload").name
     nc = request.app.state.runs.nc
     auth: AuthService = request.app.state.auth
+    store = request.app.state.store
     # Keyed: the same name replaces the same document, but nobody can compute another
     # tenant's id from a guessed file name.
     doc = auth.tokens.keyed_id("document", principal.tenant_id, f"upload:{name}")
-    await request.app.state.store.record_upload(principal.tenant_id, doc)
+    docs, used, mine = await store.storage_usage(principal.tenant_id, doc)
+    limits: StorageQuota = getattr(request.app.state, "storage_quota", StorageQuota())
+    if mine is None and docs >= limits.documents:
+        raise HTTPException(413, f"Document quota reached ({limits.documents} documents)")
+    if used - (mine or 0) + len(data) > limits.bytes:
+        raise HTTPException(413, f"Storage quota reached ({limits.bytes} bytes)")
+    await store.record_upload(principal.tenant_id, doc, len(data))
     sub = await submit(
         nc,
         principal.tenant_id,
@@ -94,7 +120,7 @@ async def upload(
         filename=name,
         source=f"upload:{name}",
         title=title,
-        tags=[t.strip() for t in (tags or "").split(",") if t.strip()],
+        tags=tag_list,
         content_type_=ctype,
     )
     return {
@@ -165,6 +191,7 @@ async def delete_document(document_id: str, request: Request, principal: Auth) -
     except ValueError:
         error = ErrorReply.model_validate_json(msg.data)
         raise HTTPException(502, f"Delete failed: {error.error}") from None
+    await request.app.state.store.forget_upload(principal.tenant_id, document_id)
     if not reply.found:
         raise HTTPException(404, "Document not found")
     return Response(status_code=204)

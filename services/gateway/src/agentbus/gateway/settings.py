@@ -27,6 +27,12 @@ class GatewaySettings(Settings, AuthSettings):
         le=300,
         description="Seconds of silence after which an SSE stream gets a keepalive comment",
     )
+    max_documents_per_tenant: int = Field(
+        default=10_000, ge=1, description="Documents one tenant may store (413 past it)"
+    )
+    max_stored_bytes_per_tenant: int = Field(
+        default=10 * 1024**3, ge=1, description="Uploaded bytes one tenant may store (413 past it)"
+    )
     max_streams_per_tenant: int = Field(
         default=1000,
         ge=1,

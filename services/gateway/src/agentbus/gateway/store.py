@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS document_uploads (
     uploaded_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, document_id)
 );
+ALTER TABLE document_uploads ADD COLUMN IF NOT EXISTS bytes bigint NOT NULL DEFAULT 0;
 """
 
 
@@ -66,14 +67,36 @@ class GatewayStore:
             await conn.execute("SELECT pg_advisory_xact_lock(727002)")
             await conn.execute(SCHEMA)
 
-    async def record_upload(self, tenant_id: str, document_id: str) -> None:
-        """The tenant uploaded this document (before ingest has a row for it)."""
+    async def record_upload(self, tenant_id: str, document_id: str, size: int = 0) -> None:
+        """The tenant uploaded this document (before ingest has a row for it), `size` bytes."""
         await self.pool.execute(
-            "INSERT INTO document_uploads (tenant_id, document_id) VALUES ($1, $2)"
-            " ON CONFLICT (tenant_id, document_id) DO UPDATE SET uploaded_at = now()",
+            "INSERT INTO document_uploads (tenant_id, document_id, bytes) VALUES ($1, $2, $3)"
+            " ON CONFLICT (tenant_id, document_id)"
+            " DO UPDATE SET uploaded_at = now(), bytes = EXCLUDED.bytes",
+            tenant_id,
+            document_id,
+            size,
+        )
+
+    async def forget_upload(self, tenant_id: str, document_id: str) -> None:
+        await self.pool.execute(
+            "DELETE FROM document_uploads WHERE tenant_id = $1 AND document_id = $2",
             tenant_id,
             document_id,
         )
+
+    async def storage_usage(self, tenant_id: str, document_id: str) -> tuple[int, int, int | None]:
+        """(documents, bytes) the tenant stores, and the size of `document_id` if it has it."""
+        row = await self.pool.fetchrow(
+            "SELECT count(*) AS docs, coalesce(sum(bytes), 0) AS bytes,"
+            " max(bytes) FILTER (WHERE document_id = $2) AS mine"
+            " FROM document_uploads WHERE tenant_id = $1",
+            tenant_id,
+            document_id,
+        )
+        assert row is not None
+        mine = row["mine"]
+        return int(row["docs"]), int(row["bytes"]), None if mine is None else int(mine)
 
     async def uploaded(self, tenant_id: str, document_id: str) -> bool:
         found = await self.pool.fetchval(
