@@ -56,7 +56,11 @@ SAFE_DEFAULTS_OF = {
         "run_timeout_s": "900 s per run",
         "run_timeouts": "no per-assistant time limits beyond run_timeout_s",
     },
-    "gateway": {"max_streams_per_tenant": "1,000 open SSE streams per tenant and replica"},
+    "gateway": {
+        "max_streams_per_tenant": "1,000 open SSE streams per tenant and replica",
+        "max_documents_per_tenant": "10,000 documents per tenant",
+        "max_stored_bytes_per_tenant": "10 GiB of uploads per tenant",
+    },
 }
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_]\w*)")
