@@ -151,6 +151,11 @@ def test_upload_a_pdf_and_watch_it_reach_indexed(app: tuple[Page, Console]) -> N
     row = page.get_by_role("row").filter(has_text="facilities")
     expect(row.locator(".status")).to_have_text("indexed")
     shot(page, "documents")
+    # Delete asks first, then the document leaves the list.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete Notes").click()
+    expect(page.get_by_role("row").filter(has_text="Notes")).to_have_count(0)
+    expect(row).to_have_count(1)
     console.check()
 
 
@@ -319,6 +324,25 @@ def test_the_runs_page_shows_a_runs_trace_as_a_waterfall(app: tuple[Page, Consol
     spans.filter(has_text="POST").first.click()
     expect(page.get_by_role("region", name="Span details")).to_contain_text("gateway")
     shot(page, "trace")
+    console.check()
+
+
+def test_api_keys_are_shown_once_listed_and_revoked(app: tuple[Page, Console]) -> None:
+    page, console = app
+    page.get_by_role("link", name="API keys").click()
+    page.get_by_label("Name").fill("ci")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.get_by_test_id("new-key").inner_text()
+    assert secret.startswith("ab_")
+    row = page.get_by_role("row").filter(has_text="ci")
+    expect(row).to_contain_text(secret[:6])
+    # The key works as a credential for the API, like any program would use it.
+    me = page.request.get("/api/v1/users/me", headers={"x-api-key": secret})
+    assert me.status == 200 and me.json()["auth"]["method"] == "api_key"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Revoke ci").click()
+    expect(row).to_have_count(0)
+    assert page.request.get("/api/v1/users/me", headers={"x-api-key": secret}).status == 401
     console.check()
 
 

@@ -1,12 +1,13 @@
-import { useEffect, useState } from "react";
+import { lazy, Suspense, useEffect, useState } from "react";
 import { loadSession, onSessionChange, signOut } from "./api.ts";
 import { useRoute } from "./route.ts";
 import AuthPage from "./pages/AuthPage.tsx";
-import ChatPage from "./pages/ChatPage.tsx";
-import DocumentsPage from "./pages/DocumentsPage.tsx";
-import DashboardPage from "./pages/DashboardPage.tsx";
-import RunsPage from "./pages/RunsPage.tsx";
-import KeysPage from "./pages/KeysPage.tsx";
+// Each page is its own chunk: the sign-in screen loads no chat SDK and no charts.
+const ChatPage = lazy(() => import("./pages/ChatPage.tsx"));
+const DocumentsPage = lazy(() => import("./pages/DocumentsPage.tsx"));
+const DashboardPage = lazy(() => import("./pages/DashboardPage.tsx"));
+const RunsPage = lazy(() => import("./pages/RunsPage.tsx"));
+const KeysPage = lazy(() => import("./pages/KeysPage.tsx"));
 
 const PAGES = [
   ["chat", "Chat"],
@@ -73,11 +74,13 @@ export default function App() {
         </button>
       </header>
       <main>
+        <Suspense fallback={<p className="muted page">Loading…</p>}>
         {current === "chat" && <ChatPage threadId={rest[0] ?? null} />}
         {current === "documents" && <DocumentsPage />}
         {current === "dashboard" && <DashboardPage />}
         {current === "runs" && <RunsPage runId={rest[0] ?? null} />}
         {current === "keys" && <KeysPage />}
+        </Suspense>
       </main>
     </div>
   );
