@@ -27,7 +27,9 @@ async def gateway(
     service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     monkeypatch.setenv("AGENTBUS_MAX_STREAMS_PER_TENANT", "2")
-    monkeypatch.setenv("AGENTBUS_RATE_LIMITS", json.dumps({"stream": "4/minute"}))
+    monkeypatch.setenv(
+        "AGENTBUS_RATE_LIMITS", json.dumps({"stream": "4/minute", "list": "3/minute"})
+    )
     settings = GatewaySettings()
     service = build(settings)
     base = f"http://127.0.0.1:{settings.gateway_port}"
@@ -110,3 +112,27 @@ async def test_document_ids_reveal_nothing_about_the_file_name(
     # Re-uploading the same name still replaces the same document.
     again = (await http.post("/api/v1/documents", files=files, headers=headers)).json()
     assert again["document_id"] == doc["document_id"]
+
+
+async def test_langgraph_joins_and_lists_are_rate_limited_and_lists_capped(
+    gateway: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    http, _ = gateway
+    headers = await other_tenant(http)
+    thread = (await http.post("/threads", json={}, headers=headers)).json()["thread_id"]
+    too_many = await http.get(f"/threads/{thread}/runs", params={"limit": 1000}, headers=headers)
+    assert too_many.status_code == 422, too_many.text
+    search = await http.post("/threads/search", json={"limit": 1000}, headers=headers)
+    assert search.status_code == 422, search.text
+    # `list` allows 3 a minute here, the two refused requests above included.
+    codes = [
+        (await http.post("/threads/search", json={"limit": 5}, headers=headers)).status_code
+        for _ in range(2)
+    ]
+    assert codes == [200, 429], codes
+    # `stream` allows 4: joins of a run that does not exist are 404 until the limit.
+    joins = [
+        (await http.get(f"/threads/{thread}/runs/{uuid.uuid4()}/join", headers=headers)).status_code
+        for _ in range(5)
+    ]
+    assert joins == [404, 404, 404, 404, 429], joins

@@ -40,6 +40,8 @@ DEFAULT_LIMITS = {
     "upload": "30/minute",
     # Dashboards poll; a DORA query over a long period costs ClickHouse seconds.
     "analytics": "120/minute",
+    # Thread and run listings (LangGraph's /threads/search, /threads/{id}/runs).
+    "list": "300/minute",
 }
 
 

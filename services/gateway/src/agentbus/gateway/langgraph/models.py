@@ -134,7 +134,7 @@ class ThreadSearch(Body):
     values: dict[str, Any] | None = None
     ids: list[str] | None = Field(default=None, max_length=1000)
     status: ThreadStatus | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
+    limit: int = Field(default=10, ge=1, le=100)
     offset: int = Field(default=0, ge=0)
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None

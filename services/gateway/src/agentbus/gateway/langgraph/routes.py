@@ -65,6 +65,8 @@ def service_of(request: Request) -> LangGraphRuns:
 Svc = Annotated[LangGraphRuns, Depends(service_of)]
 StreamLimit = [Depends(per_tenant("stream"))]
 RunLimit = [Depends(per_tenant("chat"))]
+# Listing endpoints scan a tenant's rows: rate-limited, and their `limit` is capped.
+ListLimit = [Depends(per_tenant("list"))]
 
 # Cancels started when a client goes away; kept so they are not garbage-collected mid-way.
 _background: set[asyncio.Task[Any]] = set()
@@ -250,7 +252,7 @@ async def create_thread(body: ThreadCreate, principal: Auth, svc: Svc) -> dict[s
     return await svc.thread(tenant, row, with_values=False)
 
 
-@router.post("/threads/search", summary="Search threads")
+@router.post("/threads/search", dependencies=ListLimit, summary="Search threads")
 async def search_threads(body: ThreadSearch, principal: Auth, svc: Svc) -> list[dict[str, Any]]:
     await svc.records.ready()
     rows = await svc.records.search_threads(
@@ -486,12 +488,16 @@ async def wait_stateless_run(body: RunCreate, principal: Auth, svc: Svc) -> Stre
     return await wait_run(thread_id, body, principal, svc)
 
 
-@router.get("/threads/{thread_id}/runs", summary="The thread's runs, newest first")
+@router.get(
+    "/threads/{thread_id}/runs",
+    dependencies=ListLimit,
+    summary="The thread's runs, newest first",
+)
 async def list_runs(
     thread_id: str,
     principal: Auth,
     svc: Svc,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
     offset: Annotated[int, Query(ge=0)] = 0,
     status: str | None = None,
 ) -> list[dict[str, Any]]:
@@ -507,7 +513,11 @@ async def get_run(thread_id: str, run_id: str, principal: Auth, svc: Svc) -> dic
     return await svc.run(principal.tenant_id, row)
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/join", summary="Wait for a run's result")
+@router.get(
+    "/threads/{thread_id}/runs/{run_id}/join",
+    dependencies=StreamLimit,
+    summary="Wait for a run's result",
+)
 async def join_run(thread_id: str, run_id: str, principal: Auth, svc: Svc) -> StreamingResponse:
     row = await svc.run_row(principal.tenant_id, thread_id, run_id)
     return _wait_response(svc, principal.tenant_id, row, cancel_on_disconnect=False)
