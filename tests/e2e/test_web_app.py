@@ -2,7 +2,8 @@
 platform: register and sign in, upload a PDF and watch its stages reach "indexed", ask about it
 (routing, a tool step, streamed text, a citation that opens page 2), reload mid-answer and see
 it finish, dashboards drawn from published domain events, a run's trace as a waterfall. Every
-page is checked for console errors, and each test saves a screenshot for the README.
+page is checked for console errors. Each test saves a screenshot: into the README's
+docs/screenshots with AGENTBUS_UPDATE_SCREENSHOTS=1, else into a temporary directory.
 
 One browser for the module; the tests run in order on one signed-in page (each builds on the
 previous one: the document the chat cites, the run the trace shows).
@@ -61,9 +62,11 @@ def browser() -> Iterator[Browser]:
 
 
 class Console:
-    """Errors the page logged or threw; each test asserts there were none."""
+    """Errors the page logged or threw (each test asserts there were none), and screenshots."""
 
-    def __init__(self, page: Page) -> None:
+    def __init__(self, page: Page, shots: Path) -> None:
+        self.page = page
+        self.shots = shots
         self.errors: list[str] = []
         page.on("console", self._console)
         page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
@@ -72,6 +75,10 @@ class Console:
         if msg.type == "error":
             self.errors.append(f"{msg.text} at {msg.location.get('url')}")
 
+    def shot(self, name: str) -> None:
+        self.shots.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=False)
+
     def check(self, *expected: str) -> None:
         """No errors but the `expected` ones (Chromium logs every 4xx a test provokes)."""
         errors, self.errors = self.errors, []
@@ -79,20 +86,24 @@ class Console:
 
 
 @pytest.fixture(scope="module")
-def app(platform: Platform, browser: Browser) -> Iterator[tuple[Page, Console]]:
+def app(platform: Platform, browser: Browser, shots: Path) -> Iterator[tuple[Page, Console]]:
     context = browser.new_context(
         base_url=platform.gateway_url, viewport={"width": 1280, "height": 860}
     )
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
-    console = Console(page)
+    console = Console(page, shots)
     yield page, console
     context.close()
 
 
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: the README's `docs/screenshots` with AGENTBUS_UPDATE_SCREENSHOTS=1,
+    else a temporary directory (a test run leaves the working tree as it was)."""
+    if os.environ.get("AGENTBUS_UPDATE_SCREENSHOTS") == "1":
+        return SHOTS
+    return tmp_path_factory.mktemp("screenshots")
 
 
 def test_register_and_sign_in(app: tuple[Page, Console]) -> None:
@@ -109,7 +120,7 @@ def test_register_and_sign_in(app: tuple[Page, Console]) -> None:
     expect(page.locator(".field-error")).to_contain_text("Password must contain")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     expect(rules.locator("li.ok")).to_have_count(5)
-    shot(page, "sign-in")
+    console.shot("sign-in")
     for _ in range(3):  # the suite's register limit is low; a 429 says when to try again
         page.get_by_role("button", name="Create account").click()
         outcome = page.locator("nav[aria-label=Pages], p.error").first
@@ -150,7 +161,7 @@ def test_upload_a_pdf_and_watch_it_reach_indexed(app: tuple[Page, Console]) -> N
     expect(uploads.filter(has_text="notes.md")).to_have_attribute("data-outcome", "indexed")
     row = page.get_by_role("row").filter(has_text="facilities")
     expect(row.locator(".status")).to_have_text("indexed")
-    shot(page, "documents")
+    console.shot("documents")
     # Delete asks first, then the document leaves the list.
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete Notes").click()
@@ -206,7 +217,7 @@ def test_ask_about_it_with_routing_tools_streaming_and_a_citation(
         "Where do visitors park?"
     )
     assert "#/chat/" in page.url
-    shot(page, "chat")
+    console.shot("chat")
     # A numbered citation opens the cited document at page 2.
     cite = answer.locator("button.cite").filter(has_text="1").first
     expect(cite).to_have_attribute("aria-label", re.compile(r"^Source 1: .+, page 2$"))
@@ -296,7 +307,7 @@ def test_dashboards_draw_charts_from_published_events(
     tokens = page.get_by_role("figure", name="Tokens per day")
     expect(tokens.locator(".recharts-bar-rectangle path")).not_to_have_count(0)
     expect(page.get_by_role("figure", name="By model: tokens and latency")).to_contain_text("local")
-    shot(page, "dashboard")
+    console.shot("dashboard")
     console.check()
 
 
@@ -323,7 +334,7 @@ def test_the_runs_page_shows_a_runs_trace_as_a_waterfall(app: tuple[Page, Consol
     expect(page.locator(".trace")).to_contain_text("orchestrator")
     spans.filter(has_text="POST").first.click()
     expect(page.get_by_role("region", name="Span details")).to_contain_text("gateway")
-    shot(page, "trace")
+    console.shot("trace")
     console.check()
 
 
@@ -354,7 +365,7 @@ def test_phone_width_and_dark_theme(app: tuple[Page, Console]) -> None:
     assert page.evaluate("() => document.documentElement.dataset.theme") == "dark"
     # Nothing wider than the screen: no sideways scrolling on a phone.
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
-    shot(page, "chat-phone-dark")
+    console.shot("chat-phone-dark")
     page.get_by_role("button", name="Switch to light theme").click()
     page.set_viewport_size({"width": 1280, "height": 860})
     console.check()
