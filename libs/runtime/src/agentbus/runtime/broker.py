@@ -30,7 +30,7 @@ def _security(settings: Settings) -> BaseSecurity | None:
 def make_broker(service: str, settings: Settings, registry: CollectorRegistry) -> NatsBroker:
     """A broker for `service`, labelled in NATS monitoring as `agentbus-<service>`."""
     return NatsBroker(
-        settings.nats_url,
+        settings.nats_servers,
         name=f"agentbus-{service}",
         # Replies and JetStream answers travel on this service's own inbox, the only one its
         # NATS user may subscribe to (deploy/nats/nats-auth.conf).

@@ -63,6 +63,11 @@ def read_state(data_dir: Path) -> PlatformState | None:
         return None
 
 
+def _node_name(engine: ProcessEngine) -> str:
+    # "nats/n2" for a node of a cluster, the engine's name otherwise.
+    return f"{engine.name}/{engine.data_dir.name}" if engine.name == "nats" else engine.name
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -89,6 +94,7 @@ class Platform:
         extra_env: dict[str, str] | None = None,
         echo: IO[str] | None = None,
         supervise: bool = True,
+        nats_nodes: int = 1,
     ) -> None:
         self.data_dir = data_dir.expanduser().absolute()
         self.gateway_host = gateway_host
@@ -96,7 +102,8 @@ class Platform:
         self.services = tuple(services)
         self.extra_env = dict(extra_env or {})
         self.echo = echo
-        self.engines = EngineSet(self.data_dir)
+        self.engines = EngineSet(self.data_dir, nats_nodes=nats_nodes)
+        self.nats_nodes = nats_nodes
         self.procs: dict[str, subprocess.Popen[str]] = {}
         # Each bus service gets its own ops port (/healthz, /readyz, /metrics) on this machine.
         self.ops_ports: dict[str, int] = {}
@@ -189,6 +196,8 @@ class Platform:
                 "PYTHONUNBUFFERED": "1",
                 # One machine, one developer: a ready-made tenant and key for the CLI.
                 "AGENTBUS_DEV_TENANT": "true",
+                # On a cluster, every stream and bucket on three servers.
+                "AGENTBUS_NATS_REPLICAS": str(min(self.nats_nodes, 3)),
             }
         )
         # A local platform serves the diagnostic assistants (off by default: production).
@@ -270,17 +279,15 @@ class Platform:
         supervisor = self.supervisor
         if supervisor is None:
             return
-        for engine in self.engines.engines:
-            if isinstance(engine, ProcessEngine):
-                supervisor.watch(
-                    engine.name,
-                    engine.is_running,
-                    lambda engine=engine: engine.restart(timeout=60),  # type: ignore[misc]
-                    lambda engine=engine: (  # type: ignore[misc]
-                        f"{engine.exit_description()}: {engine.last_log_line()}"
-                        f" - see {engine.log_path}"
-                    ),
-                )
+        for engine in self.engines.processes():
+            supervisor.watch(
+                engine.name if self.nats_nodes == 1 else _node_name(engine),
+                engine.is_running,
+                lambda engine=engine: engine.restart(timeout=60),  # type: ignore[misc]
+                lambda engine=engine: (  # type: ignore[misc]
+                    f"{engine.exit_description()}: {engine.last_log_line()} - see {engine.log_path}"
+                ),
+            )
         for name in self.procs:
             supervisor.watch(
                 name,

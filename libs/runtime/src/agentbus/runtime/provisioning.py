@@ -23,8 +23,9 @@ class ProvisioningError(RuntimeError):
     pass
 
 
-def stream_config(spec: StreamSpec) -> js_api.StreamConfig:
+def stream_config(spec: StreamSpec, replicas: int = 1) -> js_api.StreamConfig:
     return js_api.StreamConfig(
+        num_replicas=replicas,
         name=spec.name,
         description=spec.description,
         subjects=list(spec.subjects),
@@ -51,8 +52,8 @@ def consumer_config(spec: ConsumerSpec) -> js_api.ConsumerConfig:
     )
 
 
-async def ensure_stream(js: JetStreamContext, spec: StreamSpec) -> None:
-    wanted = stream_config(spec)
+async def ensure_stream(js: JetStreamContext, spec: StreamSpec, replicas: int = 1) -> None:
+    wanted = stream_config(spec, replicas)
     try:
         info = await js.stream_info(spec.name)
     except NotFoundError:
@@ -84,7 +85,7 @@ async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
     await js.add_consumer(spec.stream, consumer_config(spec))
 
 
-async def ensure_bucket(js: JetStreamContext, spec: BucketSpec) -> None:
+async def ensure_bucket(js: JetStreamContext, spec: BucketSpec, replicas: int = 1) -> None:
     if spec.kind == "kv":
         try:
             await js.key_value(spec.name)
@@ -95,6 +96,7 @@ async def ensure_bucket(js: JetStreamContext, spec: BucketSpec) -> None:
                     description=spec.description,
                     history=spec.history,
                     ttl=spec.ttl_s,
+                    replicas=replicas,
                 )
             )
     else:
@@ -102,21 +104,24 @@ async def ensure_bucket(js: JetStreamContext, spec: BucketSpec) -> None:
             await js.object_store(spec.name)
         except BucketNotFoundError:
             await js.create_object_store(
-                spec.name, js_api.ObjectStoreConfig(description=spec.description)
+                spec.name,
+                js_api.ObjectStoreConfig(description=spec.description, replicas=replicas),
             )
 
 
-async def provision(js: JetStreamContext, service: str | None = None) -> None:
+async def provision(js: JetStreamContext, service: str | None = None, *, replicas: int = 1) -> None:
     """Ensure the streams and buckets `service` uses exist, and the durables it binds.
 
     Each service may create only its own (the NATS permissions say so); without a service,
-    everything (tests and tools with an unrestricted connection).
+    everything (tests and tools with an unrestricted connection). `replicas` applies to what is
+    created here (3 on a JetStream cluster, so losing a node loses nothing); an existing stream
+    keeps its replica count, which an operator changes with `nats stream edit`.
     """
     streams, buckets = (ALL_STREAMS, BUCKETS) if service is None else provisioned_by(service)
     for stream in streams:
-        await ensure_stream(js, stream)
+        await ensure_stream(js, stream, replicas)
     for bucket in buckets:
-        await ensure_bucket(js, bucket)
+        await ensure_bucket(js, bucket, replicas)
     for consumer in CONSUMERS:
         if service is None or consumer.service == service:
             await ensure_consumer(js, consumer)

@@ -134,7 +134,9 @@ class Service:
             loop.add_signal_handler(sig, self.request_stop)
         await self.broker.connect()
         try:
-            await provision(self.connection.jetstream(), self.name)
+            await provision(
+                self.connection.jetstream(), self.name, replicas=self.settings.nats_replicas
+            )
             for hook in self.on_startup:
                 await hook()
             await self.broker.start()
@@ -252,7 +254,7 @@ async def connect_once(settings: Settings, timeout: float | None = None) -> Nats
     try:
         return await asyncio.wait_for(
             nats.connect(
-                servers=[settings.nats_url],
+                servers=settings.nats_servers,
                 allow_reconnect=False,
                 max_reconnect_attempts=0,
                 connect_timeout=budget,

@@ -22,11 +22,26 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("var"), description="Engine data, traces, logs, run state")
 
-    nats_url: str = Field(default="nats://127.0.0.1:4222", pattern=r"^(nats|tls|ws|wss)://")
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        pattern=r"^(nats|tls|ws|wss)://[^,\s]+(,(nats|tls|ws|wss)://[^,\s]+)*$",
+        description="One server, or several of one cluster separated by commas",
+    )
+    nats_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="Replicas of the streams and buckets this platform creates (3 on a cluster)",
+    )
     nats_user: str | None = None
     nats_password: SecretStr | None = None
     nats_creds: Path | None = Field(default=None, description="NATS .creds file (JWT + NKey)")
     nats_connect_timeout_s: float = Field(default=3.0, gt=0)
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """The servers of `nats_url`: a client connects to any and fails over to the others."""
+        return self.nats_url.split(",")
 
     postgres_dsn: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/agentbus", pattern=r"^postgres(ql)?://"

@@ -8,17 +8,20 @@ from .base import Engine, ProcessEngine
 from .clickhouse import ClickHouseEngine
 from .errors import EngineError
 from .graph import GraphEngine, unjam_bolt
-from .nats import NatsEngine
+from .nats import ClusterSeat, NatsEngine
+from .nats_cluster import NatsCluster
 from .ports import ensure_writable_dir, free_port, port_in_use
 from .postgres import PostgresEngine
 from .set import EngineSet
 
 __all__ = [
     "ClickHouseEngine",
+    "ClusterSeat",
     "Engine",
     "EngineError",
     "EngineSet",
     "GraphEngine",
+    "NatsCluster",
     "NatsEngine",
     "PostgresEngine",
     "ProcessEngine",

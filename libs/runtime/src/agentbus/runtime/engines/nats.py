@@ -6,6 +6,7 @@ import shutil
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from .base import ProcessEngine
@@ -25,14 +26,30 @@ def nats_server_binary() -> Path | None:
     return Path(found) if found else None
 
 
+@dataclass(frozen=True)
+class ClusterSeat:
+    """One server's place in a JetStream cluster: its name, its route port, its peers'."""
+
+    server_name: str
+    cluster_port: int
+    peer_ports: tuple[int, ...]
+    cluster_name: str = "agentbus"
+
+
 class NatsEngine(ProcessEngine):
     name = "nats"
     env_var = "AGENTBUS_NATS_URL"
 
     def __init__(
-        self, data_dir: Path, port: int = 0, monitor_port: int = 0, host: str = "127.0.0.1"
+        self,
+        data_dir: Path,
+        port: int = 0,
+        monitor_port: int = 0,
+        host: str = "127.0.0.1",
+        seat: ClusterSeat | None = None,
     ) -> None:
         super().__init__(data_dir)
+        self.seat = seat
         if port and port == monitor_port:
             raise EngineError(f"nats: port and monitor port are both {port}")
         self.host = host
@@ -80,7 +97,20 @@ class NatsEngine(ProcessEngine):
             "-sd", str(self.data_dir),
             # The monitor listens on the -a host too; its /healthz is our readiness probe.
             "-m", str(self.monitor_port),
-            "-n", "agentbus",
+            "-n", self.seat.server_name if self.seat else "agentbus",
+            *self._cluster_args(),
+        ]  # fmt: skip
+
+    def _cluster_args(self) -> list[str]:
+        seat = self.seat
+        if seat is None:
+            return []
+        host = self._dial_host
+        routes = ",".join(f"nats://{host}:{port}" for port in seat.peer_ports)
+        return [
+            "--cluster_name", seat.cluster_name,
+            "--cluster", f"nats://{host}:{seat.cluster_port}",
+            "--routes", routes,
         ]  # fmt: skip
 
     def _ready(self) -> bool:

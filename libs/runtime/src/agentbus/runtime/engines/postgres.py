@@ -71,6 +71,8 @@ def cpu_failure(log_text: str) -> str | None:
         if any(marker in line for marker in _CPU_FAILURE_MARKERS):
             return line.strip()[:200]
     return None
+
+
 _granted_bin_dirs: set[Path] = set()
 
 

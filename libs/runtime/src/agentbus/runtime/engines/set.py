@@ -7,20 +7,26 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from .base import Engine
+from .base import Engine, ProcessEngine
 from .clickhouse import ClickHouseEngine
 from .errors import EngineError
 from .graph import GraphEngine
 from .nats import NatsEngine
+from .nats_cluster import NatsCluster
 from .postgres import PostgresEngine
 
 
 class EngineSet:
     """NATS, Postgres, the graph store and ClickHouse for `root`, each in `root/<name>`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, nats_nodes: int = 1) -> None:
         self.root = root.expanduser().absolute()
-        self.nats = NatsEngine(self.root / "nats")
+        # One server, or a JetStream cluster of `nats_nodes` (the production topology).
+        self.nats: NatsEngine | NatsCluster = (
+            NatsEngine(self.root / "nats")
+            if nats_nodes == 1
+            else NatsCluster(self.root / "nats", nats_nodes)
+        )
         self.postgres = PostgresEngine(self.root / "postgres")
         self.graph = GraphEngine(self.root / "graph")
         self.clickhouse = ClickHouseEngine(self.root / "clickhouse")
@@ -72,6 +78,16 @@ class EngineSet:
     def _cancel_all(self) -> None:
         for engine in self.engines:
             engine._cancel_start()
+
+    def processes(self) -> list[ProcessEngine]:
+        """Every server process, one per node of a cluster: what a supervisor watches."""
+        found: list[ProcessEngine] = []
+        for engine in self.engines:
+            if isinstance(engine, NatsCluster):
+                found.extend(engine.nodes)
+            elif isinstance(engine, ProcessEngine):
+                found.append(engine)
+        return found
 
     def is_running(self) -> bool:
         return all(engine.is_running() for engine in self.engines)
