@@ -97,6 +97,7 @@ async def test_killed_orchestrator_is_restarted_and_the_stream_finishes(
             os.kill(old_pid, signal.SIGKILL)
             killed = True
     assert killed
+    print(f"\norchestrator: killed at step 2, stream finished {len(parts)} parts later")
     # The same stream went on: the run was redelivered to the restarted orchestrator.
     steps = Counter(p.data["step"] for p in parts if p.event == "custom")
     assert set(steps) == {1, 2, 3, 4, 5, 6}
@@ -133,6 +134,7 @@ async def test_killed_engine_comes_back_and_work_goes_on(
     await asyncio.sleep(0.7)
     os.kill(target.pids()[0], signal.SIGKILL)
     recovered_in = await until_ready(platform)
+    print(f"\n{name}: killed, platform ready again after {recovered_in:.1f}s")
 
     assert target.restarts == restarts_before + 1
     assert target.url == url_before  # same address: services reconnect without a restart
