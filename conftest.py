@@ -164,6 +164,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         extra_env={
             "AGENTBUS_PIPELINE_CONFIG": str(pipeline),
             "AGENTBUS_LANGGRAPH_CONFIG": str(user_graphs / "langgraph.json"),
+            # Semantic search in the LangGraph store over the items' `text`.
+            "AGENTBUS_STORE_INDEX_FIELDS": '["text"]',
             # Low enough to show a 429 in a test, high enough for the other tests.
             "AGENTBUS_RATE_LIMITS": '{"register": "4/minute"}',
         },

@@ -17,6 +17,8 @@ EXAMPLES: list[c.Contract] = [
     c.RunEvent(tenant_id="acme", run_id="r1", thread_id="t1", seq=0, type="metadata"),
     c.RunControl(tenant_id="acme", run_id="r1", action="cancel"),
     c.ThreadStateRequest(tenant_id="acme", thread_id="t1", history_limit=5),
+    c.StoreRequest(tenant_id="acme", op="put", namespace=["notes"], key="k", value={"a": 1}),
+    c.StoreReply(tenant_id="acme", namespaces=[["notes", "u1"]]),
     c.ThreadUpdateRequest(tenant_id="acme", op="update_state", thread_id="t1", values={"a": 1}),
     c.ThreadUpdated(tenant_id="acme", checkpoint_id="c1"),
     c.GraphDescribeRequest(tenant_id="acme", aspect="graph", graph_id="agent", xray=1),

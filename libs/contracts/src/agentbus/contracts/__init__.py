@@ -33,6 +33,7 @@ from .runs import (
     ThreadState,
     ThreadStateRequest,
 )
+from .store import STORE_OPS, StoreReply, StoreRequest
 from .streams import BUCKETS, CONSUMERS, STREAMS, BucketSpec, ConsumerSpec, StreamSpec
 from .telemetry import EvaluationScored, LlmUsage, RunFinished, ToolCalled
 from .threads import THREADS_UPDATE, ThreadUpdated, ThreadUpdateRequest
@@ -44,6 +45,7 @@ __all__ = [
     "CONSUMERS",
     "GRAPHS_DESCRIBE",
     "SERVICES",
+    "STORE_OPS",
     "STREAMS",
     "SUBJECTS",
     "THREADS_UPDATE",
@@ -81,6 +83,8 @@ __all__ = [
     "SearchResult",
     "ServiceHealth",
     "ServiceName",
+    "StoreReply",
+    "StoreRequest",
     "StreamSpec",
     "SubjectSpec",
     "TenantContract",

@@ -25,6 +25,7 @@ from .ingest import (
 )
 from .retrieval import GraphQuery, GraphResult, SearchRequest, SearchResult
 from .runs import RunControl, RunEvent, RunRequested, ThreadState, ThreadStateRequest
+from .store import STORE_OPS, StoreReply, StoreRequest
 from .streams import BUCKETS, DEAD_LETTERS, STREAMS, BucketSpec, StreamSpec, consumers_of
 from .telemetry import EvaluationScored, LlmUsage, RunFinished, ToolCalled
 from .threads import THREADS_UPDATE, ThreadUpdated, ThreadUpdateRequest
@@ -87,6 +88,16 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         reply=ThreadState,
         queue_group="orchestrator",
         description="Current values, next nodes, checkpoint and history of a thread",
+    ),
+    SubjectSpec(
+        STORE_OPS,
+        "request",
+        producers=("gateway",),
+        consumers=("orchestrator",),
+        payloads=(StoreRequest,),
+        reply=StoreReply,
+        queue_group="orchestrator",
+        description="The tenant's LangGraph store: put, get, delete, search, namespaces",
     ),
     SubjectSpec(
         THREADS_UPDATE,

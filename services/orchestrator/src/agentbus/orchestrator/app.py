@@ -15,10 +15,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from agentbus.contracts import (
     GRAPHS_DESCRIBE,
+    STORE_OPS,
     THREADS_UPDATE,
     ErrorReply,
     GraphDescribeRequest,
     GraphDescription,
+    StoreReply,
+    StoreRequest,
     ThreadState,
     ThreadStateRequest,
     ThreadUpdated,
@@ -39,6 +42,7 @@ from .diagnostics import drop_diagnostics
 from .models import ModelConfigError, load_router
 from .runner import RunLimits, Runner
 from .settings import OrchestratorSettings
+from .store_ops import store_index, store_op
 from .thread_ops import thread_update
 from .threads import thread_state
 
@@ -87,7 +91,7 @@ def build(settings: OrchestratorSettings) -> Service:
             await pool.open(wait=True, timeout=10)
             saver = AsyncPostgresSaver(pool)
             await saver.setup()
-            store = AsyncPostgresStore(pool)
+            store = AsyncPostgresStore(pool, index=store_index(settings, router))  # type: ignore[arg-type]
             await store.setup()
         except Exception as exc:
             await pool.close()
@@ -134,6 +138,22 @@ def build(settings: OrchestratorSettings) -> Service:
     async def on_run(msg: NatsMessage) -> None:
         # Returns once the run has a slot; the run goes on in the background (see WorkSlots).
         await slots.start(msg, lambda: state["runner"].handle(msg))
+
+    @service.broker.subscriber(
+        STORE_OPS,
+        queue="orchestrator",
+        title="store.ops",
+        description="StoreRequest -> StoreReply",
+    )
+    async def on_store_op(msg: NatsMessage) -> StoreReply | ErrorReply:
+        req = parse_or_error(msg.body, StoreRequest, service.rejects, STORE_OPS)
+        if isinstance(req, ErrorReply):
+            return req
+        try:
+            return await store_op(req, state["store"])
+        except Exception as exc:  # a filter the store cannot run answers, never hangs
+            log.warning("store %s failed", req.op, exc_info=True)
+            return ErrorReply(error=f"{type(exc).__name__}: {exc}"[:1000], reason="store_error")
 
     @service.broker.subscriber(
         THREADS_UPDATE,

@@ -18,6 +18,14 @@ class OrchestratorSettings(Settings):
         description="langgraph.json-compatible graph config; its graphs add to or replace the "
         "built-in ones (agent, echo, steps)",
     )
+    store_index_fields: list[str] | None = Field(
+        default=None,
+        description="Semantic search in the LangGraph store: the value fields to embed, e.g. "
+        '["$"] for the whole value or ["text"]; unset = no index (filters only)',
+    )
+    store_index_dims: int = Field(
+        default=384, ge=1, le=8192, description="Vector size of the `embed` model group"
+    )
     # bench/run_overhead.py: with 8, runs queued behind the limit at 32 concurrent clients
     # (TTFT p50 350 ms); 32-64 removes the queueing, CPU per replica is the next limit.
     max_concurrent_runs: int = Field(default=32, ge=1, le=512, description="Runs per replica")

@@ -108,7 +108,7 @@ async def info() -> dict[str, Any]:
     return {
         "version": __version__,
         "server": "agentbus-gateway",
-        "flags": {"assistants": True, "crons": False, "langsmith": False, "store": False},
+        "flags": {"assistants": True, "crons": False, "langsmith": False, "store": True},
     }
 
 

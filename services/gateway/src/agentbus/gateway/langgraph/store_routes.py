@@ -1,0 +1,183 @@
+"""`/store` of the LangGraph API: the tenant's LangGraph store (PostgreSQL), the same one
+graphs receive as `runtime.store`, reached over `agentbus.v1.store.ops`. Namespace labels are
+non-empty and without periods (GET joins them with '.'), as LangGraph's server requires."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import HTTPException, Query, Response
+from pydantic import Field, field_validator
+
+from agentbus.contracts import STORE_OPS, ErrorReply, StoreReply, StoreRequest
+from agentbus.runtime.traces import nats_span
+
+from .models import Body
+from .routes import Auth, Svc, router
+from .service import LangGraphRuns
+
+Labels = list[str]
+
+
+def _labels(value: Labels | None, *, allow_empty: bool = True) -> Labels | None:
+    if value is None:
+        return None
+    if not value and not allow_empty:
+        raise ValueError("namespace must have at least one label")
+    for label in value:
+        if not label or "." in label:
+            raise ValueError(f"namespace label {label!r} must be non-empty, without periods")
+    return value
+
+
+class PutItem(Body):
+    namespace: Labels = Field(min_length=1, max_length=32)
+    key: str = Field(min_length=1, max_length=1024)
+    value: dict[str, Any]
+    index: Literal[False] | list[str] | None = None
+    ttl: float | None = Field(default=None, gt=0)
+
+    @field_validator("namespace")
+    @classmethod
+    def _ns(cls, value: Labels) -> Labels:
+        return _labels(value, allow_empty=False) or []
+
+
+class DeleteItem(Body):
+    namespace: Labels = Field(min_length=1, max_length=32)
+    key: str = Field(min_length=1, max_length=1024)
+
+    @field_validator("namespace")
+    @classmethod
+    def _ns(cls, value: Labels) -> Labels:
+        return _labels(value, allow_empty=False) or []
+
+
+class SearchItems(Body):
+    namespace_prefix: Labels = Field(default_factory=list, max_length=32)
+    filter: dict[str, Any] | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+    query: str | None = Field(default=None, max_length=10_000)
+    refresh_ttl: bool | None = None
+
+    @field_validator("namespace_prefix")
+    @classmethod
+    def _ns(cls, value: Labels) -> Labels:
+        return _labels(value) or []
+
+
+class ListNamespaces(Body):
+    prefix: Labels | None = None
+    suffix: Labels | None = None
+    max_depth: int | None = Field(default=None, ge=1)
+    limit: int = Field(default=100, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+
+    @field_validator("prefix", "suffix")
+    @classmethod
+    def _ns(cls, value: Labels | None) -> Labels | None:
+        return _labels(value)
+
+
+async def _op(svc: LangGraphRuns, req: StoreRequest) -> StoreReply:
+    try:
+        with nats_span(STORE_OPS, "request") as headers:
+            reply = await svc.gateway.nc.request(
+                STORE_OPS, req.model_dump_json().encode(), timeout=10, headers=headers
+            )
+    except Exception:
+        raise HTTPException(503, "The orchestrator did not answer") from None
+    try:
+        return StoreReply.model_validate_json(reply.data)
+    except ValueError:
+        error = ErrorReply.model_validate_json(reply.data)
+        status = 422 if error.reason in ("unsupported", "schema", "store_error") else 502
+        raise HTTPException(status, error.error) from None
+
+
+@router.put("/store/items", status_code=204, summary="Store or replace an item")
+async def put_item(body: PutItem, principal: Auth, svc: Svc) -> Response:
+    await _op(
+        svc,
+        StoreRequest(
+            tenant_id=principal.tenant_id,
+            op="put",
+            namespace=body.namespace,
+            key=body.key,
+            value=body.value,
+            index=body.index,
+            ttl=body.ttl,
+        ),
+    )
+    return Response(status_code=204)
+
+
+@router.get("/store/items", summary="One item, or null")
+async def get_item(
+    principal: Auth,
+    svc: Svc,
+    key: Annotated[str, Query(min_length=1, max_length=1024)],
+    namespace: str = "",
+    refresh_ttl: bool | None = None,
+) -> dict[str, Any] | None:
+    labels = namespace.split(".")
+    if not all(labels):
+        raise HTTPException(422, "namespace must be non-empty labels joined by '.'")
+    reply = await _op(
+        svc,
+        StoreRequest(
+            tenant_id=principal.tenant_id,
+            op="get",
+            namespace=labels,
+            key=key,
+            refresh_ttl=refresh_ttl,
+        ),
+    )
+    return reply.item
+
+
+@router.delete("/store/items", status_code=204, summary="Delete an item")
+async def delete_item(body: DeleteItem, principal: Auth, svc: Svc) -> Response:
+    await _op(
+        svc,
+        StoreRequest(
+            tenant_id=principal.tenant_id, op="delete", namespace=body.namespace, key=body.key
+        ),
+    )
+    return Response(status_code=204)
+
+
+@router.post("/store/items/search", summary="Items under a namespace prefix")
+async def search_items(body: SearchItems, principal: Auth, svc: Svc) -> dict[str, Any]:
+    reply = await _op(
+        svc,
+        StoreRequest(
+            tenant_id=principal.tenant_id,
+            op="search",
+            namespace=body.namespace_prefix,
+            filter=body.filter,
+            limit=body.limit,
+            offset=body.offset,
+            query=body.query,
+            refresh_ttl=body.refresh_ttl,
+        ),
+    )
+    return {"items": reply.items}
+
+
+@router.post("/store/namespaces", summary="The namespaces in use")
+async def list_namespaces(body: ListNamespaces, principal: Auth, svc: Svc) -> dict[str, Any]:
+    reply = await _op(
+        svc,
+        StoreRequest(
+            tenant_id=principal.tenant_id,
+            op="namespaces",
+            prefix=body.prefix,
+            suffix=body.suffix,
+            max_depth=body.max_depth,
+            limit=body.limit,
+            offset=body.offset,
+        ),
+    )
+    return {"namespaces": reply.namespaces}
