@@ -4,6 +4,7 @@ agentbus up [--detach]   start engines and all services; Ctrl-C stops everything
 agentbus status          health of every engine and service
 agentbus down            stop a platform started with --detach
 agentbus traces --last   the span tree of the last request, across services
+agentbus demo            load the sample organisation (--remove takes it out)
 """
 
 from __future__ import annotations
@@ -448,6 +449,16 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return code
 
 
+# -- demo -----------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Load (or --remove) the sample organisation; the logic lives in demo.py."""
+    from . import demo
+
+    return demo.run(args, _with_platform_urls(_settings(args)))
+
+
 # -- traces ---------------------------------------------------------------------------------------
 
 
@@ -583,6 +594,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--thread", help="continue this thread")
     ask.add_argument("--json", action="store_true", help="one JSON object per SSE event")
     ask.set_defaults(func=cmd_ask)
+
+    from .demo import add_parser as add_demo_parser
+
+    add_demo_parser(sub, tenant).set_defaults(func=cmd_demo)
 
     traces = sub.add_parser(
         "traces", help="print a trace's span tree across services (from the local span files)"

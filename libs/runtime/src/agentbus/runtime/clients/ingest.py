@@ -10,6 +10,7 @@ import hashlib
 import mimetypes
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from nats.aio.client import Client as NatsClient
@@ -64,9 +65,11 @@ async def submit(
     chunking: ChunkingOverrides | None = None,
     content_type_: str | None = None,
     document_id: str | None = None,
+    dedupe_suffix: str = "",
 ) -> Submission:
     """`document_id` defaults to one derived from the tenant and source (the gateway passes
-    a keyed one: see its upload route)."""
+    a keyed one: see its upload route). `dedupe_suffix` lets a caller re-submit the same bytes
+    within the duplicate window on purpose (`agentbus demo` after `--remove`)."""
     js = nc.jetstream()
     sha = hashlib.sha256(data).hexdigest()
     src = source or filename
@@ -89,7 +92,9 @@ async def submit(
     )
     # The job carries the caller's trace context: ingest's spans join the upload's trace.
     subject = s.ingest_submit(tenant_id)
-    with nats_span(subject, headers={"Nats-Msg-Id": f"{tenant_id}:{doc}:{sha}"}) as headers:
+    with nats_span(
+        subject, headers={"Nats-Msg-Id": f"{tenant_id}:{doc}:{sha}{dedupe_suffix}"}
+    ) as headers:
         ack = await js.publish(subject, job.model_dump_json().encode(), headers=headers)
     return Submission(document_id=doc, sha256=sha, duplicate=bool(ack.duplicate))
 
@@ -103,19 +108,31 @@ async def submit_file(
 
 
 async def follow(
-    nc: NatsClient, document_id: str, *, sha256: str | None = None, timeout: float = 300.0
+    nc: NatsClient,
+    document_id: str,
+    *,
+    sha256: str | None = None,
+    timeout: float = 300.0,
+    since: datetime | None = None,
 ) -> AsyncIterator[IngestEvent]:
-    """Progress events of a document from the start of the stream, until its outcome.
+    """Progress events of a document from the start of the stream (or from `since`), until its
+    outcome.
 
     With `sha256`, events of other versions are skipped (a document id is reused when a file is
-    re-submitted).
+    re-submitted). `since` skips the outcomes of earlier submissions of the same bytes.
     """
     js = nc.jetstream()
+    start: dict[str, object] = {"deliver_policy": js_api.DeliverPolicy.ALL}
+    if since is not None:
+        start = {
+            "deliver_policy": js_api.DeliverPolicy.BY_START_TIME,
+            "config": js_api.ConsumerConfig(opt_start_time=since),
+        }
     sub = await js.subscribe(
         s.ingest_progress(document_id),
         stream=INGEST_EVENTS.name,
         ordered_consumer=True,
-        deliver_policy=js_api.DeliverPolicy.ALL,
+        **start,  # type: ignore[arg-type]
     )
     deadline = asyncio.get_running_loop().time() + timeout
     try:
