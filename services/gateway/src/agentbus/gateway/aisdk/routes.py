@@ -37,14 +37,15 @@ HEADERS = {
 async def _body(
     events: AsyncIterator[RunEvent | None], encoder: ChunkEncoder
 ) -> AsyncIterator[bytes]:
-    for chunk in encoder.start():
-        yield frame(chunk)
+    yield b"".join(map(frame, encoder.start()))
     async for event in events:
         if event is None:
             yield HEARTBEAT
             continue
-        for chunk in encoder.chunks(event):
-            yield frame(chunk)
+        # The chunks of one event in one write: fewer sends, less gateway CPU per run.
+        chunks = encoder.chunks(event)
+        if chunks:
+            yield b"".join(map(frame, chunks))
     yield DONE
 
 
