@@ -242,6 +242,17 @@ def test_a_reload_mid_answer_reattaches_and_the_answer_finishes(
     expect(answer).to_contain_text("Tuesdays")
     expect(answer.get_by_role("list", name="Sources")).to_be_visible()
     expect(page.get_by_role("button", name="Stop")).to_have_count(0)
+    # The history: search the thread titles, start a new chat, come back to this one.
+    threads = page.get_by_role("complementary", name="Conversations")
+    threads.get_by_role("searchbox").fill("no such talk")
+    expect(threads).to_contain_text("No conversations match")
+    threads.get_by_role("searchbox").fill("visitors")
+    thread = threads.get_by_role("link", name="Where do visitors park?")
+    expect(thread).to_have_attribute("aria-current", "page")
+    page.get_by_role("button", name="+ New chat").click()
+    expect(page.locator(".messages li.ai")).to_have_count(0)
+    thread.click()
+    expect(page.locator(".messages li.ai").last).to_contain_text("Tuesdays")
     console.check()
 
 

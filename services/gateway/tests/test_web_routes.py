@@ -30,7 +30,7 @@ from agentbus.gateway.api import _http_error, _validation_error
 from agentbus.gateway.auth import Principal
 from agentbus.gateway.auth.deps import current_principal
 from agentbus.gateway.langgraph.encode import Encoder
-from agentbus.gateway.routes_web import mount_web, router
+from agentbus.gateway.routes_web import jaeger_url, mount_web, router
 from agentbus.gateway.store import GatewayStore
 from agentbus.runtime.engines import NatsEngine, PostgresEngine
 from agentbus.runtime.provisioning import ensure_bucket
@@ -294,3 +294,12 @@ def test_platform_steps_stream_as_named_custom_events() -> None:
     values_only = Encoder(frozenset({"values"}), "r1", "th", "agent")
     routing = RunEvent(tenant_id="t", run_id="r1", thread_id="th", seq=0, type="routing")
     assert values_only.parts(routing) == []
+
+
+def test_the_jaeger_link_only_when_spans_go_to_a_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    assert jaeger_url("ab" * 16) is None
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")
+    assert jaeger_url("ab" * 16) == f"http://localhost:16686/trace/{'ab' * 16}"
+    monkeypatch.setenv("AGENTBUS_JAEGER_URL", "https://jaeger.example.com/")
+    assert jaeger_url("cd" * 16) == f"https://jaeger.example.com/trace/{'cd' * 16}"
