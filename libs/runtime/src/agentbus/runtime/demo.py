@@ -295,12 +295,12 @@ def _key(value: str) -> str:
 
 
 async def _remove_graph(settings: Settings, tenant: str, org: Organisation) -> None:
-    from neo4j import AsyncGraphDatabase
+    # The shared driver and literal values: FalkorDB's Bolt listener needs both (stores/graph.py).
+    from .stores.graph import async_driver, inline_parameters
 
-    auth = None
-    if settings.graph_user:
-        auth = (settings.graph_user, settings.graph_password.get_secret_value())
-    driver = AsyncGraphDatabase.driver(settings.graph_url, auth=auth)
+    driver = async_driver(
+        settings.graph_url, settings.graph_user, settings.graph_password.get_secret_value()
+    )
     params = {
         "t": tenant,
         "prefix": ID_PREFIX,
@@ -311,7 +311,7 @@ async def _remove_graph(settings: Settings, tenant: str, org: Organisation) -> N
     try:
         async with driver.session() as session:
             for cypher in _GRAPH_CLEANUP:
-                await (await session.run(cypher, params)).consume()
+                await (await session.run(inline_parameters(cypher, params))).consume()
     finally:
         await driver.close()
 

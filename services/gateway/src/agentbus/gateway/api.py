@@ -22,6 +22,7 @@ from .auth import router as auth_router
 from .headers import SecurityHeaders
 from .langgraph import router as langgraph_router
 from .limits import BodyLimits
+from .readiness import CachedReadiness, may_see_detail
 from .mcp import McpEndpoint
 from .openai import router as openai_router
 from .routes_analytics import router as analytics_router
@@ -51,6 +52,7 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
         title="Agentbus gateway",
         version=__version__,
         description="HTTP and Server-Sent Events front door of the Agentbus platform.",
+        **({} if settings.public_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
     )
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_error)
@@ -62,7 +64,8 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["Content-Location", "Location", "Retry-After"],
         )
-    api.mount("/metrics", make_asgi_app(registry=service.registry))
+    if settings.public_metrics:
+        api.mount("/metrics", make_asgi_app(registry=service.registry))
     api.add_middleware(
         BodyLimits,
         max_body_bytes=settings.max_body_bytes,
@@ -95,11 +98,22 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
         response_model=Readiness,
         responses={503: {"model": Readiness, "description": "Something is not ready"}},
     )
-    async def readyz() -> JSONResponse:
-        """Every engine and every service reachable; 503 naming what is not."""
-        report = await readiness(
+    async def readyz(request: Request) -> JSONResponse:
+        """Every engine and every service reachable; 503 if not. The detail naming what is not
+        needs the operator token (or `readiness_detail=public`)."""
+        report = await cached.report()
+        status = 200 if report.ready else 503
+        token = settings.operator_token.get_secret_value() if settings.operator_token else None
+        auth = request.headers.get("authorization")
+        if may_see_detail(auth, settings.readiness_detail, token):
+            return JSONResponse(report.model_dump(), status_code=status)
+        return JSONResponse({"ready": report.ready}, status_code=status)
+
+    async def _check() -> Readiness:
+        return await readiness(
             service.connection, settings, service.probes, self_health=await service.health()
         )
-        return JSONResponse(report.model_dump(), status_code=200 if report.ready else 503)
+
+    cached = CachedReadiness(_check)
 
     return api
