@@ -11,6 +11,8 @@ from agentbus.runtime.service import HttpServer, Service, StartupError, new_serv
 from . import __version__
 from .api import create_api
 from .auth import start_auth
+from .langgraph.crons import start_scheduler, stop_scheduler
+from .langgraph.service import LangGraphRuns
 from .limits import OpenStreams
 from .ratelimit import open_limiter
 from .routes_documents import StorageQuota
@@ -65,6 +67,10 @@ def build(settings: GatewaySettings) -> Service:
         # Under `agentbus up` only: tenant `dev` and its key in <data_dir>/dev-api-key, so the
         # CLI works out of the box. A deployment creates its tenants itself.
         await start_auth(api, pool, settings, settings.data_dir, dev_tenant=settings.dev_tenant)
+        # LangGraph crons: every replica's scheduler claims due ticks (exactly once per tick).
+        langgraph = api.state.langgraph = LangGraphRuns(api.state.runs, store)
+        scheduler = await start_scheduler(langgraph.crons)
+        service.on_shutdown.insert(0, lambda: stop_scheduler(scheduler))
 
     service.on_startup.append(start_stores)
     # The HTTP span is the root of each request's trace; NATS hops continue it.

@@ -21,6 +21,7 @@ from ..ratelimit import per_tenant
 from ..runs import RunGateway
 from ..sse import HEARTBEAT
 from ..store import GatewayStore
+from .crons import CronCount, CronCreate, CronPatch, Crons, CronSearch
 from .encode import Encoder, frame, parse_event_id, with_message_roles
 from .models import (
     AssistantCount,
@@ -108,7 +109,7 @@ async def info() -> dict[str, Any]:
     return {
         "version": __version__,
         "server": "agentbus-gateway",
-        "flags": {"assistants": True, "crons": False, "langsmith": False, "store": True},
+        "flags": {"assistants": True, "crons": True, "langsmith": False, "store": True},
     }
 
 
@@ -738,3 +739,45 @@ async def join_thread_stream(
         cancel_on_disconnect=None,
         last_event_id=last_event_id,
     )
+
+
+# -- crons -------------------------------------------------------------------------------------
+
+
+def crons_of(svc: LangGraphRuns) -> Crons:
+    return svc.crons
+
+
+@router.post("/runs/crons", summary="Schedule runs, each on a new thread")
+async def create_cron(body: CronCreate, principal: Auth, svc: Svc) -> dict[str, Any]:
+    return await crons_of(svc).create(principal, body, None)
+
+
+@router.post("/threads/{thread_id}/runs/crons", summary="Schedule runs on a thread")
+async def create_thread_cron(
+    thread_id: str, body: CronCreate, principal: Auth, svc: Svc
+) -> dict[str, Any]:
+    return await crons_of(svc).create(principal, body, thread_id)
+
+
+@router.post("/runs/crons/search", summary="Search crons")
+async def search_crons(body: CronSearch, principal: Auth, svc: Svc) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = await crons_of(svc).search(principal.tenant_id, body)
+    return found
+
+
+@router.post("/runs/crons/count", summary="Count crons")
+async def count_crons(body: CronCount, principal: Auth, svc: Svc) -> int:
+    counted: int = await crons_of(svc).search(principal.tenant_id, body, count=True)
+    return counted
+
+
+@router.patch("/runs/crons/{cron_id}", summary="Change a cron")
+async def patch_cron(cron_id: str, body: CronPatch, principal: Auth, svc: Svc) -> dict[str, Any]:
+    return await crons_of(svc).patch(principal.tenant_id, cron_id, body)
+
+
+@router.delete("/runs/crons/{cron_id}", status_code=204, summary="Delete a cron")
+async def delete_cron(cron_id: str, principal: Auth, svc: Svc) -> Response:
+    await crons_of(svc).delete(principal.tenant_id, cron_id)
+    return Response(status_code=204)

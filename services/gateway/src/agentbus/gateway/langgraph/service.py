@@ -32,6 +32,7 @@ from ..auth.deps import Principal
 from ..runs import RunGateway
 from ..store import GatewayStore
 from .assistants import Assistants, GraphCatalog, merge_config
+from .crons import Crons
 from .encode import Encoder, with_message_roles, with_message_types
 from .models import RunCreate
 from .records import Records
@@ -74,6 +75,7 @@ class LangGraphRuns:
         self.gateway = gateway
         self.store = store
         self.records = Records(store.pool)
+        self.crons = Crons(store.pool, self)
         self.assistants = Assistants(store.pool, GraphCatalog(gateway.nc))
         self._kv: ThreadRunsKV | None = None
 
@@ -166,7 +168,9 @@ class LangGraphRuns:
 
     # -- runs --------------------------------------------------------------------------------
 
-    async def create(self, principal: Principal, thread_id: str, body: RunCreate) -> Created:
+    async def create(
+        self, principal: Principal, thread_id: str, body: RunCreate, *, run_id: str | None = None
+    ) -> Created:
         """Validate, record and admit a run; 404/409 before anything is published."""
         tenant = principal.tenant_id
         assistant = await self.assistants.resolve(tenant, body.assistant_id)
@@ -185,7 +189,7 @@ class LangGraphRuns:
         context = {**(assistant["context"] or {}), **(body.context or {})}
         run = RunRequested(
             tenant_id=tenant,
-            run_id=new_uuid(),
+            run_id=run_id or new_uuid(),
             thread_id=thread_id,
             assistant_id=assistant["assistant_id"],
             graph_id=assistant["graph_id"],
