@@ -139,6 +139,8 @@ def service_env(
         "AGENTBUS_GATEWAY_PORT": str(free_port()),
         # The diagnostic `steps` assistant (off in production) drives the durability tests.
         "AGENTBUS_DIAGNOSTIC_ASSISTANTS": "true",
+        # The tests read /readyz's detail without the operator token.
+        "AGENTBUS_READINESS_DETAIL": "public",
         # As under `agentbus up`: tenant `dev` and <data_dir>/dev-api-key.
         "AGENTBUS_DEV_TENANT": "true",
     }

@@ -202,6 +202,8 @@ class Platform:
         )
         # A local platform serves the diagnostic assistants (off by default: production).
         env.setdefault("AGENTBUS_DIAGNOSTIC_ASSISTANTS", "true")
+        # `agentbus status` and the launcher read /readyz's detail (production: operator token).
+        env.setdefault("AGENTBUS_READINESS_DETAIL", "public")
         env.update(self.extra_env)
         return env
 

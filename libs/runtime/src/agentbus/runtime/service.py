@@ -157,7 +157,8 @@ class Service:
             await self._micro.add_endpoint(
                 name="health", subject=s.health(self.name), handler=self._answer_health
             )
-            if self.settings.ops_port and self.http is None:
+            # The gateway too: its metrics can then leave the public port (public_metrics).
+            if self.settings.ops_port:
                 self._ops = OpsServer(self.name, self.health, self.registry)
                 await self._ops.start(self.settings.ops_host, self.settings.ops_port)
             log.info(

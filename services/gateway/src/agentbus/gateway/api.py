@@ -22,9 +22,9 @@ from .auth import router as auth_router
 from .headers import SecurityHeaders
 from .langgraph import router as langgraph_router
 from .limits import BodyLimits
-from .readiness import CachedReadiness, may_see_detail
 from .mcp import McpEndpoint
 from .openai import router as openai_router
+from .readiness import CachedReadiness, may_see_detail
 from .routes_analytics import router as analytics_router
 from .routes_documents import router as documents_router
 from .routes_native import router as native_router
@@ -52,7 +52,11 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
         title="Agentbus gateway",
         version=__version__,
         description="HTTP and Server-Sent Events front door of the Agentbus platform.",
-        **({} if settings.public_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
+        **(
+            {}
+            if settings.public_docs
+            else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+        ),
     )
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_error)

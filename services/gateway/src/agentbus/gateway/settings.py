@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, SecretStr
 
 from agentbus.runtime.settings import Settings
 
@@ -26,6 +28,20 @@ class GatewaySettings(Settings, AuthSettings):
         gt=0,
         le=300,
         description="Seconds of silence after which an SSE stream gets a keepalive comment",
+    )
+    readiness_detail: Literal["public", "operator"] = Field(
+        default="operator",
+        description="Who sees /readyz's detail (versions, instances, errors): everyone, or "
+        "only callers with `Authorization: Bearer <operator_token>`; others get {ready}",
+    )
+    operator_token: SecretStr | None = Field(
+        default=None, description="Bearer token for /readyz's detail"
+    )
+    public_metrics: bool = Field(
+        default=True, description="Serve /metrics on the public port (else use the ops port)"
+    )
+    public_docs: bool = Field(
+        default=True, description="Serve /docs, /redoc and /openapi.json on the public port"
     )
     max_documents_per_tenant: int = Field(
         default=10_000, ge=1, description="Documents one tenant may store (413 past it)"
