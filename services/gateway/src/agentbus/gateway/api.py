@@ -52,11 +52,9 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
         title="Agentbus gateway",
         version=__version__,
         description="HTTP and Server-Sent Events front door of the Agentbus platform.",
-        **(
-            {}
-            if settings.public_docs
-            else {"docs_url": None, "redoc_url": None, "openapi_url": None}
-        ),
+        docs_url="/docs" if settings.public_docs else None,
+        redoc_url="/redoc" if settings.public_docs else None,
+        openapi_url="/openapi.json" if settings.public_docs else None,
     )
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_error)
