@@ -60,6 +60,10 @@ SAFE_DEFAULTS_OF = {
         "max_streams_per_tenant": "1,000 open SSE streams per tenant and replica",
         "max_documents_per_tenant": "10,000 documents per tenant",
         "max_stored_bytes_per_tenant": "10 GiB of uploads per tenant",
+        "readiness_detail": "operator: public /readyz says only ready or not",
+        "operator_token": "none: nobody sees /readyz's detail until one is set",
+        "public_metrics": "on: Prometheus scrapes the gateway's port in compose",
+        "public_docs": "on: the API docs at /docs",
     },
 }
 
