@@ -39,7 +39,7 @@ $(DEPLOY_TOOLS): $(STAMP) deploy/tools/install.sh
 	deploy/tools/install.sh $(VENV)
 	touch $(DEPLOY_TOOLS)
 
-# The real JavaScript clients the gateway's adapter tests drive (the `ai` package), from npm.
+# The real JavaScript clients the gateway's tests drive (`ai`, `@langchain/langgraph-sdk`), from npm.
 NODE_TESTS := services/gateway/tests/node
 node-tests: $(NODE_TESTS)/node_modules/.installed-stamp
 
