@@ -249,16 +249,19 @@ async def test_the_app_is_served_with_a_fallback_but_api_paths_stay_json(env: En
     index = await env.http.get("/")
     assert index.status_code == 200 and "<title>Agentbus</title>" in index.text
     assert index.headers["cache-control"] == "no-cache"
-    deep = await env.http.get("/chat/some-thread")
+    page = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}  # what a browser sends
+    deep = await env.http.get("/chat/some-thread", headers=page)
     assert deep.status_code == 200 and deep.text == index.text
+    # An API client asking for an unknown path keeps its JSON 404.
+    assert (await env.http.get("/chat/some-thread")).json() == {"detail": "Not Found"}
     asset = await env.http.get("/assets/app-1.js")
     assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
     # A path out of the build directory gets the page, never the file.
     (env.web.parent / "secret.txt").write_text("secret")
-    escaped = await env.http.get("/..%2Fsecret.txt")
+    escaped = await env.http.get("/..%2Fsecret.txt", headers=page)
     assert escaped.status_code == 200 and escaped.text == index.text
-    for path in ("/assets/missing.js", "/api/v1/nothing", "/runs/x/y"):
-        gone = await env.http.get(path)
+    for path in ("/assets/missing.js", "/api/v1/nothing", "/runs/x/y", "/metrics"):
+        gone = await env.http.get(path, headers=page)
         assert gone.status_code == 404, path
         assert gone.headers["content-type"] == "application/json", path
     # Routes included before the fallback still answer.

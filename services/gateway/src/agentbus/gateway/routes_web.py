@@ -195,7 +195,21 @@ async def document_file(document_id: str, request: Request, principal: Auth) -> 
 # --- the built app -------------------------------------------------------------------------
 
 # Paths that belong to the APIs: an unknown one is a JSON 404, never the app's page.
-API_PREFIXES = ("/api/", "/v1/", "/mcp", "/a2a", "/threads", "/runs", "/assistants", "/store")
+API_PREFIXES = (
+    "/api/",
+    "/v1/",
+    "/mcp",
+    "/a2a",
+    "/.well-known/",
+    "/threads",
+    "/runs",
+    "/assistants",
+    "/store",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/metrics",
+)
 
 
 def default_web_dir() -> Path:
@@ -207,7 +221,8 @@ def mount_web(api: FastAPI, web_dir: Path | None, traces_dir: Path) -> None:
     """Serve the built app at `/`; call after every API router is included.
 
     Files under the build directory are served as they are (hashed assets cached for a year);
-    any other GET that is not an API path gets index.html, so a reload on an app URL works.
+    a browser's page request (Accept: text/html) for any other non-API path gets index.html, so
+    a reload on an app URL works; other clients get the usual JSON 404.
     Without a build (`make setup` runs `npm ci && npm run build`), `/` says how to make one.
     """
     api.state.web_traces_dir = traces_dir
@@ -215,9 +230,12 @@ def mount_web(api: FastAPI, web_dir: Path | None, traces_dir: Path) -> None:
     root = (web_dir or (Path(configured) if configured else default_web_dir())).resolve()
 
     @api.get("/{path:path}", include_in_schema=False)
-    async def web_app(path: str) -> Response:
+    async def web_app(path: str, request: Request) -> Response:
         if ("/" + path).startswith(API_PREFIXES):
             raise HTTPException(404, "Not Found")
+        # Only a browser asking for a page gets the app for an unknown path; API clients keep
+        # their JSON 404.
+        wants_page = path == "" or "text/html" in request.headers.get("accept", "")
         index = root / "index.html"
         if not index.is_file():
             return JSONResponse(
@@ -230,6 +248,6 @@ def mount_web(api: FastAPI, web_dir: Path | None, traces_dir: Path) -> None:
                 "public, max-age=31536000, immutable" if path.startswith("assets/") else "no-cache"
             )
             return FileResponse(target, headers={"Cache-Control": cache})
-        if path.startswith("assets/"):
+        if path.startswith("assets/") or not wants_page:
             raise HTTPException(404, "Not Found")
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
