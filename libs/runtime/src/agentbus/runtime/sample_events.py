@@ -145,7 +145,7 @@ def generate(org: Organisation, tenant_id: str, end: datetime) -> SampleEvents:
     pending: dict[str, list[tuple[datetime, str]]] = {r.name: [] for r in org.repositories}
     timed: list[tuple[datetime, int, str, str, str, dict[str, Any]]] = []
     order = 0
-    for day in range(org.days):
+    for day in range(1, org.days):  # day 0 is the quarter's start: teams and owners
         date = start + timedelta(days=day)
         if date.weekday() >= 5:  # weekends are quiet
             continue
