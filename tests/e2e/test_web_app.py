@@ -372,6 +372,8 @@ def test_phone_width_and_dark_theme(app: tuple[Page, Console]) -> None:
     page, console = app
     page.set_viewport_size({"width": 390, "height": 844})
     page.get_by_role("link", name="Chat").click()
+    threads = page.get_by_role("complementary", name="Conversations")
+    expect(threads.get_by_role("link", name="Where do visitors park?")).to_be_visible()
     page.get_by_role("button", name="Switch to dark theme").click()
     assert page.evaluate("() => document.documentElement.dataset.theme") == "dark"
     # Nothing wider than the screen: no sideways scrolling on a phone.

@@ -51,7 +51,7 @@ function useElapsed(running: boolean, start: number): number {
 export default function ChatPage({ threadId }: { threadId: string | null }) {
   const [assistants, setAssistants] = useState<Assistant[]>([]);
   const [assistantId, setAssistantId] = useState(() => localStorage.getItem("agentbus.assistant") ?? "agent");
-  const [threads, setThreads] = useState<Thread[]>([]);
+  const [threads, setThreads] = useState<Thread[] | null>(null); // null: loading
   const [search, setSearch] = useState("");
   const [input, setInput] = useState("");
   const [activity, setActivity] = useState<Activity>({ tools: [] });
@@ -203,7 +203,7 @@ export default function ChatPage({ threadId }: { threadId: string | null }) {
     () => stream.messages.filter((m) => (m.type === "human" || m.type === "ai") && textOf(m).trim() !== ""),
     [stream.messages],
   );
-  const filtered = threads.filter((t) => {
+  const filtered = (threads ?? []).filter((t) => {
     const title = String(t.metadata?.title ?? "");
     return !search.trim() || title.toLowerCase().includes(search.trim().toLowerCase());
   });
@@ -229,7 +229,7 @@ export default function ChatPage({ threadId }: { threadId: string | null }) {
               </a>
             </li>
           ))}
-          {!filtered.length && <li className="muted">No conversations{search ? " match" : " yet"}.</li>}
+          {threads && !filtered.length && <li className="muted">No conversations{search ? " match" : " yet"}.</li>}
         </ul>
       </aside>
       <section className="conversation" aria-label="Conversation">
