@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,8 +68,23 @@ def _supervised(engine: ProcessEngine, supervisor: Supervisor) -> ProcessEngine:
 
 
 @pytest.fixture(scope="session")
-def engines_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("engines")
+def session_root() -> Iterator[Path]:
+    """Where the session's engines keep their data: not under pytest's own temp root.
+
+    PostgreSQL runs as an unprivileged user when we are root, so every parent of its data dir
+    must be traversable; pytest resets `/tmp/pytest-of-<user>` to mode 0700 whenever another
+    pytest session starts, which cut a running server off its own data (Permission denied).
+    """
+    root = Path(tempfile.mkdtemp(prefix="agentbus-tests-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def engines_root(session_root: Path) -> Path:
+    path = session_root / "engines"
+    path.mkdir()
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -150,9 +166,10 @@ def service_env(
 
 
 @pytest.fixture(scope="session")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(session_root: Path) -> Iterator[Platform]:
     """The whole platform, as `agentbus up` runs it: engines plus five service processes."""
-    root = tmp_path_factory.mktemp("platform")
+    root = session_root / "platform"
+    root.mkdir()
     # Small embedding batches make a document's indexing long enough to interrupt in the tests,
     # and a small size limit makes "file too large" cheap to show.
     pipeline = root / "pipeline.yaml"

@@ -34,8 +34,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def clustered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    root = tmp_path_factory.mktemp("cluster")
+def clustered(session_root: Path) -> Iterator[Platform]:
+    root = session_root / "cluster"
     plat = Platform(root / "var", gateway_port=free_port(), nats_nodes=3)
     plat.start(timeout=240)
     try:
