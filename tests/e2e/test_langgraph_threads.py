@@ -212,3 +212,36 @@ async def test_delete_bulk_cancel_batch_and_join_a_thread(
     )
     assert refused.status_code == 404
     assert (await http.post("/runs/batch", json=[])).status_code == 422
+
+
+async def test_stream_subgraphs_names_parts_by_namespace(client: LangGraphClient) -> None:
+    parts = [
+        p
+        async for p in client.runs.stream(
+            None,
+            "nested",
+            input={"text": "hello"},
+            stream_mode=["values", "updates"],
+            stream_subgraphs=True,
+        )
+    ]
+    names = [p.event for p in parts]
+    sub_values = [p for p in parts if p.event.startswith("values|inner:")]
+    sub_updates = [p for p in parts if p.event.startswith("updates|inner:")]
+    assert sub_values and sub_updates, names
+    assert [list(p.data) for p in sub_updates] == [["shout"], ["mark"]]
+    assert sub_values[-1].data == {"text": "HELLO!", "steps": ["shout", "mark"]}
+    root = [p.data for p in parts if p.event == "values"]
+    assert root[-1] == {"text": "HELLO!", "steps": ["shout", "mark"]}
+    # Without stream_subgraphs only the root graph streams.
+    plain = [
+        p.event
+        async for p in client.runs.stream(
+            None, "nested", input={"text": "hi"}, stream_mode=["values", "updates"]
+        )
+    ]
+    assert not [n for n in plain if "|" in n]
+    # And the subgraph is described as LangGraph describes it.
+    subgraphs = await client.assistants.get_subgraphs("nested")
+    assert list(subgraphs) == ["inner"]
+    assert set(subgraphs["inner"]["state_schema"]["properties"]) == {"text", "steps"}

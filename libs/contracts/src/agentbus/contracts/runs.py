@@ -63,6 +63,9 @@ class RunRequested(Event):
     interrupt_after: list[str] | Literal["*"] | None = Field(
         default=None, description="Pause after these nodes"
     )
+    stream_subgraphs: bool = Field(
+        default=False, description="Also stream the parts of subgraphs (events with a namespace)"
+    )
     metadata: JsonObject = Field(default_factory=dict)
     stream_modes: list[StreamMode] = Field(default_factory=lambda: list[StreamMode](["values"]))
     multitask_strategy: MultitaskStrategy = "reject"
@@ -79,6 +82,10 @@ class RunEvent(Event):
     node: str | None = None
     data: JsonObject = Field(default_factory=dict)
     status: RunStatus | None = Field(default=None, description="Set on the final `end` event")
+    namespace: list[str] | None = Field(
+        default=None,
+        description="The subgraph that produced it ('node:task' per level), for stream_subgraphs",
+    )
 
 
 class RunControl(TenantContract):

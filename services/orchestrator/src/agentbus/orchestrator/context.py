@@ -83,9 +83,10 @@ class RunContext:
         *,
         node: str | None = None,
         status: RunStatus | None = None,
+        namespace: list[str] | None = None,
     ) -> RunEvent:
         async with self._emitting:
-            return await self._emit(type_, data, node, status)
+            return await self._emit(type_, data, node, status, namespace)
 
     async def _emit(
         self,
@@ -93,6 +94,7 @@ class RunContext:
         data: dict[str, Any] | None,
         node: str | None,
         status: RunStatus | None,
+        namespace: list[str] | None = None,
     ) -> RunEvent:
         if self.cancel_requested and type_ != "end":
             raise RunCancelled(self.run.run_id)
@@ -103,7 +105,7 @@ class RunContext:
             message = f"the run exceeded its time limit of {limit:g} s"
             await self._send("error", {"message": message, "reason": "timeout"}, None, None)
             data, status = {"reason": "timeout", "limit_s": limit}, "error"
-        return await self._send(type_, data, node, status)
+        return await self._send(type_, data, node, status, namespace)
 
     async def _send(
         self,
@@ -111,6 +113,7 @@ class RunContext:
         data: dict[str, Any] | None,
         node: str | None,
         status: RunStatus | None,
+        namespace: list[str] | None = None,
     ) -> RunEvent:
         event = RunEvent(
             tenant_id=self.run.tenant_id,
@@ -121,6 +124,7 @@ class RunContext:
             node=node,
             data=data or {},
             status=status,
+            namespace=namespace or None,
         )
         if self.ended:
             return event  # a second `end` changes nothing for readers: not published

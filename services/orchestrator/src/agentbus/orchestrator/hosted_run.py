@@ -15,6 +15,7 @@ from langgraph.pregel import Pregel
 from pydantic import BaseModel
 
 from agentbus.contracts import RunRequested
+from agentbus.contracts.runs import RunEventType
 
 from .context import RunContext
 
@@ -101,9 +102,15 @@ def user_input(value: Any) -> Any:
     return {**value, "messages": messages}
 
 
-async def emit_user_part(ctx: RunContext, mode: str, chunk: Any) -> None:
-    """One part of a user's graph stream as run events (`updates`/`values` are the runner's)."""
-    if mode == "messages":
+async def emit_user_part(
+    ctx: RunContext, mode: str, chunk: Any, namespace: list[str] | None = None
+) -> None:
+    """One part of a user's graph stream as run events; `namespace` for a subgraph's part."""
+    ns = namespace or None
+    if mode in {"values", "updates"}:
+        kind: RunEventType = "values" if mode == "values" else "updates"
+        await ctx.emit(kind, to_json(chunk) if isinstance(chunk, dict) else {}, namespace=ns)
+    elif mode == "messages":
         message, meta = chunk
         node = meta.get("langgraph_node") if isinstance(meta, dict) else None
         data = to_json(message)
@@ -115,15 +122,16 @@ async def emit_user_part(ctx: RunContext, mode: str, chunk: Any) -> None:
             text = "".join(
                 str(p.get("text", "")) for p in content if isinstance(p, dict) and "text" in p
             )
-        await ctx.emit("token", {"text": text, "message": data}, node=node)
+        await ctx.emit("token", {"text": text, "message": data}, node=node, namespace=ns)
     elif mode == "custom":
-        await ctx.emit("custom", chunk if isinstance(chunk, dict) else {"data": to_json(chunk)})
+        data = chunk if isinstance(chunk, dict) else {"data": to_json(chunk)}
+        await ctx.emit("custom", data, namespace=ns)
     elif mode == "tasks" and isinstance(chunk, dict):
         name = str(chunk.get("name", ""))
         if name.startswith("__"):
             return
         if "input" in chunk:
             ctx.nodes += 1
-            await ctx.emit("node_start", node=name)
+            await ctx.emit("node_start", node=name, namespace=ns)
         else:
-            await ctx.emit("node_end", node=name)
+            await ctx.emit("node_end", node=name, namespace=ns)

@@ -335,15 +335,20 @@ class Runner:
                 },
             )
         try:
-            async for mode, chunk in graph.astream(
+            subgraphs = run.stream_subgraphs and not native
+            async for item in graph.astream(
                 graph_input,
                 config,
                 context=ctx if native else user_context(graph, run),
                 stream_mode=NATIVE_MODES if native else USER_MODES,
                 interrupt_before=run.interrupt_before,
                 interrupt_after=run.interrupt_after,
+                subgraphs=subgraphs,
             ):
-                if mode == "updates" and "updates" in run.stream_modes:
+                namespace, (mode, chunk) = (list(item[0]), item[1:]) if subgraphs else ([], item)
+                if namespace:  # a subgraph's part, named by its namespace
+                    await emit_user_part(ctx, mode, chunk, namespace)
+                elif mode == "updates" and "updates" in run.stream_modes:
                     await ctx.emit("updates", to_json(chunk))
                 elif mode == "values" and "values" in run.stream_modes:
                     await ctx.emit("values", to_json(chunk))

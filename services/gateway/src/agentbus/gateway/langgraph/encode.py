@@ -133,6 +133,8 @@ class Encoder:
 
     def parts(self, event: RunEvent) -> list[tuple[str, Any]]:
         """(SSE event name, data) for one run event; updates the encoder's state."""
+        if event.namespace:
+            return self._subgraph_parts(event)
         out: list[tuple[str, Any]] = []
         node = event.node
         want = self.modes.__contains__
@@ -202,6 +204,24 @@ class Encoder:
                 if want("updates"):
                     out.append(("updates", {"__interrupt__": marked}))
         return out
+
+    def _subgraph_parts(self, event: RunEvent) -> list[tuple[str, Any]]:
+        """A subgraph's part (stream_subgraphs), named `<mode>|<namespace>` as LangGraph names
+        it; it never becomes the run's values."""
+        suffix = "|" + "|".join(event.namespace or [])
+        want = self.modes.__contains__
+        if event.type in ("values", "updates") and want(event.type):
+            data = with_message_types(event.data)
+            if event.type == "updates":
+                data = {k: with_message_types(v) for k, v in event.data.items()}
+            return [(event.type + suffix, data)]
+        if event.type == "token" and want("messages-tuple"):
+            given = event.data.get("message")
+            chunk = given if isinstance(given, dict) else message_chunk("", "")
+            return [("messages" + suffix, [chunk, self._meta(event.node)])]
+        if event.type == "custom" and want("custom"):
+            return [("custom" + suffix, event.data)]
+        return []
 
     def frames(self, event: RunEvent, after: tuple[int, int] = (-1, 0)) -> list[bytes]:
         """The frames of `event` after the frame id `after` (all of them when it is later)."""

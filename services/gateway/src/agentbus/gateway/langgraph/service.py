@@ -200,6 +200,7 @@ class LangGraphRuns:
             checkpoint_id=body.from_checkpoint,
             interrupt_before=body.interrupt_before,
             interrupt_after=body.interrupt_after,
+            stream_subgraphs=bool(body.stream_subgraphs),
             metadata=body.metadata or {},
             # Always both: a later join or wait may ask for any mode, and wait needs the values.
             stream_modes=["values", "updates"],
