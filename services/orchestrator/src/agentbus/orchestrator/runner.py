@@ -245,9 +245,7 @@ class Runner:
         task = asyncio.create_task(self._drive(run, ctx, resuming=last is not None))
         self.active[run.run_id] = (task, ctx)
         await self._apply_pending_stop(run, ctx, task)
-        running = (
-            self.metrics.running(run.assistant_id) if self.metrics else contextlib.nullcontext()
-        )
+        running = self.metrics.running(graph_of(run)) if self.metrics else contextlib.nullcontext()
         try:
             with running:
                 status = await self._within_limit(run, ctx, task)
@@ -260,7 +258,7 @@ class Runner:
             self.active.pop(run.run_id, None)
             ctx.end_spans()
         if self.metrics is not None:
-            self.metrics.finished(run.assistant_id, status, time.perf_counter() - ctx.started)
+            self.metrics.finished(graph_of(run), status, time.perf_counter() - ctx.started)
         await self._finished(run, ctx, status)
         return status
 
@@ -268,7 +266,8 @@ class Runner:
         self, run: RunRequested, ctx: RunContext, task: asyncio.Task[RunStatus]
     ) -> RunStatus:
         """The run's status, or `error` (reason `timeout`) once it runs past its time limit."""
-        limit = self.limits.timeout_s(run.assistant_id)
+        # Limits and metric labels go by graph: assistants are many (uuids), graphs few.
+        limit = self.limits.timeout_s(graph_of(run))
         try:
             done, _ = await asyncio.wait({task}, timeout=limit)
         except asyncio.CancelledError:
