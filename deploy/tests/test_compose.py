@@ -55,8 +55,12 @@ SAFE_DEFAULTS_OF = {
         "max_runs_per_tenant": "8 of a replica's runs per tenant",
         "run_timeout_s": "900 s per run",
         "run_timeouts": "no per-assistant time limits beyond run_timeout_s",
+        "langgraph_config": "the built-in graphs; mount a langgraph.json to serve your own",
+        "store_index_fields": "none: the store's semantic search is off until fields are named",
+        "store_index_dims": "384, the dimensions of the default embed model",
     },
     "gateway": {
+        "dev_tenant": "off: a deployment makes its tenants itself (only agentbus up makes `dev`)",
         "max_streams_per_tenant": "1,000 open SSE streams per tenant and replica",
         "max_documents_per_tenant": "10,000 documents per tenant",
         "max_stored_bytes_per_tenant": "10 GiB of uploads per tenant",
