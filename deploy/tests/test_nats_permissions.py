@@ -94,6 +94,8 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
             proc.wait(timeout)
 
 
+OPERATOR_TOKEN = "operator-token-of-the-permissions-test"
+
 _VIOLATION = re.compile(
     r'"\$G/user:([^"]+)" - (Publish|Subscription) Violation - Subject "([^"]+)"'
 )
@@ -573,6 +575,8 @@ def services(
                 **graph_engine.env(),
                 "AGENTBUS_GATEWAY_PORT": str(gateway_port),
                 "AGENTBUS_HEALTH_TIMEOUT_S": "1",
+                # The readiness detail is read below with the operator token.
+                "AGENTBUS_OPERATOR_TOKEN": OPERATOR_TOKEN,
                 "AGENTBUS_LOG_FORMAT": "text",
             }
             running.logs[svc] = tmp_path / f"{svc}.log"
@@ -621,8 +625,9 @@ async def test_the_five_services_start_under_their_own_users(
     # down on purpose, so the report itself is a 503).
     def readyz() -> dict[str, object]:
         url = f"http://127.0.0.1:{services.gateway_port}/readyz"
+        asked = urllib.request.Request(url, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
         try:
-            with urllib.request.urlopen(url, timeout=15) as resp:
+            with urllib.request.urlopen(asked, timeout=15) as resp:
                 return dict(json.load(resp))
         except urllib.error.HTTPError as exc:
             return dict(json.load(exc))
