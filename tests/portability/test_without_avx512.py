@@ -64,9 +64,7 @@ async def _hnsw_round(dsn: str) -> list[int]:
             "CREATE TABLE chunks_probe (id int PRIMARY KEY, text text, embedding vector(384),"
             " tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED)"
         )
-        await conn.execute(
-            "CREATE INDEX ON chunks_probe USING hnsw (embedding vector_cosine_ops)"
-        )
+        await conn.execute("CREATE INDEX ON chunks_probe USING hnsw (embedding vector_cosine_ops)")
         await conn.execute(
             "INSERT INTO chunks_probe (id, text, embedding) SELECT g, 'rolling back deploys',"
             " (SELECT array_agg(sin(g * i))::vector FROM generate_series(1, 384) AS i)"

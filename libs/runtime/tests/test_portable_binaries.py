@@ -69,9 +69,7 @@ def avx512_functions(disassembly: str) -> dict[str, int]:
 
 
 def undispatched(counts: dict[str, int]) -> dict[str, int]:
-    return {
-        name: n for name, n in counts.items() if not any(p.search(name) for p in DISPATCHED)
-    }
+    return {name: n for name, n in counts.items() if not any(p.search(name) for p in DISPATCHED)}
 
 
 def test_the_scanner_tells_dispatched_from_not() -> None:
