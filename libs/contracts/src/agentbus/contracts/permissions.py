@@ -3,8 +3,9 @@
 One user per service, plus `operator` (the CLI and people) and one `publisher-<tenant>` per tenant
 whose outside systems feed the bus: it may publish only `agentbus.v1.events.<tenant>.>` and
 `agentbus.v1.ingest.submit.<tenant>`, so tenancy is bound to the NATS identity (the consumers
-reject a body whose tenant is not the subject's). A service may publish exactly the catalog subjects it produces and subscribe exactly the
-ones it consumes; on top of that it gets only the protocol subjects its client libraries need:
+reject a body whose tenant is not the subject's). A service may publish exactly the catalog
+subjects it produces and subscribe exactly the ones it consumes; on top of that it gets only the
+protocol subjects its client libraries need:
 
 - `_INBOX_<user>.>` (subscribe): replies to its requests, JetStream API answers, publish acks and
   ordered-consumer deliveries. Each user connects with its own `inbox_prefix`, so nobody can
