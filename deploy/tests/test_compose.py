@@ -10,6 +10,7 @@ import inspect
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import time
@@ -212,12 +213,29 @@ def test_service_gets_every_setting_it_reads(
         monkeypatch.delenv(key)
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
+    if "AGENTBUS_JWT_SECRET" in environment:
+        # .env.example's secret is a published placeholder, refused at start-up (the next test);
+        # an operator sets a random one, as its comment says.
+        monkeypatch.setenv("AGENTBUS_JWT_SECRET", secrets.token_urlsafe(48))
     settings = cls(_env_file=None)
     assert settings.nats_user == service
     assert (
         svc["environment"]["AGENTBUS_NATS_PASSWORD"]
         == read_env_file(ENV_EXAMPLE)[password_env(service)]
     )
+
+
+def test_the_example_jwt_secret_is_refused(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import ValidationError
+
+    for key in [k for k in os.environ if k.startswith("AGENTBUS_")]:
+        monkeypatch.delenv(key)
+    for key, value in services["gateway"]["environment"].items():
+        monkeypatch.setenv(key, str(value))
+    with pytest.raises(ValidationError, match="published placeholder"):
+        settings_class("gateway")(_env_file=None)
 
 
 def test_connection_urls_point_at_compose_services(services: dict[str, dict[str, Any]]) -> None:
