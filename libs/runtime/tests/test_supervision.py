@@ -110,3 +110,25 @@ def test_a_paused_process_is_left_alone_until_resumed() -> None:
     sup.check(now=2.0)
     sup.check(now=2.0)
     assert proc.starts == 1
+
+
+def test_a_restart_that_resumes_on_its_own_keeps_the_crash_count() -> None:
+    """Platform.start_service calls resume(); when the supervisor itself restarts a service
+    through it, the count of recent restarts must survive, or a crash loop never ends."""
+    proc = FakeProcess()
+    lines: list[str] = []
+    sup = Supervisor(lines.append, initial_delay_s=0.0, max_restarts=2)
+
+    def restart() -> None:
+        proc.restart()
+        sup.resume("orchestrator")
+
+    sup.watch("orchestrator", proc.alive, restart, lambda: "signal SIGKILL")
+    for now in (1.0, 2.0):
+        proc.up = False
+        sup.check(now=now)
+        sup.check(now=now)
+    assert "restart 2," in lines[-1]
+    proc.up = False
+    sup.check(now=3.0)
+    assert sup.health() == {"orchestrator": Health.FAILED}

@@ -89,9 +89,11 @@ class Supervisor:
                 self._watched[name].health = Health.PAUSED
 
     def resume(self, name: str) -> None:
+        """Watch `name` again after pause() (a no-op otherwise: a restart the supervisor makes
+        itself must not wipe the count that tells a crash loop)."""
         with self._lock:
-            if name in self._watched:
-                watched = self._watched[name]
+            watched = self._watched.get(name)
+            if watched is not None and watched.health is Health.PAUSED:
                 watched.health = Health.RUNNING
                 watched.restarts.clear()
 
