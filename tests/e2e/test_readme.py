@@ -106,14 +106,17 @@ def _run(command: str, platform: Platform) -> subprocess.CompletedProcess[str]:
     command = command.replace("localhost:8080", gateway).replace("var/", f"{platform.data_dir}/")
     command = command.replace(".venv/bin/agentbus", f"{sys.executable} -m agentbus.runtime.cli")
     env = {**os.environ, "AGENTBUS_DATA_DIR": str(platform.data_dir)}
-    return subprocess.run(
-        ["bash", "-c", command],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    try:
+        return subprocess.run(
+            ["bash", "-c", command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=420,
+        )
+    except subprocess.TimeoutExpired as exc:  # what it printed so far says where it stuck
+        pytest.fail(f"{command} did not finish:\nstdout:\n{exc.stdout!r}\nstderr:\n{exc.stderr!r}")
 
 
 def test_the_quick_start_section_is_found_and_every_command_has_a_check() -> None:
@@ -135,6 +138,7 @@ def test_readme_quick_start_runs_as_written(platform: Platform) -> None:
             check(done.stdout)
 
 
+@pytest.mark.timeout(420)
 def test_demo_twice_doubles_nothing_and_remove_takes_it_out(platform: Platform) -> None:
     """Runs after the quick start: the sample is loaded once already."""
     again = _run(".venv/bin/agentbus demo", platform)
@@ -156,6 +160,9 @@ def test_demo_twice_doubles_nothing_and_remove_takes_it_out(platform: Platform) 
     rust = _run('.venv/bin/agentbus ask "who knows Rust?"', platform)
     assert "Priya Nair" not in rust.stdout, rust.stdout
 
+
+@pytest.mark.timeout(540)  # the duplicate window after --remove, then a whole reload
+def test_reload_after_remove_brings_everything_back(platform: Platform) -> None:
     # And back again: a reload after --remove is not swallowed by the bus's duplicate window.
     back = _run(".venv/bin/agentbus demo", platform)
     assert back.returncode == 0, back.stderr

@@ -40,7 +40,11 @@ from agentbus.contracts import (
     IngestFailed,
 )
 from agentbus.contracts import subjects as s
-from agentbus.contracts.streams import ANALYTICS_DOMAIN_EVENTS, INGEST_DOMAIN_EVENTS
+from agentbus.contracts.streams import (
+    ANALYTICS_DOMAIN_EVENTS,
+    INGEST_DOMAIN_EVENTS,
+    INGEST_EVENTS,
+)
 
 from .clients.ingest import derive_document_id, follow, submit
 from .sample_events import ID_PREFIX, Organisation, SampleEvents, generate
@@ -94,6 +98,7 @@ class Anchor:
 
     end: datetime
     generation: int = 0
+    removed_at: datetime | None = None
 
 
 def read_anchor(settings: Settings, tenant: str) -> Anchor | None:
@@ -101,13 +106,22 @@ def read_anchor(settings: Settings, tenant: str) -> Anchor | None:
     if not path.is_file():
         return None
     raw = json.loads(path.read_text())
-    return Anchor(datetime.fromisoformat(raw["end"]), int(raw.get("generation", 0)))
+    removed = raw.get("removed_at")
+    return Anchor(
+        datetime.fromisoformat(raw["end"]),
+        int(raw.get("generation", 0)),
+        datetime.fromisoformat(removed) if removed else None,
+    )
 
 
 def write_anchor(settings: Settings, tenant: str, anchor: Anchor) -> None:
     path = _anchor_path(settings, tenant)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"end": anchor.end.isoformat(), "generation": anchor.generation}
+    body = {
+        "end": anchor.end.isoformat(),
+        "generation": anchor.generation,
+        "removed_at": anchor.removed_at.isoformat() if anchor.removed_at else None,
+    }
     path.write_text(json.dumps(body) + "\n")
 
 
@@ -238,6 +252,17 @@ async def load(
     try:
         docs = sample_documents(samples)
         echo(f"agentbus demo: loading {org.name} into tenant {tenant!r}")
+        # Ingest's progress events carry ids per document, bytes and stage: within the bus's
+        # duplicate window after --remove, a re-index would have its outcome dropped as a repeat.
+        if anchor.removed_at is not None:
+            left = (
+                anchor.removed_at
+                + timedelta(seconds=INGEST_EVENTS.duplicate_window_s)
+                - datetime.now(UTC)
+            ).total_seconds()
+            if left > 0:
+                echo(f"  waiting {left:.0f}s: the bus still remembers the removed documents")
+                await asyncio.sleep(left)
         echo(f"[1/3] {len(docs)} documents")
         failures = await _documents(nc, tenant, samples, anchor.generation, echo, timeout)
         echo(
@@ -337,7 +362,8 @@ async def remove(settings: Settings, tenant: str, samples: Path, echo: Echo) -> 
     echo("  graph: the sample's people, teams, repositories and skills removed")
     anchor = read_anchor(settings, tenant)
     if anchor is not None:  # kept: a reload regenerates the same events (see Anchor)
-        write_anchor(settings, tenant, Anchor(anchor.end, anchor.generation + 1))
+        removed = Anchor(anchor.end, anchor.generation + 1, datetime.now(UTC))
+        write_anchor(settings, tenant, removed)
     echo(
         "  analytics: the sample's events stay in the event table (analytics has no delete "
         "on the bus yet); DORA numbers of this tenant still include them"
