@@ -97,6 +97,8 @@ async def test_two_replicas_share_a_burst_and_run_each_once(
     for key, value in {
         **platform.engines.env(),
         "AGENTBUS_DATA_DIR": str(platform.data_dir),
+        # Like the platform's own replica: the diagnostic `steps` assistant is served.
+        "AGENTBUS_DIAGNOSTIC_ASSISTANTS": "true",
     }.items():
         monkeypatch.setenv(key, value)
     second = build(OrchestratorSettings())

@@ -105,6 +105,13 @@ def attrs_of(trace: tv.Trace, prefix: str) -> list[dict[str, Any]]:
 async def test_a_chat_question_is_one_trace_across_every_service(platform: Platform) -> None:
     run_id = await ask(platform)
     trace = await wait_for_trace(platform, run_id)
+    # Analytics inserts usage and the finished run in separate batches: wait for both.
+    for _ in range(120):
+        names = {s.name for s in trace.spans}
+        if {"clickhouse.insert llm_usage", "clickhouse.insert runs"} <= names:
+            break
+        await asyncio.sleep(0.5)
+        trace = await wait_for_trace(platform, run_id)
 
     # The gateway's HTTP span is the one root; every other span hangs below it.
     root = trace.roots[0].span
