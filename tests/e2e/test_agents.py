@@ -299,7 +299,7 @@ async def test_analytics_question_is_answered_from_domain_events(nc: NatsClient)
             s.domain_event(tenant, "ci", "deployment"), event.model_dump_json().encode()
         )
     query = AnalyticsQuery(tenant_id=tenant, name="dora", params={"period": "30d"})
-    for _ in range(60):  # until analytics has stored the batch
+    for _ in range(240):  # until analytics has stored the batch (slow when the suite is busy)
         reply = await nc.request(s.ANALYTICS_QUERY, query.model_dump_json().encode(), timeout=30)
         result = AnalyticsResult.model_validate_json(reply.data)
         rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]

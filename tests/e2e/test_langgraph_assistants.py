@@ -8,7 +8,6 @@ orchestrator over the bus."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -27,25 +26,6 @@ NAMESPACE_GRAPH = UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")  # langgraph_api'
 
 def default_id(graph_id: str) -> str:
     return str(uuid5(NAMESPACE_GRAPH, graph_id))
-
-
-def dev_key(platform: Platform) -> str:
-    return (platform.data_dir / "dev-api-key").read_text().strip()
-
-
-@pytest.fixture
-async def client(platform: Platform) -> AsyncIterator[LangGraphClient]:
-    sdk = get_client(url=platform.gateway_url, api_key=dev_key(platform), timeout=120)
-    yield sdk
-    await sdk.aclose()
-
-
-@pytest.fixture
-async def http(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}, timeout=120
-    ) as c:
-        yield c
 
 
 def ask(text: str) -> dict[str, Any]:

@@ -4,40 +4,17 @@ fired by the gateway's scheduler once per tick; search, count, patch, delete, ba
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
-
-from agentbus.runtime.platform import Platform
 
 pytestmark = pytest.mark.e2e
 
 EVERY_2S = "* * * * * */2"  # a 6th field is seconds
-
-
-def dev_key(platform: Platform) -> str:
-    return (platform.data_dir / "dev-api-key").read_text().strip()
-
-
-@pytest.fixture
-async def client(platform: Platform) -> AsyncIterator[LangGraphClient]:
-    sdk = get_client(url=platform.gateway_url, api_key=dev_key(platform), timeout=120)
-    yield sdk
-    await sdk.aclose()
-
-
-@pytest.fixture
-async def http(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}, timeout=120
-    ) as c:
-        yield c
 
 
 def ask(text: str) -> dict[str, Any]:

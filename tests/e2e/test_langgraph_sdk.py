@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -22,28 +21,11 @@ from nats.js.api import DeliverPolicy
 from agentbus.contracts import RunEvent
 from agentbus.runtime.platform import Platform
 
+from .support import dev_key
+
 pytestmark = pytest.mark.e2e
 
 NAMESPACE_GRAPH = UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")  # langgraph_api's
-
-
-def dev_key(platform: Platform) -> str:
-    return (platform.data_dir / "dev-api-key").read_text().strip()
-
-
-@pytest.fixture
-async def client(platform: Platform) -> AsyncIterator[LangGraphClient]:
-    sdk = get_client(url=platform.gateway_url, api_key=dev_key(platform), timeout=120)
-    yield sdk
-    await sdk.aclose()
-
-
-@pytest.fixture
-async def http(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}, timeout=120
-    ) as c:
-        yield c
 
 
 def steps(n: int, delay: float) -> dict[str, Any]:

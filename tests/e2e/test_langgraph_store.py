@@ -3,7 +3,6 @@ graphs receive as `runtime.store` (the `notes` graph writes there), per tenant."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,25 +13,6 @@ from langgraph_sdk.client import LangGraphClient
 from agentbus.runtime.platform import Platform
 
 pytestmark = pytest.mark.e2e
-
-
-def dev_key(platform: Platform) -> str:
-    return (platform.data_dir / "dev-api-key").read_text().strip()
-
-
-@pytest.fixture
-async def client(platform: Platform) -> AsyncIterator[LangGraphClient]:
-    sdk = get_client(url=platform.gateway_url, api_key=dev_key(platform), timeout=120)
-    yield sdk
-    await sdk.aclose()
-
-
-@pytest.fixture
-async def http(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}, timeout=120
-    ) as c:
-        yield c
 
 
 def ask(text: str) -> dict[str, Any]:
