@@ -28,6 +28,7 @@ from .engines import (
     EngineError,
     EngineSet,
     ProcessEngine,
+    describe_exit,
     ensure_writable_dir,
     free_port,
     port_in_use,
@@ -301,15 +302,7 @@ class Platform:
 
     def _describe_service_exit(self, name: str) -> str:
         code = self.procs[name].poll()
-        if code is None:
-            how = "running"
-        elif code < 0:
-            try:
-                how = f"signal {signal.Signals(-code).name}"
-            except ValueError:
-                how = f"signal {-code}"
-        else:
-            how = f"code {code}"
+        how = "running" if code is None else describe_exit(code)
         log = self.data_dir / "logs" / f"{name}.log"
         return f"{how}: {self.last_output(name)} - see {log}"
 

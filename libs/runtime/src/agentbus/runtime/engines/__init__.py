@@ -4,7 +4,7 @@
 one root directory, so the platform runs on one machine without Docker.
 """
 
-from .base import Engine, ProcessEngine
+from .base import Engine, ProcessEngine, describe_exit
 from .clickhouse import ClickHouseEngine
 from .errors import EngineError
 from .graph import GraphEngine, unjam_bolt
@@ -25,6 +25,7 @@ __all__ = [
     "NatsEngine",
     "PostgresEngine",
     "ProcessEngine",
+    "describe_exit",
     "ensure_writable_dir",
     "free_port",
     "port_in_use",

@@ -212,7 +212,7 @@ class ProcessEngine(Engine):
         """How the server ended ("signal SIGKILL", "code 1"), or "running"."""
         proc = self._proc
         code = None if proc is None else proc.poll()
-        return "running" if code is None else _describe_exit(code)
+        return "running" if code is None else describe_exit(code)
 
     # -- helpers for subclasses ----------------------------------------------------------------
 
@@ -263,14 +263,20 @@ class ProcessEngine(Engine):
                 f"{self.name}: {what} failed (code {result.returncode}): {self.last_log_line()}"
             )
 
-    def last_log_line(self) -> str:
-        """The most telling line this start wrote to the log: the last failure line, if any,
-        else the last non-empty line."""
+    def log_since_start(self) -> str | None:
+        """What this start wrote to the log (None when there is no log)."""
         try:
             with self.log_path.open("rb") as log:
                 log.seek(self._log_offset)
-                text = log.read().decode("utf-8", errors="replace")
+                return log.read().decode("utf-8", errors="replace")
         except OSError:
+            return None
+
+    def last_log_line(self) -> str:
+        """The most telling line this start wrote to the log: the last failure line, if any,
+        else the last non-empty line."""
+        text = self.log_since_start()
+        if text is None:
             return f"(no log at {self.log_path})"
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         if not lines:
@@ -318,7 +324,7 @@ class ProcessEngine(Engine):
         while True:
             code = proc.poll()
             if code is not None:
-                how = _describe_exit(code)
+                how = describe_exit(code)
                 why = self.last_log_line()
                 raise EngineError(f"{self.name}: {program} exited during start-up ({how}): {why}")
             if self._cancel.is_set():
@@ -387,7 +393,8 @@ class ProcessEngine(Engine):
             self._tidy_up()
 
 
-def _describe_exit(code: int) -> str:
+def describe_exit(code: int) -> str:
+    """A child's exit status as people say it: "code 1", "signal SIGKILL"."""
     if code >= 0:
         return f"code {code}"
     try:

@@ -226,7 +226,7 @@ class PostgresEngine(ProcessEngine):
                 [*psql, "-d", DATABASE], deadline, "checking pgvector", _VECTOR_SELF_CHECK
             )
         except EngineError:
-            cause = cpu_failure(self._log_since_start())
+            cause = cpu_failure(self.log_since_start() or "")
             if cause is None:
                 raise
             raise EngineError(
@@ -234,14 +234,6 @@ class PostgresEngine(ProcessEngine):
                 f"({cause}); install a build for this CPU or point AGENTBUS_POSTGRES_DSN at "
                 "another PostgreSQL with pgvector"
             ) from None
-
-    def _log_since_start(self) -> str:
-        try:
-            with self.log_path.open("rb") as log:
-                log.seek(self._log_offset)
-                return log.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
 
     def _after_stop(self) -> None:
         if self._socket_dir is not None:
