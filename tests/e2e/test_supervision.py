@@ -12,12 +12,10 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
 from agentbus.runtime.engines import ProcessEngine
@@ -26,25 +24,6 @@ from agentbus.runtime.platform import Platform, read_state
 from .knowledge import pdf_bytes
 
 pytestmark = pytest.mark.e2e
-
-
-def dev_key(platform: Platform) -> str:
-    return (platform.data_dir / "dev-api-key").read_text().strip()
-
-
-@pytest.fixture
-async def client(platform: Platform) -> AsyncIterator[LangGraphClient]:
-    sdk = get_client(url=platform.gateway_url, api_key=dev_key(platform), timeout=180)
-    yield sdk
-    await sdk.aclose()
-
-
-@pytest.fixture
-async def http(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}, timeout=180
-    ) as c:
-        yield c
 
 
 async def until_ready(platform: Platform, timeout: float = 120) -> float:
