@@ -6,6 +6,7 @@ left running. Tests never mock NATS, Postgres, the graph server or ClickHouse.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -24,6 +25,7 @@ from agentbus.runtime.engines import (
 )
 from agentbus.runtime.platform import Platform
 from agentbus.runtime.supervision import Supervisor
+from agentbus.runtime.testing import RAISED_RATE_LIMITS
 
 # Never let a developer's shell configuration leak into the tests.
 for _name in [n for n in os.environ if n.startswith("AGENTBUS_")]:
@@ -159,6 +161,8 @@ def service_env(
         "AGENTBUS_READINESS_DETAIL": "public",
         # As under `agentbus up`: tenant `dev` and <data_dir>/dev-api-key.
         "AGENTBUS_DEV_TENANT": "true",
+        # The production defaults (chat 30/minute, register 10/hour) are below a session's use.
+        "AGENTBUS_RATE_LIMITS": json.dumps(RAISED_RATE_LIMITS),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -185,8 +189,9 @@ def platform(session_root: Path) -> Iterator[Platform]:
             "AGENTBUS_LANGGRAPH_CONFIG": str(user_graphs / "langgraph.json"),
             # Semantic search in the LangGraph store over the items' `text`.
             "AGENTBUS_STORE_INDEX_FIELDS": '["text"]',
-            # Low enough to show a 429 in a test, high enough for the other tests.
-            "AGENTBUS_RATE_LIMITS": '{"register": "4/minute"}',
+            # The session's one tenant makes more calls than the production defaults allow;
+            # register stays low enough to show a 429 in a test, high enough for the others.
+            "AGENTBUS_RATE_LIMITS": json.dumps({**RAISED_RATE_LIMITS, "register": "4/minute"}),
         },
     )
     plat.start(timeout=120)

@@ -13,7 +13,7 @@ import pytest
 
 from agentbus.gateway.app import build
 from agentbus.gateway.settings import GatewaySettings
-from agentbus.runtime.testing import running
+from agentbus.runtime.testing import RAISED_RATE_LIMITS, running
 
 PASSWORD = "Correct-Horse-9"
 
@@ -35,7 +35,7 @@ async def behind_other_proxy(
     async for http in start(
         monkeypatch,
         AGENTBUS_FORWARDED_ALLOW_IPS="10.255.0.1",
-        AGENTBUS_RATE_LIMITS=json.dumps({"login": "3/minute"}),
+        AGENTBUS_RATE_LIMITS=json.dumps({**RAISED_RATE_LIMITS, "login": "3/minute"}),
     ):
         yield http
 
@@ -48,7 +48,9 @@ async def behind_us(
     async for http in start(
         monkeypatch,
         AGENTBUS_FORWARDED_ALLOW_IPS="127.0.0.1",
-        AGENTBUS_RATE_LIMITS=json.dumps({"login": "100/minute", "login_account": "3/minute"}),
+        AGENTBUS_RATE_LIMITS=json.dumps(
+            {**RAISED_RATE_LIMITS, "login": "100/minute", "login_account": "3/minute"}
+        ),
     ):
         yield http
 

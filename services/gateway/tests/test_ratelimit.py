@@ -8,7 +8,7 @@ import nats
 import pytest
 
 from agentbus.gateway.app import build  # noqa: F401  (imports the gateway in its own order)
-from agentbus.gateway.ratelimit import Rule, open_limiter
+from agentbus.gateway.ratelimit import DEFAULT_LIMITS, Rule, open_limiter
 from agentbus.runtime.provisioning import provision
 
 
@@ -40,6 +40,7 @@ async def test_concurrent_hits_are_counted_exactly_across_two_replicas(nats_url:
 def test_rules_parse_and_bad_rules_are_refused() -> None:
     assert Rule.parse("60/minute") == Rule(60, 60)
     assert Rule.parse(" 5 / second ") == Rule(5, 1)
+    assert Rule.parse("200/day") == Rule(200, 86400)
     for bad in ("60", "sixty/minute", "60/fortnight", "-1/minute"):
         with pytest.raises(ValueError, match="not like"):
             Rule.parse(bad)
@@ -51,5 +52,31 @@ async def test_open_limiter_refuses_a_bad_configuration(nats_url: str) -> None:
         await provision(nc.jetstream())
         with pytest.raises(ValueError):
             await open_limiter(nc.jetstream(), {"chat": "lots"})
+    finally:
+        await nc.close()
+
+
+def test_defaults_are_the_agent_templates_per_route_limits() -> None:
+    """The seed's chat 30/min, stream 20/min, register 10/hour, login 20/min (README: why its
+    200/day + 50/hour catch-all is not ours)."""
+    rules = {route: Rule.parse(text) for route, text in DEFAULT_LIMITS.items()}
+    assert rules["chat"] == Rule(30, 60)
+    assert rules["stream"] == Rule(20, 60)
+    assert rules["register"] == Rule(10, 3600)
+    assert rules["login"] == Rule(20, 60)
+
+
+async def test_a_setting_raises_one_route_and_keeps_the_other_defaults(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        await provision(nc.jetstream())
+        limiter = await open_limiter(nc.jetstream(), {"chat": "1000/minute"})
+        assert limiter.rules["chat"] == Rule(1000, 60)
+        assert limiter.rules["register"] == Rule(10, 3600)
+        # The 11th registration from one address within the hour is refused.
+        who = f"ip:test-{id(limiter)}"
+        waits = [await limiter.hit("register", who) for _ in range(11)]
+        assert waits[:10] == [None] * 10
+        assert waits[10] is not None and 0 < waits[10] <= 3600
     finally:
         await nc.close()

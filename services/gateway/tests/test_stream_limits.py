@@ -17,7 +17,7 @@ import pytest
 
 from agentbus.gateway.app import build
 from agentbus.gateway.settings import GatewaySettings
-from agentbus.runtime.testing import running
+from agentbus.runtime.testing import RAISED_RATE_LIMITS, running
 
 PASSWORD = "Correct-Horse-9"
 
@@ -28,7 +28,8 @@ async def gateway(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     monkeypatch.setenv("AGENTBUS_MAX_STREAMS_PER_TENANT", "2")
     monkeypatch.setenv(
-        "AGENTBUS_RATE_LIMITS", json.dumps({"stream": "4/minute", "list": "3/minute"})
+        "AGENTBUS_RATE_LIMITS",
+        json.dumps({**RAISED_RATE_LIMITS, "stream": "4/minute", "list": "3/minute"}),
     )
     settings = GatewaySettings()
     service = build(settings)

@@ -13,6 +13,21 @@ from agentbus.contracts import subjects as s
 
 from .service import Service
 
+# The gateway's production rate limits (chat 30/minute, register 10/hour, ...) are far below what
+# a test session does from one address and one tenant, and their windows live in the session's
+# NATS KV. Test fixtures raise them with this (AGENTBUS_RATE_LIMITS); a test showing a 429 lowers
+# one route on top of it: {**RAISED_RATE_LIMITS, "login": "3/minute"}.
+RAISED_RATE_LIMITS: dict[str, str] = {
+    "chat": "100000/hour",
+    "stream": "100000/hour",
+    "register": "100000/hour",
+    "login": "100000/hour",
+    "login_account": "100000/hour",
+    "upload": "100000/hour",
+    "analytics": "100000/hour",
+    "list": "100000/hour",
+}
+
 
 @contextlib.asynccontextmanager
 async def running(service: Service, timeout: float = 30.0) -> AsyncIterator[Service]:

@@ -27,13 +27,18 @@ from agentbus.contracts.streams import RATE_LIMITS
 
 from .auth.deps import Principal, current_principal
 
-_RULE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)\s*$")
-_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
+_RULE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
+# chat, stream, register and login are the agent template's (seeds 001/003) per-route limits.
+# Its catch-all "200/day, 50/hour" on every other route is not adopted: here every other route
+# that costs work has its own rule (upload, analytics, list), and the rest are reads a
+# LangGraph SDK client or the web app polls (run status, thread state), which 50/hour per
+# tenant would cut off within minutes. See the gateway README.
 DEFAULT_LIMITS = {
-    "chat": "60/minute",
-    "stream": "120/minute",
-    "register": "10/minute",
+    "chat": "30/minute",
+    "stream": "20/minute",
+    "register": "10/hour",
     "login": "20/minute",
     # Per account, from any address: guessing one user's password from many addresses.
     "login_account": "10/minute",
@@ -54,7 +59,9 @@ class Rule:
     def parse(cls, text: str) -> Rule:
         match = _RULE.match(text)
         if match is None:
-            raise ValueError(f"rate limit {text!r} is not like '60/minute'")
+            raise ValueError(
+                f"rate limit {text!r} is not like '60/minute' (second/minute/hour/day)"
+            )
         return cls(int(match.group(1)), _SECONDS[match.group(2)])
 
 

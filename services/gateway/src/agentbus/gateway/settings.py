@@ -17,8 +17,9 @@ class GatewaySettings(Settings, AuthSettings):
     )
     rate_limits: dict[str, str] = Field(
         default_factory=dict,
-        description='Per route, e.g. {"chat": "60/minute"}; routes: chat, stream, register, '
-        "login, login_account (per email), upload, analytics (unset routes keep their defaults)",
+        description='Per route, e.g. {"chat": "60/minute"} (second/minute/hour/day); routes: '
+        "chat (default 30/minute), stream (20/minute), register (10/hour), login (20/minute), "
+        "login_account (per email), upload, analytics, list (unset routes keep their defaults)",
     )
     max_upload_bytes: int = Field(
         default=25 * 1024 * 1024, ge=1024, description="Largest document upload (413 above it)"
