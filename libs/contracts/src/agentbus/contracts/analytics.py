@@ -9,8 +9,10 @@ from pydantic import Field
 from .base import TenantContract
 
 # `recorded_runs` lists finished runs with their question and answer (for evaluations);
-# `evaluations` summarises stored evaluation scores.
-AnalyticsQueryName = Literal["usage", "runs", "dora", "anomalies", "recorded_runs", "evaluations"]
+# `evaluations` summarises stored evaluation scores; `run_evaluations` gives each run's scores.
+AnalyticsQueryName = Literal[
+    "usage", "runs", "dora", "anomalies", "recorded_runs", "evaluations", "run_evaluations"
+]
 Scalar = str | int | float | bool | None
 
 

@@ -144,6 +144,11 @@ class EvaluationsParams(Params):
     evaluation_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
+class RunEvaluationsParams(EvaluationsParams):
+    run_id: str | None = Field(default=None, min_length=1, max_length=128)
+    limit: int = Field(default=1000, ge=1, le=10_000, description="Most (run, metric) rows")
+
+
 def _value(v: Any) -> Scalar:
     """A ClickHouse value as a JSON scalar: times as ISO-8601 UTC, lists as JSON text."""
     if v is None or isinstance(v, (bool, str, int)):
@@ -180,6 +185,7 @@ class Queries:
             "anomalies": (AnomaliesParams, self.anomalies),
             "recorded_runs": (RecordedRunsParams, self.recorded_runs),
             "evaluations": (EvaluationsParams, self.evaluations),
+            "run_evaluations": (RunEvaluationsParams, self.run_evaluations),
         }
 
     def params(self, name: AnalyticsQueryName, raw: dict[str, Scalar]) -> Params:
@@ -574,6 +580,34 @@ class Queries:
         rows = await self._rows(sql, args)
         return columns, [
             [str(m), str(j), int(n), _round(mean), _round(low)] for m, j, n, mean, low in rows
+        ]
+
+    async def run_evaluations(self, tenant: str, p: RunEvaluationsParams) -> Table:
+        """Each run's score per metric: the latest one (a run scored again shows its new score).
+
+        "Latest" is by the score's time, then its event id, so two scores of the same instant
+        still give one answer; `evaluations` counts every score of the run and metric.
+        """
+        since = datetime.now(UTC) - timedelta(hours=p.since_hours)
+        where = f"tenant_id = {{t:String}} AND ts >= {{since:{_DT}}}"
+        args: dict[str, Any] = {"t": tenant, "since": since, "limit": p.limit}
+        for name in ("evaluation_id", "run_id"):
+            if getattr(p, name) is not None:
+                where += f" AND {name} = {{{name}:String}}"
+                args[name] = getattr(p, name)
+        sql = f"""
+            SELECT run_id, metric, argMax(score, (ts, id)), argMax(judge, (ts, id)),
+                   count(), max(ts)
+            FROM evaluations FINAL WHERE {where}
+            GROUP BY run_id, metric
+            ORDER BY max(ts) DESC, run_id, metric
+            LIMIT {{limit:UInt32}}
+        """
+        columns = ["run_id", "metric", "score", "judge", "evaluations", "scored_at"]
+        rows = await self._rows(sql, args)
+        return columns, [
+            [str(r), str(m), _round(score), str(j), int(n), _value(ts)]
+            for r, m, score, j, n, ts in rows
         ]
 
 
