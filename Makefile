@@ -23,6 +23,8 @@ setup: $(STAMP) web
 
 $(STAMP): $(PYPROJECTS) requirements-dev.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# A C compiler builds the shim that holds the embedded graph server to 127.0.0.1.
+	deploy/tools/install-system.sh cc:gcc
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt $(PACKAGES)
 	touch $(STAMP)

