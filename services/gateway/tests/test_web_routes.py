@@ -90,6 +90,12 @@ async def env(
         if query.name == "recorded_runs":
             cols = ["run_id", "trace_id", "status", "question"]
             rows: list[list[Any]] = [["r-done", "a" * 32, "success", "What is X?"]]
+        elif query.name == "run_evaluations":
+            cols = ["run_id", "metric", "score", "judge", "evaluations", "scored_at"]
+            rows = [
+                ["r-done", "relevancy", 0.75, "heuristic", 2, "2026-01-01T00:00:00Z"],
+                ["r-done", "faithfulness", 1.0, "heuristic", 1, "2026-01-01T00:00:00Z"],
+            ]
         else:
             cols = ["run", "total_tokens", "cost_usd", "latency_ms_p50"]
             rows = [["r-done", 120, 0.002, 30.0]]
@@ -153,7 +159,9 @@ async def test_recent_runs_are_the_tenants_with_analytics_joined(env: Env) -> No
         assert done["tokens"] == 120 and done["cost_usd"] == 0.002
         assert done["trace_id"] == "a" * 32 and done["question"] == "What is X?"
         assert done["duration_ms"] == 1500.0
+        assert done["scores"] == {"relevancy": 0.75, "faithfulness": 1.0}
         assert items["r-live"]["duration_ms"] is None and items["r-live"]["tokens"] is None
+        assert items["r-live"]["scores"] == {}
         bad = await env.http.get("/api/v1/runs", params={"limit": 0})
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.limit"
     finally:

@@ -49,7 +49,9 @@ async def _analytics(
     return [dict(zip(result.columns, row, strict=False)) for row in result.rows]
 
 
-@router.get("/runs", summary="Recent runs of your tenant with status, tokens and cost")
+@router.get(
+    "/runs", summary="Recent runs of your tenant with status, tokens, cost and evaluation scores"
+)
 async def recent_runs(
     request: Request,
     principal: Auth,
@@ -62,13 +64,18 @@ async def recent_runs(
         tenant,
         limit,
     )
-    # Analytics knows how each run ended (RunFinished) and what its model calls cost.
-    recorded, usage = await asyncio.gather(
+    # Analytics knows how each run ended (RunFinished), what its model calls cost and how
+    # `agentbus eval` scored it (the latest score per metric).
+    recorded, usage, evaluated = await asyncio.gather(
         _analytics(request, tenant, "recorded_runs", since_hours=24 * 30, limit=1000),
         _analytics(request, tenant, "usage", group_by="run", period="30d", limit=10_000),
+        _analytics(request, tenant, "run_evaluations", since_hours=24 * 30, limit=10_000),
     )
     finished = {str(r.get("run_id")): r for r in recorded}
     used = {str(r.get("run")): r for r in usage}
+    scores: dict[str, dict[str, Any]] = {}
+    for r in evaluated:
+        scores.setdefault(str(r.get("run_id")), {})[str(r.get("metric"))] = r.get("score")
     items = []
     for row in rows:
         run_id = row["run_id"]
@@ -91,6 +98,7 @@ async def recent_runs(
                 "tokens": cost.get("total_tokens"),
                 "cost_usd": cost.get("cost_usd"),
                 "latency_ms_p50": cost.get("latency_ms_p50"),
+                "scores": scores.get(run_id, {}),
             }
         )
     return {"items": items}
