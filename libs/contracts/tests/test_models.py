@@ -11,6 +11,7 @@ import pytest
 import agentbus.contracts as c
 from agentbus.contracts import subjects as s
 from agentbus.contracts.graphs import GraphInfo
+from agentbus.contracts.insights import AnalyticsSql, AnomalyDetected, SqlResult
 
 EXAMPLES: list[c.Contract] = [
     c.RunRequested(tenant_id="acme", run_id="r1", thread_id="t1", input={"messages": []}),
@@ -21,6 +22,16 @@ EXAMPLES: list[c.Contract] = [
     c.StoreReply(tenant_id="acme", namespaces=[["notes", "u1"]]),
     c.ThreadUpdateRequest(tenant_id="acme", op="update_state", thread_id="t1", values={"a": 1}),
     c.ThreadUpdated(tenant_id="acme", checkpoint_id="c1"),
+    AnalyticsSql(tenant_id="acme", sql="SELECT count() FROM events", max_rows=10),
+    SqlResult(tenant_id="acme", sql="SELECT 1", columns=["n"], rows=[[1]]),
+    AnomalyDetected(
+        tenant_id="acme",
+        series="dora.incidents",
+        day="2026-01-05",
+        value=4.0,
+        z=5.1,
+        direction="high",
+    ),
     c.GraphDescribeRequest(tenant_id="acme", aspect="graph", graph_id="agent", xray=1),
     c.GraphDescription(
         tenant_id="acme",

@@ -23,6 +23,13 @@ from .ingest import (
     IngestProgress,
     IngestRequested,
 )
+from .insights import (
+    ALERTS_ANOMALY_ALL,
+    ANALYTICS_SQL,
+    AnalyticsSql,
+    AnomalyDetected,
+    SqlResult,
+)
 from .retrieval import GraphQuery, GraphResult, SearchRequest, SearchResult
 from .runs import RunControl, RunEvent, RunRequested, ThreadState, ThreadStateRequest
 from .store import STORE_OPS, StoreReply, StoreRequest
@@ -149,6 +156,27 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         reply=AnalyticsResult,
         queue_group="analytics",
         description="Named usage, runs, DORA and anomaly queries",
+    ),
+    SubjectSpec(
+        ANALYTICS_SQL,
+        "request",
+        producers=("orchestrator",),
+        consumers=("analytics",),
+        payloads=(AnalyticsSql,),
+        reply=SqlResult,
+        queue_group="analytics",
+        description="One read-only SELECT over allow-listed tables, scoped to the tenant by "
+        "analytics",
+    ),
+    SubjectSpec(
+        ALERTS_ANOMALY_ALL,
+        "stream",
+        producers=("orchestrator",),
+        # Other systems and the web app subscribe; nothing of ours acts on them yet.
+        consumers=(EXTERNAL,),
+        payloads=(AnomalyDetected,),
+        stream="ALERTS",
+        description="Anomaly alerts of tenant <tenant>: a metric series far from its baseline",
     ),
     SubjectSpec(
         s.INGEST_SUBMIT,

@@ -61,6 +61,9 @@ class BucketSpec:
     ttl_s: float | None = None
     history: int = 1
     users: tuple[str, ...] = field(default_factory=tuple)
+    # Object buckets: the most bytes the bucket holds (-1 = no limit); a put past it is refused.
+    # Services may override it by setting (AGENTBUS_DOCUMENTS_MAX_BYTES for `documents`).
+    max_bytes: int = -1
 
 
 RUNS = StreamSpec(
@@ -114,6 +117,17 @@ TELEMETRY = StreamSpec(
     duplicate_window_s=2 * 60,
     description="Usage and outcome telemetry for analytics",
 )
+# Imported here, not from subjects: the assistant's alert subjects live with their contracts.
+_ALERTS_ALL = f"{s.PREFIX}.alerts.>"
+ALERTS = StreamSpec(
+    name="ALERTS",
+    subjects=(_ALERTS_ALL,),
+    retention="limits",
+    max_age_s=30 * DAY,
+    duplicate_window_s=DAY,
+    description="Alerts for other systems and the web app (AnomalyDetected); dedupe by "
+    "series and day",
+)
 DEAD_LETTERS = StreamSpec(
     name="DEAD_LETTERS",
     subjects=(s.MAX_DELIVERIES_ADVISORY_ALL, s.TERMINATED_ADVISORY_ALL),
@@ -130,6 +144,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     INGEST_EVENTS,
     EVENTS,
     TELEMETRY,
+    ALERTS,
     DEAD_LETTERS,
 )
 
@@ -213,6 +228,7 @@ DOCUMENTS = BucketSpec(
     kind="object",
     description="Uploaded file bytes, keyed by object name",
     users=("gateway", "ingest"),
+    max_bytes=10 * 1024**3,
 )
 THREAD_RUNS = BucketSpec(
     name="thread_runs",
