@@ -33,6 +33,7 @@ from agentbus.contracts import (
     ToolCalled,
 )
 from agentbus.contracts import subjects as s
+from agentbus.contracts.insights import ANALYTICS_SQL, AnalyticsSql, SqlResult
 from agentbus.contracts.streams import (
     ANALYTICS_DOMAIN_EVENTS,
     ANALYTICS_INGEST_EVENTS,
@@ -51,6 +52,7 @@ from .migrations import migrate
 from .queries import BadParams, Queries, answer
 from .rows import Row, evaluation_row, event_row, ingest_row, run_row, tool_row, usage_row
 from .settings import AnalyticsSettings
+from .sql_guard import answer_sql
 from .store import ClickHouseStore
 
 log = logging.getLogger("agentbus.analytics")
@@ -285,5 +287,42 @@ def build(settings: AnalyticsSettings) -> Service:
                     name=req.name,
                     error=f"query failed: {type(exc).__name__}: {exc}"[:500],
                 )
+
+    @service.broker.subscriber(
+        ANALYTICS_SQL,
+        queue="analytics",
+        title="analytics.sql",
+        description="AnalyticsSql -> SqlResult: one SELECT, allow-listed and tenant-scoped here",
+    )
+    async def on_sql(msg: NatsMessage) -> SqlResult | ErrorReply:
+        req = parse_or_error(msg.body, AnalyticsSql, service.rejects, msg.raw_message.subject)
+        if isinstance(req, ErrorReply):
+            return req
+        with (
+            log_context(tenant_id=req.tenant_id),
+            tracer.start_as_current_span(
+                "analytics.sql",
+                attributes={
+                    "db.system.name": "clickhouse",
+                    "db.operation.name": "SELECT",
+                    "db.query.summary": "analytics.sql",
+                    "agentbus.tenant_id": req.tenant_id,
+                },
+            ) as span,
+        ):
+            try:
+                result = await answer_sql(store, req)
+            except Exception as exc:
+                log.warning("analytics sql failed: %s", exc)
+                span.set_attribute("error.type", type(exc).__name__)
+                error = f"query failed: {type(exc).__name__}: {exc}"[:500]
+                return SqlResult(tenant_id=req.tenant_id, error=error)
+            if result.rejected:
+                span.set_attribute("error.type", "rejected")
+                service.rejects.count(msg.raw_message.subject, "rejected_sql")
+            else:
+                span.set_attribute("db.query.text", result.sql[:2000])
+                span.set_attribute("db.response.returned_rows", len(result.rows))
+            return result
 
     return service
