@@ -9,8 +9,13 @@ import pytest
 from nats.js import api as js_api
 
 from agentbus.contracts import BUCKETS, CONSUMERS, STREAMS
-from agentbus.contracts.streams import StreamSpec
-from agentbus.runtime.provisioning import ProvisioningError, ensure_stream, provision
+from agentbus.contracts.streams import BucketSpec, StreamSpec
+from agentbus.runtime.provisioning import (
+    ProvisioningError,
+    ensure_bucket,
+    ensure_stream,
+    provision,
+)
 
 
 async def test_provision_is_idempotent_and_complete(nats_url: str) -> None:
@@ -84,4 +89,23 @@ async def test_changed_stream_is_updated_and_retention_change_is_refused(nats_ur
             await ensure_stream(js, queue)
     finally:
         await js.delete_stream("PROVISION_TEST")
+        await nc.close()
+
+
+async def test_object_bucket_gets_its_byte_limit_and_keeps_it_current(nats_url: str) -> None:
+    """The documents bucket is bounded (issue 13, point 7): created with max_bytes, updated in
+    place when the setting changes, and a limit the server cannot hold is a clear error."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    spec = BucketSpec(name="provision_obj_test", kind="object", description="t", max_bytes=2**20)
+    try:
+        await ensure_bucket(js, spec)
+        assert (await js.stream_info("OBJ_provision_obj_test")).config.max_bytes == 2**20
+        await ensure_bucket(js, spec, max_bytes=2**21)
+        assert (await js.stream_info("OBJ_provision_obj_test")).config.max_bytes == 2**21
+        with pytest.raises(ProvisioningError, match="max_bytes"):
+            await ensure_bucket(js, spec, max_bytes=2**60)
+        assert (await js.stream_info("OBJ_provision_obj_test")).config.max_bytes == 2**21
+    finally:
+        await js.delete_object_store("provision_obj_test")
         await nc.close()

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import nats
@@ -88,3 +92,76 @@ async def test_a_tenants_documents_and_bytes_have_a_quota(http: httpx.AsyncClien
     assert (await http.post("/api/v1/documents", **upload("a.txt", 300))).status_code == 202  # type: ignore[arg-type]
     big = await http.post("/api/v1/documents", **upload("b.txt", 800))  # type: ignore[arg-type]
     assert big.status_code == 413 and "quota" in big.json()["detail"], big.text
+
+
+async def test_a_full_documents_bucket_is_413_and_keeps_nothing(
+    http: httpx.AsyncClient, service_env: dict[str, str]
+) -> None:
+    """The bucket's max_bytes (AGENTBUS_DOCUMENTS_MAX_BYTES) refuses a put past it: a JSON 413,
+    no chunk left behind, nothing counted against the tenant's quota."""
+    headers = await tenant(http)
+    data = uuid.uuid4().hex.encode() * 28  # 896 bytes: under the tenant's 1,000-byte quota
+    nc = await nats.connect(service_env["AGENTBUS_NATS_URL"])
+    js = nc.jetstream()
+    stream = f"OBJ_{DOCUMENTS.name}"
+    info = await js.stream_info(stream)
+    configured = info.config.max_bytes
+    assert configured is not None and configured > 0  # provisioned with a limit
+    try:
+        # Room for less than this upload (a chunk message is the bytes plus its subject).
+        info.config.max_bytes = info.state.bytes + 400
+        await js.update_stream(info.config)
+        files = {"file": ("full.txt", data, "text/plain")}
+        full = await http.post("/api/v1/documents", files=files, headers=headers)
+        assert full.status_code == 413, full.text
+        assert full.headers["content-type"].startswith("application/json")
+        assert "store is full" in full.json()["detail"]
+        assert (await js.stream_info(stream)).state.bytes == info.state.bytes
+    finally:
+        info.config.max_bytes = configured
+        await js.update_stream(info.config)
+        await nc.close()
+    assert not await stored(service_env, data)
+    # Nothing of the refused upload counts: a new document of the same size still fits.
+    files = {"file": ("again.txt", data, "text/plain")}
+    again = await http.post("/api/v1/documents", files=files, headers=headers)
+    assert again.status_code == 202, again.text
+    assert await stored(service_env, data)
+
+
+async def test_an_upload_streams_into_the_object_store(
+    service_env: dict[str, str], tmp_path: Path
+) -> None:
+    """What the upload route does with Starlette's spooled file: hashed and put piece by piece
+    (memory stays far below the file's size), stored whole and with its true size."""
+    from agentbus.contracts import subjects as s
+    from agentbus.runtime.clients.ingest import submit
+    from agentbus.runtime.provisioning import provision
+
+    size = 8 * 1024 * 1024
+    path = tmp_path / "big.txt"
+    path.write_bytes(os.urandom(size // 2).hex().encode())
+    tenant_id = f"stream{uuid.uuid4().hex[:8]}"
+    nc = await nats.connect(service_env["AGENTBUS_NATS_URL"])
+    js = nc.jetstream()
+    await provision(js)  # the bucket and the INGEST stream, when no service made them yet
+    store = await js.object_store(DOCUMENTS.name)
+    name = ""
+    try:
+        with path.open("rb") as file:
+            tracemalloc.start()
+            try:
+                sub = await submit(nc, tenant_id, file, filename="big.txt", document_id="d" * 24)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+        assert peak < size // 4, f"peak {peak} bytes for a {size}-byte upload"
+        name = f"{tenant_id}/{sub.document_id}/{sub.sha256}"
+        info = await store.get_info(name)
+        assert info.size == size
+        assert sub.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    finally:
+        await js.purge_stream("INGEST", subject=s.ingest_submit(tenant_id))
+        with contextlib.suppress(Exception):
+            await store.delete(name)
+        await nc.close()

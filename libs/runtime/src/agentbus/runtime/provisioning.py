@@ -10,7 +10,7 @@ import logging
 
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, BucketNotFoundError, NotFoundError
 
 from agentbus.contracts.catalog import provisioned_by
 from agentbus.contracts.streams import BUCKETS, CONSUMERS, BucketSpec, ConsumerSpec, StreamSpec
@@ -85,7 +85,11 @@ async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
     await js.add_consumer(spec.stream, consumer_config(spec))
 
 
-async def ensure_bucket(js: JetStreamContext, spec: BucketSpec, replicas: int = 1) -> None:
+async def ensure_bucket(
+    js: JetStreamContext, spec: BucketSpec, replicas: int = 1, max_bytes: int | None = None
+) -> None:
+    """Create the bucket if missing; an object bucket's byte limit is set or updated in place
+    (`max_bytes` overrides the contracts' value; JetStream refuses one the disk cannot hold)."""
     if spec.kind == "kv":
         try:
             await js.key_value(spec.name)
@@ -100,28 +104,61 @@ async def ensure_bucket(js: JetStreamContext, spec: BucketSpec, replicas: int = 
                 )
             )
     else:
+        limit = spec.max_bytes if max_bytes is None else max_bytes
         try:
             await js.object_store(spec.name)
         except BucketNotFoundError:
-            await js.create_object_store(
-                spec.name,
-                js_api.ObjectStoreConfig(description=spec.description, replicas=replicas),
-            )
+            try:
+                await js.create_object_store(
+                    spec.name,
+                    js_api.ObjectStoreConfig(
+                        description=spec.description, replicas=replicas, max_bytes=limit
+                    ),
+                )
+                return
+            except APIError as exc:  # 500 "insufficient resources" when the disk is too small
+                if "already in use" not in str(exc.description or ""):
+                    raise ProvisioningError(
+                        f"bucket {spec.name} (max_bytes {limit}) not created: {exc.description}"
+                    ) from None
+        await _ensure_object_limit(js, spec, limit)
 
 
-async def provision(js: JetStreamContext, service: str | None = None, *, replicas: int = 1) -> None:
+async def _ensure_object_limit(js: JetStreamContext, spec: BucketSpec, limit: int) -> None:
+    stream = f"OBJ_{spec.name}"
+    config = (await js.stream_info(stream)).config
+    if config.max_bytes == limit:
+        return
+    config.max_bytes = limit
+    try:
+        await js.update_stream(config)
+    except APIError as exc:
+        raise ProvisioningError(
+            f"bucket {spec.name}: max_bytes {limit} refused: {exc.description}"
+        ) from None
+    log.info("updated bucket limit", extra={"bucket": spec.name, "max_bytes": limit})
+
+
+async def provision(
+    js: JetStreamContext,
+    service: str | None = None,
+    *,
+    replicas: int = 1,
+    bucket_max_bytes: dict[str, int] | None = None,
+) -> None:
     """Ensure the streams and buckets `service` uses exist, and the durables it binds.
 
     Each service may create only its own (the NATS permissions say so); without a service,
     everything (tests and tools with an unrestricted connection). `replicas` applies to what is
     created here (3 on a JetStream cluster, so losing a node loses nothing); an existing stream
     keeps its replica count, which an operator changes with `nats stream edit`.
+    `bucket_max_bytes` overrides object buckets' byte limits by name (from the settings).
     """
     streams, buckets = (ALL_STREAMS, BUCKETS) if service is None else provisioned_by(service)
     for stream in streams:
         await ensure_stream(js, stream, replicas)
     for bucket in buckets:
-        await ensure_bucket(js, bucket, replicas)
+        await ensure_bucket(js, bucket, replicas, (bucket_max_bytes or {}).get(bucket.name))
     for consumer in CONSUMERS:
         if service is None or consumer.service == service:
             await ensure_consumer(js, consumer)

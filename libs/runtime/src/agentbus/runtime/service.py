@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry
 
 from agentbus.contracts import ServiceHealth, ServiceName
 from agentbus.contracts import subjects as s
-from agentbus.contracts.streams import CONSUMERS
+from agentbus.contracts.streams import CONSUMERS, DOCUMENTS
 
 from .broker import make_broker, pull_inbox
 from .consuming import Rejects
@@ -135,7 +135,10 @@ class Service:
         await self.broker.connect()
         try:
             await provision(
-                self.connection.jetstream(), self.name, replicas=self.settings.nats_replicas
+                self.connection.jetstream(),
+                self.name,
+                replicas=self.settings.nats_replicas,
+                bucket_max_bytes={DOCUMENTS.name: self.settings.documents_max_bytes},
             )
             for hook in self.on_startup:
                 await hook()

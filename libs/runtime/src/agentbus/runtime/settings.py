@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         le=5,
         description="Replicas of the streams and buckets this platform creates (3 on a cluster)",
     )
+    documents_max_bytes: int = Field(
+        default=10 * 1024**3,
+        ge=1024 * 1024,
+        description="Most bytes the `documents` object bucket holds (uploads past it get 413); "
+        "JetStream refuses a limit larger than its disk can hold",
+    )
     nats_user: str | None = None
     nats_password: SecretStr | None = None
     nats_creds: Path | None = Field(default=None, description="NATS .creds file (JWT + NKey)")

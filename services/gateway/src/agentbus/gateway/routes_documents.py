@@ -25,7 +25,7 @@ from fastapi.responses import Response, StreamingResponse
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from agentbus.contracts import DeleteDocument, DocumentDeleted, ErrorReply
 from agentbus.contracts import subjects as s
@@ -96,8 +96,13 @@ async def upload(
     tag_list = [t.strip() for t in (tags or "").split(",") if t.strip()]
     if len(tag_list) > MAX_TAGS or any(len(t) > MAX_TAG for t in tag_list):
         raise HTTPException(422, f"At most {MAX_TAGS} tags of up to {MAX_TAG} characters each")
-    data = await file.read()
-    if not data:
+    # Starlette spooled the upload to a temporary file (disk past 1 MiB); it is streamed from
+    # there into the object store, never read whole into memory.
+    spooled = file.file
+    spooled.seek(0, 2)
+    size = spooled.tell()
+    spooled.seek(0)
+    if not size:
         raise HTTPException(400, "The file is empty")
     nc = request.app.state.runs.nc
     auth: AuthService = request.app.state.auth
@@ -109,20 +114,27 @@ async def upload(
     limits: StorageQuota = getattr(request.app.state, "storage_quota", StorageQuota())
     if mine is None and docs >= limits.documents:
         raise HTTPException(413, f"Document quota reached ({limits.documents} documents)")
-    if used - (mine or 0) + len(data) > limits.bytes:
+    if used - (mine or 0) + size > limits.bytes:
         raise HTTPException(413, f"Storage quota reached ({limits.bytes} bytes)")
-    await store.record_upload(principal.tenant_id, doc, len(data))
-    sub = await submit(
-        nc,
-        principal.tenant_id,
-        data,
-        document_id=doc,
-        filename=name,
-        source=f"upload:{name}",
-        title=title,
-        tags=tag_list,
-        content_type_=ctype,
-    )
+    try:
+        sub = await submit(
+            nc,
+            principal.tenant_id,
+            spooled,
+            document_id=doc,
+            filename=name,
+            source=f"upload:{name}",
+            title=title,
+            tags=tag_list,
+            content_type_=ctype,
+        )
+    except APIError as exc:
+        # The bucket's max_bytes (AGENTBUS_DOCUMENTS_MAX_BYTES): the put removed its chunks.
+        if "maximum bytes" not in str(exc.description or "").lower():
+            raise
+        raise HTTPException(413, "The document store is full; ask an operator") from None
+    # Recorded once stored: a refused upload counts nothing against the quota.
+    await store.record_upload(principal.tenant_id, doc, size)
     return {
         "document_id": sub.document_id,
         "sha256": sub.sha256,

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from nats.aio.client import Client as NatsClient
 from nats.js import api as js_api
@@ -53,10 +54,25 @@ class Submission:
     duplicate: bool  # the same bytes were already queued within the dedupe window
 
 
+# Read size when hashing a file-like upload: memory stays at one piece, whatever the file size.
+_PIECE = 256 * 1024
+
+
+def _measure(data: BinaryIO) -> tuple[str, int]:
+    """sha256 and size of a seekable file from its start; leaves it at the start again."""
+    data.seek(0)
+    digest, size = hashlib.sha256(), 0
+    while piece := data.read(_PIECE):
+        digest.update(piece)
+        size += len(piece)
+    data.seek(0)
+    return digest.hexdigest(), size
+
+
 async def submit(
     nc: NatsClient,
     tenant_id: str,
-    data: bytes,
+    data: bytes | BinaryIO,
     *,
     filename: str,
     source: str | None = None,
@@ -69,21 +85,27 @@ async def submit(
 ) -> Submission:
     """`document_id` defaults to one derived from the tenant and source (the gateway passes
     a keyed one: see its upload route). `dedupe_suffix` lets a caller re-submit the same bytes
-    within the duplicate window on purpose (`agentbus demo` after `--remove`)."""
+    within the duplicate window on purpose (`agentbus demo` after `--remove`).
+
+    `data` may be a seekable binary file (the gateway's spooled upload): it is hashed, then
+    streamed into the object store piece by piece, never held whole in memory."""
     js = nc.jetstream()
-    sha = hashlib.sha256(data).hexdigest()
+    if isinstance(data, bytes):
+        sha, size = hashlib.sha256(data).hexdigest(), len(data)
+    else:
+        sha, size = await asyncio.to_thread(_measure, data)
     src = source or filename
     doc = document_id or derive_document_id(tenant_id, src)
     name = f"{tenant_id}/{doc}/{sha}"
     store = await js.object_store(DOCUMENTS.name)
-    await store.put(name, data)
+    await store.put(name, data)  # type: ignore[arg-type]  # a binary file is a reader too
     job = IngestRequested(
         tenant_id=tenant_id,
         document_id=doc,
         object_name=name,
         filename=filename,
         content_type=content_type_ or content_type(Path(filename)),
-        size=len(data),
+        size=size,
         sha256=sha,
         title=title,
         source=src,
