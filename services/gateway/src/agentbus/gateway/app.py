@@ -11,16 +11,22 @@ from agentbus.runtime.service import HttpServer, Service, StartupError, new_serv
 from . import __version__
 from .api import create_api
 from .auth import start_auth
+from .history import HistoryStore
+from .history import router as history_router
 from .langgraph.crons import start_scheduler, stop_scheduler
 from .langgraph.service import LangGraphRuns
 from .limits import OpenStreams
 from .ratelimit import open_limiter
 from .routes_documents import StorageQuota
+from .routes_settings import ensure_schema as ensure_settings_schema
+from .routes_settings import router as settings_router
 from .routes_web import mount_web
 from .routes_web import router as web_router
 from .runs import RunGateway
 from .settings import GatewaySettings
 from .store import GatewayStore
+from .versions import ensure_schema as ensure_versions_schema
+from .versions import router as versions_router
 
 
 def build(settings: GatewaySettings) -> Service:
@@ -35,6 +41,10 @@ def build(settings: GatewaySettings) -> Service:
     api = create_api(service, settings)
     # The web app's API, then the app itself at `/` (its fallback route goes last).
     api.include_router(web_router)
+    # The RAG application's API (README "RAG application API").
+    api.include_router(settings_router)
+    api.include_router(history_router)
+    api.include_router(versions_router)
     mount_web(api, None, settings.traces_dir)
     streams = StreamMetrics(service.registry)
 
@@ -47,6 +57,10 @@ def build(settings: GatewaySettings) -> Service:
         service.on_shutdown.append(pool.close)
         store = GatewayStore(pool)
         await store.ensure_schema()
+        await ensure_settings_schema(pool)
+        history = api.state.history = HistoryStore(pool)
+        await history.ensure_schema()
+        await ensure_versions_schema(pool)
         api.state.store = store
         api.state.storage_quota = StorageQuota(
             settings.max_documents_per_tenant, settings.max_stored_bytes_per_tenant
@@ -58,6 +72,7 @@ def build(settings: GatewaySettings) -> Service:
             heartbeat_s=settings.sse_heartbeat_s,
             open_streams=OpenStreams(settings.max_streams_per_tenant),
         )
+        api.state.runs.on_end.append(history.complete)
         try:
             api.state.limiter = await open_limiter(
                 service.connection.jetstream(), settings.rate_limits

@@ -33,6 +33,7 @@ from agentbus.contracts.streams import INGEST_EVENTS
 from agentbus.runtime.clients.ingest import submit
 from agentbus.runtime.traces import nats_span
 
+from . import versions
 from .auth.deps import AuthService, Principal, current_principal
 from .ratelimit import per_tenant
 from .sse import HEARTBEAT, frame
@@ -110,6 +111,9 @@ async def upload(
     # Keyed: the same name replaces the same document, but nobody can compute another
     # tenant's id from a guessed file name.
     doc = auth.tokens.keyed_id("document", principal.tenant_id, f"upload:{name}")
+    # A changed file under an existing document's title (or sent to .../versions) is a new
+    # version of that document: same id, history in versions.py.
+    doc = await versions.target(request, principal.tenant_id, doc, title)
     docs, used, mine = await store.storage_usage(principal.tenant_id, doc)
     limits: StorageQuota = getattr(request.app.state, "storage_quota", StorageQuota())
     if mine is None and docs >= limits.documents:
@@ -135,8 +139,10 @@ async def upload(
         raise HTTPException(413, "The document store is full; ask an operator") from None
     # Recorded once stored: a refused upload counts nothing against the quota.
     await store.record_upload(principal.tenant_id, doc, size)
+    version = await versions.record(request, principal, doc, sub.sha256, name, title, ctype)
     return {
         "document_id": sub.document_id,
+        "version": version,
         "sha256": sub.sha256,
         "status": "unchanged" if sub.duplicate else "queued",
         "events": f"/api/v1/documents/{sub.document_id}/events",

@@ -50,6 +50,8 @@ class RunGateway:
         self.store = store
         # Open SSE streams (a gauge in the service's registry; a private one when not given).
         self.streams = streams or StreamMetrics(CollectorRegistry())
+        # Called with (tenant_id, end event) when a followed run ends (the query history).
+        self.on_end: list[Callable[[str, RunEvent], Awaitable[None]]] = []
 
     async def submit(
         self,
@@ -157,6 +159,8 @@ class RunGateway:
                 if event.type == "end":
                     if event.status:
                         await self.store.finish_run(tenant_id, run_id, event.status)
+                    for hook in self.on_end:
+                        await hook(tenant_id, event)
                     return
         finally:
             self.open_streams.release(tenant_id)

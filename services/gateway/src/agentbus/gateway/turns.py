@@ -95,6 +95,10 @@ async def start_turn(
         multitask_strategy="enqueue",
         admit=service_of(request).enqueue,
     )
+    # The asker's query history (history.py); completed from the run's `end` event.
+    history = getattr(request.app.state, "history", None)
+    if history is not None:
+        await history.record(principal, run.run_id, thread_id, assistant_id, messages)
     return Turn(run.run_id, thread_id, assistant_id)
 
 

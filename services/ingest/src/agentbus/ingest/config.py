@@ -8,8 +8,6 @@ tell "same bytes, same pipeline" (a no-op) from "same bytes, new pipeline" (re-i
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -17,8 +15,16 @@ import yaml  # type: ignore[import-untyped]  # no types-PyYAML in the environmen
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentbus.contracts import ChunkingOverrides
+from agentbus.runtime.stores.pipeline_settings import (
+    CHUNKER_VERSION,
+    StoredSettings,
+    vectors_fingerprint,
+)
 
+# CHUNKER_VERSION (bumped when the chunker's output changes) lives with the per-tenant settings
+# in agentbus.runtime.stores.pipeline_settings: the gateway computes the same fingerprint.
 __all__ = [
+    "CHUNKER_VERSION",
     "DEFAULT_CONFIG_PATH",
     "ChunkingConfig",
     "EmbeddingConfig",
@@ -26,16 +32,13 @@ __all__ = [
     "PipelineConfig",
     "PipelineConfigError",
     "fingerprint",
+    "for_tenant",
     "load_pipeline_config",
     "with_overrides",
 ]
 
 # Package data next to this module, so an installed wheel (a container image) has it too.
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "pipeline.yaml"
-
-# Bump when the chunking code changes its output for the same config (splitter, tokenizer or
-# normalisation), so that every document is re-indexed rather than reported "unchanged".
-CHUNKER_VERSION = 1
 
 MIB = 1024 * 1024
 
@@ -167,6 +170,23 @@ def with_overrides(cfg: PipelineConfig, overrides: ChunkingOverrides) -> Pipelin
     return cfg.model_copy(update={"chunking": chunking})
 
 
+def for_tenant(cfg: PipelineConfig, stored: StoredSettings) -> PipelineConfig:
+    """The service's config with a tenant's saved chunking and embedding model on top.
+
+    A tenant that never saved settings (revision 0) gets the service's config unchanged, so
+    `pipeline.yaml` stays the default. The vector width is the platform's, whatever the model.
+    """
+    if stored.revision == 0:
+        return cfg
+    c, model = stored.settings.chunking, stored.settings.embedding.model
+    try:
+        chunking = ChunkingConfig(strategy=c.method, chunk_size=c.size, chunk_overlap=c.overlap)
+    except ValidationError as exc:
+        raise PipelineConfigError(f"tenant settings: {_first_error(exc)}") from None
+    embedding = cfg.embedding.model_copy(update={"model": model})
+    return cfg.model_copy(update={"chunking": chunking, "embedding": embedding})
+
+
 def fingerprint(cfg: PipelineConfig) -> str:
     """A short stable hash of the settings that shape chunks and vectors.
 
@@ -174,10 +194,7 @@ def fingerprint(cfg: PipelineConfig) -> str:
     dimensions. Batch size, file limit and extraction settings are left out: they do not change
     what is stored in the vector index.
     """
-    material = {
-        "chunker": CHUNKER_VERSION,
-        "chunking": cfg.chunking.model_dump(mode="json"),
-        "embedding": {"model": cfg.embedding.model, "dimensions": cfg.embedding.dimensions},
-    }
-    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    c = cfg.chunking
+    return vectors_fingerprint(
+        c.strategy, c.chunk_size, c.chunk_overlap, cfg.embedding.model, cfg.embedding.dimensions
+    )

@@ -46,10 +46,11 @@ from agentbus.runtime.consuming import (
 from agentbus.runtime.logs import log_context
 from agentbus.runtime.metrics import StageMetrics
 from agentbus.runtime.models.embeddings import embed
+from agentbus.runtime.stores import pipeline_settings
 from agentbus.runtime.traces import tracer
 
 from .chunking import Chunk, chunk_document
-from .config import PipelineConfig, PipelineConfigError, fingerprint, with_overrides
+from .config import PipelineConfig, PipelineConfigError, fingerprint, for_tenant, with_overrides
 from .extraction import extract
 from .graph import Cooccurrence, GraphWriter, Mention
 from .parsing import ParseError, parse
@@ -166,8 +167,11 @@ class IngestWorker:
         started = time.perf_counter()
         t, doc = job.tenant_id, job.document_id
         await self._progress(job, "received")
+        # The tenant's saved settings (gateway `PUT /api/v1/settings/pipeline`), read per job so
+        # a change applies to the next document on every replica.
+        stored = await pipeline_settings.load(self.store.pool, t)
         try:
-            cfg = with_overrides(self.config, job.chunking)
+            cfg = with_overrides(for_tenant(self.config, stored), job.chunking)
         except PipelineConfigError as exc:
             raise JobFailed("validate", str(exc)) from None
         if job.size > cfg.max_file_bytes:

@@ -175,9 +175,11 @@ class ToolBox:
             return {"error": f"unknown tool {name!r}"}
         try:
             if name == "search_documents":
-                req = SearchRequest(tenant_id=tenant_id, query=str(arguments["query"]), top_k=5)
+                # Method, top_k and threshold left unset: retrieval applies the tenant's
+                # pipeline settings (`PUT /api/v1/settings/pipeline`).
+                req = SearchRequest(tenant_id=tenant_id, query=str(arguments["query"]))
                 found = await self._request(
-                    s.RETRIEVAL_SEARCH, req.model_dump_json(), "document search"
+                    s.RETRIEVAL_SEARCH, req.model_dump_json(exclude_unset=True), "document search"
                 )
                 return relevant(found, self.min_relevance)
             if name in ("find_people_by_skill", "find_owners"):

@@ -18,6 +18,7 @@ from opentelemetry.trace import SpanKind
 
 from agentbus.contracts import SearchHit, SearchRequest, SearchResult
 from agentbus.runtime.models.embeddings import embed
+from agentbus.runtime.stores import pipeline_settings
 from agentbus.runtime.traces import tracer
 
 RRF_K = 60
@@ -102,13 +103,31 @@ class Searcher:
         self.model = model
         self.dimensions = dimensions
 
+    async def tenant_request(self, req: SearchRequest) -> tuple[SearchRequest, str]:
+        """The request with the tenant's retrieval settings for what the caller left unset
+        (method, top_k, threshold: callers that serialize with `exclude_unset`, as the agent's
+        document search does), and the tenant's embedding model. A tenant that never saved
+        settings gets the defaults of `PipelineSettings` and the service's model."""
+        stored = await pipeline_settings.load(self.pool, req.tenant_id)
+        model = stored.settings.embedding.model if stored.revision else self.model
+        r = stored.settings.retrieval
+        update: dict[str, Any] = {}
+        if "mode" not in req.model_fields_set:
+            update["mode"] = r.method
+        if "top_k" not in req.model_fields_set:
+            update["top_k"] = r.top_k
+        if "min_score" not in req.model_fields_set and r.threshold is not None:
+            update["min_score"] = r.threshold
+        return req.model_copy(update=update), model
+
     async def search(self, req: SearchRequest) -> SearchResult:
         started = time.perf_counter()
+        req, model = await self.tenant_request(req)
         with tracer().start_as_current_span(
             f"search {req.mode}",
             attributes={"agentbus.search.mode": req.mode, "agentbus.search.top_k": req.top_k},
         ) as span:
-            rows = await self._rows(req)
+            rows = await self._rows(req, model)
             span.set_attribute("agentbus.search.hits", len(rows))
         hits = [_hit(r) for r in rows]
         if req.min_score is not None:
@@ -121,23 +140,21 @@ class Searcher:
             took_ms=(time.perf_counter() - started) * 1e3,
         )
 
-    async def _rows(self, req: SearchRequest) -> list[asyncpg.Record]:
+    async def _rows(self, req: SearchRequest, model: str) -> list[asyncpg.Record]:
         if req.mode == "keyword":
             where, extra = _filters(req, 4)
             return await self._fetch(
                 req.mode, keyword_sql(where), req.tenant_id, req.query, req.top_k, *extra
             )
         with tracer().start_as_current_span(
-            f"embeddings {self.model}",
+            f"embeddings {model}",
             kind=SpanKind.CLIENT,
-            attributes={"gen_ai.operation.name": "embeddings", "gen_ai.request.model": self.model},
+            attributes={"gen_ai.operation.name": "embeddings", "gen_ai.request.model": model},
         ) as span:
-            result = await embed([req.query], self.model, dimensions=self.dimensions)
+            result = await embed([req.query], model, dimensions=self.dimensions)
             span.set_attributes(
                 {
-                    "gen_ai.provider.name": self.model.split("/", 1)[0]
-                    if "/" in self.model
-                    else "openai",
+                    "gen_ai.provider.name": model.split("/", 1)[0] if "/" in model else "openai",
                     "gen_ai.usage.input_tokens": result.input_tokens,
                 }
             )

@@ -1,0 +1,260 @@
+"""Query history: every question a user asked through the chat APIs, with its answer, citations,
+latency and the pipeline settings in force, per user and tenant.
+
+Stored in PostgreSQL next to the gateway's run records (table `query_history`), not derived from
+the analytics events, because:
+- the gateway is where the asker is known (user or API key): analytics events carry the tenant,
+  not the user, and a per-user page needs an index on exactly that;
+- the settings in force are read when the question is admitted, the moment they applied;
+- history is user data to page through and delete with the tenant, kept as long as the tenant
+  wants it, while analytics rows are truncated texts (RunFinished keeps 2000 characters and no
+  citations) on an analytics retention.
+The row is written when the turn is submitted (`start_turn`) and completed from the run's `end`
+event: when a gateway follows the run (every chat API does), else on the first read (the event
+stays in RUN_EVENTS for an hour).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from datetime import datetime
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+
+from agentbus.contracts import RunEvent
+from agentbus.runtime.stores import pipeline_settings as ps
+
+from .auth.deps import Principal, current_principal
+
+log = logging.getLogger("agentbus.gateway.history")
+
+router = APIRouter(prefix="/api/v1", tags=["history"])
+Auth = Annotated[Principal, Depends(current_principal)]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS query_history (
+    tenant_id     text NOT NULL,
+    run_id        text NOT NULL,
+    owner         text NOT NULL,
+    thread_id     text NOT NULL,
+    assistant_id  text NOT NULL,
+    question      text NOT NULL,
+    settings      jsonb NOT NULL,
+    status        text NOT NULL DEFAULT 'pending',
+    answer        text,
+    citations     jsonb,
+    latency_ms    double precision,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz,
+    PRIMARY KEY (tenant_id, run_id)
+);
+CREATE INDEX IF NOT EXISTS query_history_owner
+    ON query_history (tenant_id, owner, created_at DESC, run_id DESC);
+"""
+
+OPEN = ("pending", "running")
+COLUMNS = (
+    "run_id, thread_id, assistant_id, question, settings, status, answer, citations,"
+    " latency_ms, created_at, finished_at"
+)
+
+
+def owner_of(principal: Principal) -> str:
+    """Whose history a question joins: the user, or the API key that asked."""
+    if principal.user_id is not None:
+        return f"user:{principal.user_id}"
+    return f"api_key:{principal.api_key_id}"
+
+
+def question_of(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role", message.get("type")) in ("user", "human"):
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+class HistoryStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def ensure_schema(self) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(727018)")
+            await conn.execute(SCHEMA)
+
+    async def record(
+        self,
+        principal: Principal,
+        run_id: str,
+        thread_id: str,
+        assistant_id: str,
+        messages: list[dict[str, Any]],
+    ) -> None:
+        stored = await ps.load(self.pool, principal.tenant_id)
+        used = {**stored.settings.model_dump(mode="json"), "revision": stored.revision}
+        await self.pool.execute(
+            "INSERT INTO query_history (tenant_id, run_id, owner, thread_id, assistant_id,"
+            " question, settings) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)"
+            " ON CONFLICT (tenant_id, run_id) DO NOTHING",
+            principal.tenant_id,
+            run_id,
+            owner_of(principal),
+            thread_id,
+            assistant_id,
+            question_of(messages),
+            json.dumps(used),
+        )
+
+    async def complete(self, tenant_id: str, event: RunEvent) -> None:
+        """The run ended: its answer, citations and latency (once; later calls change nothing)."""
+        if event.type != "end":
+            return
+        citations = event.data.get("citations") or []
+        await self.pool.execute(
+            "UPDATE query_history SET status = $3, answer = $4, citations = $5::jsonb,"
+            " finished_at = $6,"
+            " latency_ms = greatest(0, extract(epoch FROM ($6 - created_at)) * 1000)"
+            " WHERE tenant_id = $1 AND run_id = $2 AND status IN ('pending', 'running')",
+            tenant_id,
+            event.run_id,
+            event.status or "success",
+            str(event.data.get("answer") or ""),
+            json.dumps(citations if isinstance(citations, list) else []),
+            event.ts,
+        )
+
+    async def page(
+        self, tenant_id: str, owner: str, limit: int, after: tuple[datetime, str] | None
+    ) -> list[asyncpg.Record]:
+        if after is None:
+            rows: list[asyncpg.Record] = await self.pool.fetch(
+                f"SELECT {COLUMNS} FROM query_history WHERE tenant_id = $1 AND owner = $2"
+                " ORDER BY created_at DESC, run_id DESC LIMIT $3",
+                tenant_id,
+                owner,
+                limit,
+            )
+            return rows
+        rows = await self.pool.fetch(
+            f"SELECT {COLUMNS} FROM query_history WHERE tenant_id = $1 AND owner = $2"
+            " AND (created_at, run_id) < ($4, $5)"
+            " ORDER BY created_at DESC, run_id DESC LIMIT $3",
+            tenant_id,
+            owner,
+            limit,
+            after[0],
+            after[1],
+        )
+        return rows
+
+    async def one(self, tenant_id: str, owner: str, run_id: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            f"SELECT {COLUMNS} FROM query_history"
+            " WHERE tenant_id = $1 AND owner = $2 AND run_id = $3",
+            tenant_id,
+            owner,
+            run_id,
+        )
+
+
+def encode_cursor(created_at: datetime, key: str) -> str:
+    raw = json.dumps([created_at.isoformat(), key]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The position a page ended at; 422 for anything this API did not hand out."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return datetime.fromisoformat(created), str(key)
+    except (ValueError, TypeError, binascii.Error):
+        raise HTTPException(422, "Invalid cursor: pass a next_cursor this API gave") from None
+
+
+def _entry(row: asyncpg.Record) -> dict[str, Any]:
+    settings, citations = row["settings"], row["citations"]
+    return {
+        "id": row["run_id"],
+        "run_id": row["run_id"],
+        "thread_id": row["thread_id"],
+        "assistant_id": row["assistant_id"],
+        "question": row["question"],
+        "answer": row["answer"],
+        "citations": json.loads(citations) if isinstance(citations, str) else citations,
+        "status": row["status"],
+        "latency_ms": None if row["latency_ms"] is None else round(row["latency_ms"], 1),
+        "settings": json.loads(settings) if isinstance(settings, str) else settings,
+        "created_at": row["created_at"].isoformat(),
+        "finished_at": row["finished_at"].isoformat() if row["finished_at"] else None,
+    }
+
+
+def history_of(request: Request) -> HistoryStore:
+    store: HistoryStore | None = getattr(request.app.state, "history", None)
+    if store is None:
+        raise HTTPException(503, "The gateway is starting")
+    return store
+
+
+async def _fresh(request: Request, tenant_id: str, rows: list[asyncpg.Record]) -> bool:
+    """Complete entries whose run ended while no gateway followed it; whether any changed."""
+    from .turns import last_event  # turns imports this module
+
+    changed = False
+    for row in rows:
+        if row["status"] not in OPEN:
+            continue
+        event = await last_event(request.app.state.runs, row["run_id"])
+        if event is not None and event.type == "end" and event.tenant_id == tenant_id:
+            await history_of(request).complete(tenant_id, event)
+            changed = True
+    return changed
+
+
+@router.get("/history", summary="Your questions and their answers, newest first")
+async def list_history(
+    request: Request,
+    principal: Auth,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    store = history_of(request)
+    after = decode_cursor(cursor) if cursor else None
+    owner = owner_of(principal)
+    rows = await store.page(principal.tenant_id, owner, limit + 1, after)
+    if await _fresh(request, principal.tenant_id, rows):
+        rows = await store.page(principal.tenant_id, owner, limit + 1, after)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if rows else None
+    return {
+        "items": [_entry(r) for r in rows],
+        "next_cursor": encode_cursor(last["created_at"], last["run_id"]) if more and last else None,
+    }
+
+
+@router.get(
+    "/history/{entry_id}",
+    summary="One question of yours with its answer, citations, latency and settings",
+    responses={404: {"description": "Not a question of the caller"}},
+)
+async def get_history(entry_id: str, request: Request, principal: Auth) -> dict[str, Any]:
+    store = history_of(request)
+    owner = owner_of(principal)
+    row = await store.one(principal.tenant_id, owner, entry_id)
+    if row is None:
+        raise HTTPException(404, "History entry not found")
+    if await _fresh(request, principal.tenant_id, [row]):
+        row = await store.one(principal.tenant_id, owner, entry_id)
+        assert row is not None
+    return _entry(row)
