@@ -139,7 +139,7 @@ def langgraph_dev(root: Path) -> Any:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"langgraph dev exited: see {root / 'langgraph-dev.log'}")
@@ -208,7 +208,7 @@ def agentbus(root: Path, orchestrators: int) -> Any:
             )
         plat.start_service("gateway")
         key_file = plat.data_dir / "dev-api-key"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while True:
             for name, proc in plat.procs.items():
                 if proc.poll() is not None:
@@ -224,7 +224,7 @@ def agentbus(root: Path, orchestrators: int) -> Any:
                 if r.status_code == 200 and r.json():
                     break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the gateway did not serve {GRAPH_ID} in 120 s")
+                raise TimeoutError(f"the gateway did not serve {GRAPH_ID} in 300 s")
             time.sleep(0.3)
         pids = {
             "gateway": plat.procs["gateway"].pid,

@@ -229,7 +229,11 @@ class Service:
 
 def _bind(host: str, port: int) -> socket.socket:
     """Bind the HTTP port before anything else so a busy port fails fast and clearly."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on accepted sockets
+    # whose proto says TCP. Without it, Nagle held each response's body until the client's
+    # delayed ACK of its headers: +40 ms on every keep-alive request (issue 18).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
