@@ -189,6 +189,8 @@ def platform(session_root: Path) -> Iterator[Platform]:
             "AGENTBUS_LANGGRAPH_CONFIG": str(user_graphs / "langgraph.json"),
             # Semantic search in the LangGraph store over the items' `text`.
             "AGENTBUS_STORE_INDEX_FIELDS": '["text"]',
+            # LangGraph run webhooks may reach the tests' receivers on the loopback, any port.
+            "AGENTBUS_WEBHOOK_ALLOWED_URLS": '["http://127.0.0.1"]',
             # The session's one tenant makes more calls than the production defaults allow;
             # register stays low enough to show a 429 in a test, high enough for the others.
             "AGENTBUS_RATE_LIMITS": json.dumps({**RAISED_RATE_LIMITS, "register": "4/minute"}),

@@ -63,6 +63,7 @@ SAFE_DEFAULTS_OF = {
     "gateway": {
         "dev_tenant": "off: a deployment makes its tenants itself (only agentbus up makes `dev`)",
         "max_streams_per_tenant": "1,000 open SSE streams per tenant and replica",
+        "webhook_allowed_urls": "none: LangGraph run webhooks are refused until targets are listed",
         "max_documents_per_tenant": "10,000 documents per tenant",
         "max_stored_bytes_per_tenant": "10 GiB of uploads per tenant",
         "readiness_detail": "operator: public /readyz says only ready or not",

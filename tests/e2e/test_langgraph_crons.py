@@ -63,6 +63,7 @@ async def test_stateless_cron_new_thread_per_tick_until_end_time(client: LangGra
         input=ask("cron note"),
         end_time=end,
         metadata={"tag": tag},
+        on_run_completed="keep",  # LangGraph's default deletes each tick's thread after its run
     )
     assert cron["thread_id"] is None
     threads: list[dict[str, Any]] = []

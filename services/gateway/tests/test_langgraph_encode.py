@@ -119,10 +119,17 @@ def test_errors_and_interrupts() -> None:
     assert enc.result()["__interrupt__"]
 
     failing = Encoder(frozenset({"values"}), "r1", "th", "agent")
-    out = decode(failing.frames(event(1, "error", {"message": "ValueError: bad thing"})))
-    assert out == [("1", "error", {"error": "ValueError", "message": "bad thing"})]
-    assert failing.result() == {"__error__": {"error": "ValueError", "message": "bad thing"}}
-    assert error_body("plain failure") == {"error": "RunError", "message": "plain failure"}
+    failed = {"reason": "graph_error", "message": "The run failed while its graph was running"}
+    out = decode(failing.frames(event(1, "error", failed)))
+    body = {"error": "graph_error", "message": "The run failed while its graph was running"}
+    assert out == [("1", "error", body)]
+    assert failing.result() == {"__error__": body}
+    # No code, or something that is not one: a generic code, never text taken for a code.
+    assert error_body({"message": "unknown graph 'x'"}) == {
+        "error": "run_error",
+        "message": "unknown graph 'x'",
+    }
+    assert error_body({"reason": "ValueError: boom", "message": "m"})["error"] == "run_error"
 
 
 def test_messages_convert_both_ways() -> None:
@@ -144,7 +151,9 @@ def test_messages_convert_both_ways() -> None:
         ({"assistant_id": "a", "stream_mode": ["values", "debug"]}, "debug"),
         ({"assistant_id": "a", "on_disconnect": "explode"}, "on_disconnect"),
         ({"assistant_id": "a", "interrupt_before": "all"}, "interrupt_before"),
-        ({"assistant_id": "a", "webhook": "http://example.com/hook"}, "webhook"),
+        ({"assistant_id": "a", "webhook": ""}, "webhook"),
+        ({"assistant_id": "a", "after_seconds": -1}, "after_seconds"),
+        ({"assistant_id": "a", "after_seconds": 86_401}, "after_seconds"),
         ({"assistant_id": "a", "checkpoint": {"checkpoint_ns": "sub"}}, "checkpoint_ns"),
         (
             {"assistant_id": "a", "checkpoint": {"checkpoint_id": "1"}, "checkpoint_id": "2"},

@@ -11,6 +11,8 @@ from agentbus.runtime.service import HttpServer, Service, StartupError, new_serv
 from . import __version__
 from .api import create_api
 from .auth import start_auth
+from .evaluations import ensure_schema as ensure_evaluations_schema
+from .evaluations import router as evaluations_router
 from .history import HistoryStore
 from .history import router as history_router
 from .langgraph.crons import start_scheduler, stop_scheduler
@@ -45,6 +47,7 @@ def build(settings: GatewaySettings) -> Service:
     api.include_router(settings_router)
     api.include_router(history_router)
     api.include_router(versions_router)
+    api.include_router(evaluations_router)
     mount_web(api, None, settings.traces_dir)
     streams = StreamMetrics(service.registry)
 
@@ -61,6 +64,7 @@ def build(settings: GatewaySettings) -> Service:
         history = api.state.history = HistoryStore(pool)
         await history.ensure_schema()
         await ensure_versions_schema(pool)
+        await ensure_evaluations_schema(pool)
         api.state.store = store
         api.state.storage_quota = StorageQuota(
             settings.max_documents_per_tenant, settings.max_stored_bytes_per_tenant

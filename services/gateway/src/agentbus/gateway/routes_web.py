@@ -13,7 +13,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -27,6 +27,7 @@ from agentbus.contracts.streams import DOCUMENTS
 from agentbus.runtime.trace_view import Span, TraceViewError, find_run, load_spans
 
 from .auth.deps import Principal, current_principal
+from .history import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/api/v1", tags=["web"])
 Auth = Annotated[Principal, Depends(current_principal)]
@@ -49,21 +50,66 @@ async def _analytics(
     return [dict(zip(result.columns, row, strict=False)) for row in result.rows]
 
 
+RunStatusFilter = Literal[
+    "pending", "running", "success", "error", "cancelled", "interrupted", "timeout"
+]
+OPEN_RUNS = ("pending", "running")
+
+
+async def _settle_open_runs(request: Request, tenant: str) -> None:
+    """Record how the tenant's recent open runs ended when no gateway followed them to the end
+    (their `end` event stays in RUN_EVENTS for an hour), so a status filter and the duration
+    are right. The run's end time is the event's, not now."""
+    from .turns import last_event  # turns imports the routers' modules
+
+    pool = request.app.state.store.pool
+    rows = await pool.fetch(
+        "SELECT run_id FROM runs WHERE tenant_id = $1 AND status IN ('pending', 'running')"
+        " AND created_at > now() - interval '1 hour' ORDER BY created_at DESC LIMIT 100",
+        tenant,
+    )
+    for row in rows:
+        event = await last_event(request.app.state.runs, row["run_id"])
+        if event is None or event.type != "end" or event.tenant_id != tenant:
+            continue
+        await pool.execute(
+            "UPDATE runs SET status = $3, updated_at = greatest(created_at, $4)"
+            " WHERE tenant_id = $1 AND run_id = $2 AND status IN ('pending', 'running')",
+            tenant,
+            row["run_id"],
+            event.status or "success",
+            event.ts,
+        )
+
+
 @router.get(
-    "/runs", summary="Recent runs of your tenant with status, tokens, cost and evaluation scores"
+    "/runs", summary="Your tenant's runs, newest first: status, duration, tokens, cost, scores"
 )
 async def recent_runs(
     request: Request,
     principal: Auth,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    status: RunStatusFilter | None = None,
 ) -> dict[str, Any]:
+    """A page of runs; `next_cursor` (null on the last page) continues after its last run."""
     tenant = principal.tenant_id
+    after = decode_cursor(cursor) if cursor else None
+    await _settle_open_runs(request, tenant)
+    clauses, args = ["tenant_id = $1"], [tenant, limit + 1]
+    if status is not None:
+        args.append(status)
+        clauses.append(f"status = ${len(args)}")
+    if after is not None:
+        args.extend(after)
+        clauses.append(f"(created_at, run_id) < (${len(args) - 1}, ${len(args)})")
     rows = await request.app.state.store.pool.fetch(
         "SELECT run_id, thread_id, assistant_id, status, created_at, updated_at FROM runs"
-        " WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT $2",
-        tenant,
-        limit,
+        f" WHERE {' AND '.join(clauses)} ORDER BY created_at DESC, run_id DESC LIMIT $2",
+        *args,
     )
+    more = len(rows) > limit
+    rows = rows[:limit]
     # Analytics knows how each run ended (RunFinished), what its model calls cost and how
     # `agentbus eval` scored it (the latest score per metric).
     recorded, usage, evaluated = await asyncio.gather(
@@ -82,16 +128,16 @@ async def recent_runs(
         done = finished.get(run_id, {})
         cost = used.get(run_id, {})
         created, updated = row["created_at"], row["updated_at"]
-        status = done.get("status") or row["status"]
+        run_status = done.get("status") or row["status"]
         items.append(
             {
                 "run_id": run_id,
                 "thread_id": row["thread_id"],
                 "assistant_id": row["assistant_id"],
-                "status": status,
+                "status": run_status,
                 "created_at": created.isoformat(),
                 "duration_ms": round((updated - created).total_seconds() * 1000, 1)
-                if status not in ("pending", "running")
+                if run_status not in OPEN_RUNS
                 else None,
                 "question": done.get("question"),
                 "trace_id": done.get("trace_id"),
@@ -101,7 +147,11 @@ async def recent_runs(
                 "scores": scores.get(run_id, {}),
             }
         )
-    return {"items": items}
+    last = rows[-1] if rows else None
+    return {
+        "items": items,
+        "next_cursor": encode_cursor(last["created_at"], last["run_id"]) if more and last else None,
+    }
 
 
 def _span_json(span: Span, start_ns: int) -> dict[str, Any]:

@@ -58,6 +58,12 @@ class GatewaySettings(Settings, AuthSettings):
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest JSON request body (413 above it)"
     )
+    webhook_allowed_urls: list[str] = Field(
+        default_factory=list,
+        description="Where LangGraph run webhooks may POST: entries scheme://host[:port][/path] "
+        "(no port: any port); empty refuses every webhook (422). An allow-list, because the "
+        "gateway posts from inside the network (SSRF otherwise)",
+    )
     dev_tenant: bool = Field(
         default=False,
         description="Create tenant `dev` with an admin API key in <data_dir>/dev-api-key at start "

@@ -73,6 +73,7 @@ PAYLOAD_FIELDS = (
     "stream_mode",
     "multitask_strategy",
     "durability",
+    "webhook",
 )
 SORTABLE = {"cron_id", "assistant_id", "thread_id", "next_run_date", "created_at", "updated_at"}
 # A fire claimed but not marked done after this long is created again (same run id).
@@ -110,26 +111,24 @@ class CronCreate(Body):
     checkpoint_during: bool | None = None
     stream_subgraphs: bool | None = None
     stream_resumable: bool | None = None
-    webhook: Any = None
+    webhook: str | None = Field(default=None, min_length=1, max_length=2048)
 
     @field_validator("schedule")
     @classmethod
     def _check(cls, value: str) -> str:
         return _schedule(value)
 
-    @field_validator("on_run_completed")
-    @classmethod
-    def _keep(cls, value: str | None) -> str | None:
-        if value == "delete":
-            raise ValueError("on_run_completed 'delete' is not supported: threads are kept")
-        return value
 
-    @field_validator("webhook")
-    @classmethod
-    def _no_webhook(cls, value: Any) -> Any:
-        if value:
-            raise ValueError("webhook is not supported by this server")
-        return value
+def _on_completed(value: str | None, thread_id: str | None) -> str:
+    """What happens to a tick's thread: LangGraph deletes it by default; a thread cron runs on
+    the caller's thread, which is never deleted."""
+    if thread_id is not None:
+        if value == "delete":
+            raise HTTPException(
+                422, "on_run_completed 'delete' applies to crons that make a thread per run"
+            )
+        return "keep"
+    return value or "delete"
 
 
 class CronPatch(Body):
@@ -147,7 +146,7 @@ class CronPatch(Body):
     on_run_completed: Literal["delete", "keep"] | None = None
     stream_subgraphs: bool | None = None
     stream_resumable: bool | None = None
-    webhook: Any = None
+    webhook: str | None = Field(default=None, min_length=1, max_length=2048)
 
     @field_validator("schedule")
     @classmethod
@@ -213,9 +212,12 @@ class Crons:
     ) -> dict[str, Any]:
         await self.ready()
         tenant = principal.tenant_id
+        if body.webhook:
+            self.svc.followups.policy.check(body.webhook)
         assistant = await self.svc.assistants.resolve(tenant, body.assistant_id)
         if thread_id is not None:
             await self.svc.thread_row(tenant, thread_id)
+        on_completed = _on_completed(body.on_run_completed, thread_id)
         payload = {k: getattr(body, k) for k in PAYLOAD_FIELDS if getattr(body, k) is not None}
         try:  # the runs it will start are checked now: 422 here, not a failed tick later
             RunCreate.model_validate({"assistant_id": body.assistant_id, **payload})
@@ -238,7 +240,7 @@ class Crons:
             body.enabled,
             body.end_time,
             next_after(body.schedule, now),
-            "keep",
+            on_completed,
         )
         created = _out(_row(row))
         assert created is not None
@@ -258,10 +260,10 @@ class Crons:
 
     async def patch(self, tenant_id: str, cron_id: str, body: CronPatch) -> dict[str, Any]:
         if body.webhook:
-            raise HTTPException(422, "webhook is not supported by this server")
-        if body.on_run_completed == "delete":
-            raise HTTPException(422, "on_run_completed 'delete' is not supported: threads are kept")
+            self.svc.followups.policy.check(body.webhook)
         current = await self.get(tenant_id, cron_id)
+        if body.on_run_completed is not None:
+            _on_completed(body.on_run_completed, current["thread_id"])
         payload = dict(current["payload"] or {})
         payload.update(
             {k: getattr(body, k) for k in PAYLOAD_FIELDS if getattr(body, k, None) is not None}
@@ -401,7 +403,14 @@ class Crons:
                 cron["tenant_id"], thread_id, None, {"cron_id": cron["cron_id"]}
             )
         try:
-            await self.svc.create(principal, thread_id, body, run_id=cron["run_id"])
+            await self.svc.create(
+                principal,
+                thread_id,
+                body,
+                run_id=cron["run_id"],
+                # A thread made for this tick goes when its run ends, unless the cron keeps it.
+                delete_thread=cron["thread_id"] is None and cron["on_run_completed"] == "delete",
+            )
         except asyncpg.UniqueViolationError:
             pass  # created before (a replica died after creating it): exactly once
         except HTTPException as exc:

@@ -1,9 +1,10 @@
 """Request bodies of the LangGraph Agent Server API, as `langgraph_sdk` sends them.
 
 Unknown fields are a 422 (a typo must not silently change what a run does). Fields the SDK
-sends that this server accepts but does not need (`stream_subgraphs`, `durability`, ...) are
-declared and ignored; fields that would change a run in a way this server does not implement
-(`webhook`, `after_seconds`) are a 422 when set, naming the field.
+sends that this server accepts but does not need (`durability`, ...) are declared and ignored;
+fields that would change a run in a way this server does not implement are a 422 when set,
+naming the field. `webhook` targets are checked against the operator's allow-list when the run
+is created (followups.py).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def modes_of(value: str | list[str] | None) -> list[str]:
     return list(dict.fromkeys(modes)) or ["values"]
 
 
-UNSUPPORTED = ("webhook", "after_seconds")
+# The longest delay of a run (`after_seconds`): a day.
+MAX_DELAY_S = 86_400
 
 Breakpoints = list[Annotated[str, Field(min_length=1, max_length=128)]] | Literal["*"] | None
 
@@ -64,10 +66,10 @@ class RunCreate(Body):
     langsmith_tracer: dict[str, Any] | None = None
     interrupt_before: Breakpoints = None
     interrupt_after: Breakpoints = None
-    webhook: Any = None
+    webhook: str | None = Field(default=None, min_length=1, max_length=2048)
     checkpoint: dict[str, Any] | None = None
     checkpoint_id: str | None = Field(default=None, min_length=1, max_length=128)
-    after_seconds: Any = None
+    after_seconds: float | None = Field(default=None, ge=0, le=MAX_DELAY_S)
 
     @field_validator("stream_mode")
     @classmethod
@@ -77,9 +79,6 @@ class RunCreate(Body):
 
     @model_validator(mode="after")
     def _supported(self) -> RunCreate:
-        for name in UNSUPPORTED:
-            if getattr(self, name) not in (None, [], 0):
-                raise ValueError(f"{name} is not supported by this server")
         if self.checkpoint is not None:
             if self.checkpoint.get("checkpoint_ns"):
                 raise ValueError("checkpoint: subgraph checkpoints (checkpoint_ns) not supported")

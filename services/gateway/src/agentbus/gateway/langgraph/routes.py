@@ -167,9 +167,10 @@ async def patch_assistant(
 async def delete_assistant(
     assistant_id: str, principal: Auth, svc: Svc, delete_threads: str | None = None
 ) -> Response:
-    if _flag(delete_threads):
-        raise HTTPException(422, "delete_threads is not supported by this server")
+    assistant = await svc.assistants.get(principal.tenant_id, assistant_id)
     await svc.assistants.delete(principal.tenant_id, assistant_id)
+    if _flag(delete_threads):
+        await svc.delete_threads_of(principal.tenant_id, assistant["assistant_id"])
     return Response(status_code=204)
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from agentbus.contracts import (
     ThreadUpdateRequest,
 )
 from agentbus.contracts import subjects as s
+from agentbus.contracts.runs import MultitaskStrategy
 from agentbus.contracts.streams import RUN_EVENTS
 from agentbus.runtime.thread_runs import Admission, ThreadRuns, ThreadRunsKV
 from agentbus.runtime.traces import nats_span
@@ -34,6 +36,7 @@ from ..store import GatewayStore
 from .assistants import Assistants, GraphCatalog, merge_config
 from .crons import Crons
 from .encode import Encoder, with_message_roles, with_message_types
+from .followups import Followups, WebhookPolicy
 from .models import RunCreate
 from .records import Records
 
@@ -71,11 +74,14 @@ class Created:
 
 
 class LangGraphRuns:
-    def __init__(self, gateway: RunGateway, store: GatewayStore) -> None:
+    def __init__(
+        self, gateway: RunGateway, store: GatewayStore, webhooks: WebhookPolicy | None = None
+    ) -> None:
         self.gateway = gateway
         self.store = store
         self.records = Records(store.pool)
         self.crons = Crons(store.pool, self)
+        self.followups = Followups(store.pool, self, webhooks or WebhookPolicy())
         self.assistants = Assistants(store.pool, GraphCatalog(gateway.nc))
         self._kv: ThreadRunsKV | None = None
 
@@ -126,6 +132,32 @@ class LangGraphRuns:
                     out["interrupts"] = {"__root__": state.current.interrupts}
         return out
 
+    async def delete_threads_of(self, tenant_id: str, assistant_id: str) -> int:
+        """Delete the threads an assistant ran on (their `metadata.assistant_id`), with their
+        runs and checkpoints; a run still going on one is cancelled first."""
+        await self.records.ready()
+        deleted = 0
+        while True:
+            rows = await self.records.search_threads(
+                tenant_id,
+                metadata={"assistant_id": assistant_id},
+                ids=None,
+                status=None,
+                limit=100,
+                offset=0,
+                sort_by=None,
+                sort_order=None,
+            )
+            before = deleted
+            for row in rows:
+                value, _ = await (await self.kv()).read(tenant_id, row["thread_id"])
+                for waiting in [*([value.active] if value.active else []), *value.queue]:
+                    with contextlib.suppress(HTTPException):
+                        await self.cancel(tenant_id, row["thread_id"], waiting.run_id, "interrupt")
+                deleted += await self.store.delete_thread(tenant_id, row["thread_id"])
+            if deleted == before:  # none left (or none deletable): done
+                return deleted
+
     async def state(
         self, tenant_id: str, thread_id: str, checkpoint_id: str | None = None, history: int = 0
     ) -> ThreadState:
@@ -169,10 +201,18 @@ class LangGraphRuns:
     # -- runs --------------------------------------------------------------------------------
 
     async def create(
-        self, principal: Principal, thread_id: str, body: RunCreate, *, run_id: str | None = None
+        self,
+        principal: Principal,
+        thread_id: str,
+        body: RunCreate,
+        *,
+        run_id: str | None = None,
+        delete_thread: bool = False,
     ) -> Created:
-        """Validate, record and admit a run; 404/409 before anything is published."""
+        """Validate, record and admit a run; 404/409 before anything is published.
+        `delete_thread`: the thread goes when the run ends (a cron's `on_run_completed`)."""
         tenant = principal.tenant_id
+        webhook = self.followups.policy.check(body.webhook) if body.webhook else None
         assistant = await self.assistants.resolve(tenant, body.assistant_id)
         # Agent Chat UI lists a graph's threads by these (LangGraph sets them on the first run).
         marks = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
@@ -209,11 +249,26 @@ class LangGraphRuns:
         )
         await self.store.create_run(tenant, run.run_id, thread_id, run.assistant_id, run.metadata)
         await self.records.add_run(tenant, run.run_id, thread_id, body.multitask_strategy, modes)
+        if webhook or delete_thread:
+            await self.followups.follow(
+                tenant, run.run_id, thread_id, webhook=webhook, delete_thread=delete_thread
+            )
+        if body.after_seconds:
+            # Pending until then; the follow-up pass admits it (on any replica).
+            await self.followups.delay(run, body.multitask_strategy, body.after_seconds)
+            return Created(run, Admission("queued"), modes)
         try:
-            admission = await (await self.kv()).admit(run, body.multitask_strategy, self._is_stale)
+            admission = await self.admit(run, body.multitask_strategy)
         except Exception:
             await self.records.drop_run(tenant, run.run_id)
             raise
+        return Created(run, admission, modes)
+
+    async def admit(self, run: RunRequested, strategy: MultitaskStrategy) -> Admission:
+        """Admit a recorded run on its thread: started, queued (stopping the active run for
+        interrupt/rollback), or refused with a 409 (its records dropped)."""
+        tenant, thread_id = run.tenant_id, run.thread_id
+        admission = await (await self.kv()).admit(run, strategy, self._is_stale)
         if admission.outcome == "rejected":
             await self.records.drop_run(tenant, run.run_id)
             raise HTTPException(
@@ -222,11 +277,11 @@ class LangGraphRuns:
                 "use multitask_strategy enqueue, interrupt or rollback to run after it",
             )
         if admission.outcome == "queued" and admission.active_run_id is not None:
-            if body.multitask_strategy == "interrupt":
+            if strategy == "interrupt":
                 await self._control(tenant, admission.active_run_id, "interrupt")
-            elif body.multitask_strategy == "rollback":
+            elif strategy == "rollback":
                 await self._control(tenant, admission.active_run_id, "cancel")
-        return Created(run, admission, modes)
+        return admission
 
     async def enqueue(self, run: RunRequested) -> None:
         """Admit a native chat run: it waits for the thread's active run, as `enqueue` does."""
@@ -309,7 +364,10 @@ class LangGraphRuns:
         """Stop a run: a waiting one leaves the queue and ends `cancelled` at once; a running
         one is cancelled by its orchestrator (and rolled back on `rollback`)."""
         stop: Literal["cancel", "rollback"] = "cancel" if action == "interrupt" else "rollback"
-        where = await (await self.kv()).mark_stop(tenant_id, thread_id, run_id, stop)
+        if await self.followups.drop_delayed(tenant_id, run_id):
+            where: Literal["active", "removed", "unknown"] = "removed"  # delayed, not started
+        else:
+            where = await (await self.kv()).mark_stop(tenant_id, thread_id, run_id, stop)
         if where == "removed":
             end = RunEvent(
                 tenant_id=tenant_id,
