@@ -16,6 +16,7 @@ from .evaluations import router as evaluations_router
 from .history import HistoryStore
 from .history import router as history_router
 from .langgraph.crons import start_scheduler, stop_scheduler
+from .langgraph.followups import WebhookPolicy, start_followups, stop_followups
 from .langgraph.service import LangGraphRuns
 from .limits import OpenStreams
 from .ratelimit import open_limiter
@@ -87,9 +88,14 @@ def build(settings: GatewaySettings) -> Service:
         # CLI works out of the box. A deployment creates its tenants itself.
         await start_auth(api, pool, settings, settings.data_dir, dev_tenant=settings.dev_tenant)
         # LangGraph crons: every replica's scheduler claims due ticks (exactly once per tick).
-        langgraph = api.state.langgraph = LangGraphRuns(api.state.runs, store)
+        langgraph = api.state.langgraph = LangGraphRuns(
+            api.state.runs, store, WebhookPolicy(tuple(settings.webhook_allowed_urls))
+        )
         scheduler = await start_scheduler(langgraph.crons)
         service.on_shutdown.insert(0, lambda: stop_scheduler(scheduler))
+        # Delayed runs and run-end webhooks / thread deletions, on every replica.
+        followups = await start_followups(langgraph.followups)
+        service.on_shutdown.insert(0, lambda: stop_followups(followups))
 
     service.on_startup.append(start_stores)
     # The HTTP span is the root of each request's trace; NATS hops continue it.
