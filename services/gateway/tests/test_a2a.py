@@ -1,6 +1,7 @@
 """A2A with the official `a2a-sdk` client, unmodified, against the real platform: the agent card,
-SendMessage streamed and not (v1.0), GetTask, CancelTask, the v0.3 method names through the SDK's
-v0.3 compat transport, contextId as the thread, and JSON-RPC errors."""
+SendMessage streamed and not (v1.0), GetTask, CancelTask, ListTasks, SubscribeToTask (and v0.3's
+tasks/resubscribe), the v0.3 method names through the SDK's v0.3 compat transport, contextId as
+the thread, and JSON-RPC errors."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from a2a.types import (
     AgentCard,
     CancelTaskRequest,
     GetTaskRequest,
+    ListTasksRequest,
     Message,
     Part,
     Role,
     SendMessageRequest,
     StreamResponse,
+    SubscribeToTaskRequest,
     Task,
     TaskState,
 )
@@ -137,6 +140,90 @@ async def test_cancel_a_waiting_task(http: httpx.AsyncClient, platform: Platform
     assert cancelled.status.state == TaskState.TASK_STATE_CANCELED
     again = await client.get_task(GetTaskRequest(id=reply.task.id))
     assert again.status.state == TaskState.TASK_STATE_CANCELED
+
+
+async def hold_thread(http: httpx.AsyncClient, platform: Platform, context: str) -> None:
+    """A slow run on the context's thread: tasks sent to it wait their turn."""
+    busy = await http.post(
+        f"{platform.gateway_url}/threads/{context}/runs",
+        json={
+            "assistant_id": "steps",
+            "input": {"steps": 3, "delay": 0.5},
+            "if_not_exists": "create",
+        },
+    )
+    assert busy.status_code == 200, busy.text
+
+
+async def test_subscribe_to_a_waiting_task_v1_and_v03(
+    http: httpx.AsyncClient, platform: Platform
+) -> None:
+    for version, text in (("1.0", "subscribed"), ("0.3", "resubscribed")):
+        context = new_id()
+        await hold_thread(http, platform, context)
+        card = only(await card_of(http, platform, "echo"), version)
+        sender = ClientFactory(ClientConfig(httpx_client=http, streaming=False, polling=True))
+        [reply] = await collect(sender.create(card), ask(text, context))
+        waiting = reply.task
+        assert waiting.status.state == TaskState.TASK_STATE_SUBMITTED
+        streaming = ClientFactory(ClientConfig(httpx_client=http, streaming=True)).create(card)
+        events = [e async for e in streaming.subscribe(SubscribeToTaskRequest(id=waiting.id))]
+        chunks = [e.artifact_update for e in events if e.HasField("artifact_update")]
+        assert "".join(p.text for c in chunks for p in c.artifact.parts).strip() == text
+        assert events[-1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
+        assert all(
+            e.status_update.task_id == waiting.id for e in events[1:] if e.HasField("status_update")
+        )
+        # An ended task has nothing to stream.
+        refused = await http.post(
+            f"{platform.gateway_url}/a2a/echo",
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "SubscribeToTask",
+                "params": {"id": waiting.id},
+            },
+        )
+        assert refused.json()["error"]["code"] == -32004
+
+
+async def test_list_tasks_of_a_context_by_page_and_state(
+    http: httpx.AsyncClient, platform: Platform
+) -> None:
+    card = only(await card_of(http, platform, "echo"), "1.0")
+    client = ClientFactory(ClientConfig(httpx_client=http, streaming=False)).create(card)
+    context = new_id()
+    sent = [(await collect(client, ask(f"item {i}", context)))[0].task.id for i in range(3)]
+    listed = await client.list_tasks(ListTasksRequest(context_id=context))
+    assert [t.id for t in listed.tasks] == sent[::-1] and listed.total_size == 3
+    assert all(t.status.state == TaskState.TASK_STATE_COMPLETED for t in listed.tasks)
+    assert listed.tasks[0].artifacts[0].parts[0].text == "item 2"
+    first = await client.list_tasks(ListTasksRequest(context_id=context, page_size=2))
+    assert len(first.tasks) == 2 and first.next_page_token
+    rest = await client.list_tasks(
+        ListTasksRequest(context_id=context, page_size=2, page_token=first.next_page_token)
+    )
+    assert [t.id for t in [*first.tasks, *rest.tasks]] == sent[::-1] and not rest.next_page_token
+    done = await client.list_tasks(
+        ListTasksRequest(context_id=context, status=TaskState.TASK_STATE_COMPLETED)
+    )
+    assert done.total_size == 3
+    failed = await client.list_tasks(
+        ListTasksRequest(context_id=context, status=TaskState.TASK_STATE_FAILED)
+    )
+    assert failed.total_size == 0 and not failed.tasks
+    # Other assistants' runs on the same thread are not this agent's tasks.
+    other = await http.post(
+        f"{platform.gateway_url}/a2a/agent",
+        json={"jsonrpc": "2.0", "id": 1, "method": "ListTasks", "params": {"contextId": context}},
+    )
+    assert other.json()["result"]["tasks"] == []
+    for params in ({"pageSize": 0}, {"pageSize": 101}, {"status": "DONE"}, {"pageToken": "x"}):
+        bad = await http.post(
+            f"{platform.gateway_url}/a2a/echo",
+            json={"jsonrpc": "2.0", "id": 2, "method": "ListTasks", "params": params},
+        )
+        assert bad.json()["error"]["code"] == -32602, params
 
 
 async def test_v03_method_names_through_the_compat_transport(

@@ -1,10 +1,13 @@
 """A2A JSON-RPC at `POST /a2a/{assistant_id}` and the agent cards.
 
 A task is a run (task id = run id), a context is a thread (`contextId` = thread id, created on
-first use; a new one when the message has none). `SendMessage` / `message/send` waits for the
-run's end unless `returnImmediately` (v1.0) or `blocking: false` (v0.3); the streaming method
-sends the task, then status and artifact updates as the run's tokens arrive. Runs go through the
-same turn path as every other API; a dropped stream loses no run (`GetTask` has its outcome).
+first use; a new one when the message has none). `ListTasks` pages through the assistant's runs
+in the caller's tenant, newest first; `SubscribeToTask` / `tasks/resubscribe` streams a task
+that has not ended (from its first event: the artifact arrives whole). `SendMessage` /
+`message/send` waits for the run's end unless `returnImmediately` (v1.0) or `blocking: false`
+(v0.3); the streaming method sends the task, then status and artifact updates as the run's
+tokens arrive. Runs go through the same turn path as every other API; a dropped stream loses
+no run (`GetTask` has its outcome).
 """
 
 from __future__ import annotations
@@ -47,9 +50,11 @@ from .wire import (
     V1_METHODS,
     Encoder,
     Incoming,
+    ListQuery,
     RpcError,
     TaskView,
     error,
+    parse_list,
     parse_send,
     result,
     task_id_of,
@@ -169,6 +174,11 @@ async def _task(
     row = await store_of(request).run(principal.tenant_id, task_id)
     if row is None or row["assistant_id"] != assistant_id:
         raise RpcError(TASK_NOT_FOUND, f"Task {task_id} not found")
+    return await _task_of(request, principal, row)
+
+
+async def _task_of(request: Request, principal: Principal, row: dict[str, Any]) -> TaskView:
+    task_id, assistant_id = str(row["run_id"]), str(row["assistant_id"])
     task = TaskView(task_id, str(row["thread_id"]), assistant_id)
     last = await last_event(runs_of(request), task_id)
     if last is not None and last.tenant_id == principal.tenant_id:
@@ -176,6 +186,43 @@ async def _task(
     elif str(row.get("status")) in RUN_STATES:
         task.state = RUN_STATES[str(row["status"])]
     return task
+
+
+async def _list(
+    request: Request, principal: Principal, assistant_id: str, query: ListQuery, enc: Encoder
+) -> dict[str, Any]:
+    """A page of the assistant's tasks. With a status, the states of (at most) the newest 1000
+    are read, since a run's state lives in its events, not in a column."""
+    pool = store_of(request).pool
+    where = (
+        " FROM runs WHERE tenant_id = $1 AND assistant_id = $2"
+        " AND ($3::text IS NULL OR thread_id = $3)"
+    )
+    args = [principal.tenant_id, assistant_id, query.context_id]
+    if query.state is None:
+        total = int(await pool.fetchval("SELECT count(*)" + where, *args) or 0)
+        rows = await pool.fetch(
+            "SELECT *" + where + " ORDER BY created_at DESC, run_id LIMIT $4 OFFSET $5",
+            *args,
+            query.page_size,
+            query.offset,
+        )
+        tasks = [await _task_of(request, principal, dict(r)) for r in rows]
+    else:
+        rows = await pool.fetch(
+            "SELECT *" + where + " ORDER BY created_at DESC, run_id LIMIT 1000", *args
+        )
+        every = [await _task_of(request, principal, dict(r)) for r in rows]
+        matching = [t for t in every if t.state == query.state]
+        total = len(matching)
+        tasks = matching[query.offset : query.offset + query.page_size]
+    following = query.offset + len(tasks)
+    return {
+        "tasks": [enc.task(t) for t in tasks],
+        "nextPageToken": str(following) if following < total else "",
+        "pageSize": query.page_size,
+        "totalSize": total,
+    }
 
 
 async def _stream(
@@ -231,8 +278,25 @@ async def rpc(assistant_id: str, request: Request, principal: Auth) -> Response:
         action, enc = V03_METHODS[method], Encoder("0.3")
     else:
         return JSONResponse(error(rpc_id, METHOD_NOT_FOUND, f"Method {method!r} not supported"))
-    await per_tenant("stream" if action == "stream" else "chat")(request, principal)
+    streaming = action in ("stream", "subscribe")
+    await per_tenant("stream" if streaming else "chat")(request, principal)
     try:
+        if action == "list":
+            listed = await _list(request, principal, assistant_id, parse_list(params), enc)
+            return JSONResponse(result(rpc_id, listed))
+        if action == "subscribe":
+            task = await _task(request, principal, assistant_id, task_id_of(params))
+            if task.state in TERMINAL:
+                raise RpcError(
+                    UNSUPPORTED_OPERATION, f"Task {task.id} is {task.state}: nothing to stream"
+                )
+            return StreamingResponse(
+                runs_of(request).streams.track(
+                    "a2a", await _stream(request, principal, task, enc, rpc_id)
+                ),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
         if action == "stream":
             task = await _start(request, principal, assistant_id, parse_send(params))
             return StreamingResponse(

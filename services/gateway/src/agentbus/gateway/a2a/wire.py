@@ -23,12 +23,15 @@ V1_METHODS = {
     "SendStreamingMessage": "stream",
     "GetTask": "get",
     "CancelTask": "cancel",
+    "ListTasks": "list",
+    "SubscribeToTask": "subscribe",
 }
 V03_METHODS = {
     "message/send": "send",
     "message/stream": "stream",
     "tasks/get": "get",
     "tasks/cancel": "cancel",
+    "tasks/resubscribe": "subscribe",
 }
 TERMINAL: set[State] = {"completed", "failed", "canceled", "input-required"}
 # Run status (RunEvent.status on `end`) -> task state.
@@ -106,6 +109,45 @@ def parse_send(params: Any) -> Incoming:
     immediately = bool(config.get("returnImmediately")) or config.get("blocking") is False
     task_id = message.get("taskId")
     return Incoming(text, context_id or None, task_id or None, immediately)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """ListTasks' parameters (v1.0): a page of the assistant's tasks, newest first."""
+
+    context_id: str | None
+    state: State | None
+    page_size: int
+    offset: int
+
+
+STATE_NAMES: dict[str, State] = {
+    "TASK_STATE_" + s.upper().replace("-", "_"): s
+    for s in ("submitted", "working", "completed", "failed", "canceled", "input-required")
+}
+
+
+def parse_list(params: Any) -> ListQuery:
+    params = params if params is not None else {}
+    if not isinstance(params, dict):
+        raise RpcError(INVALID_PARAMS, "params must be an object")
+    context_id = params.get("contextId")
+    if context_id is not None and (not isinstance(context_id, str) or not context_id):
+        raise RpcError(INVALID_PARAMS, "contextId must be a non-empty string")
+    status = params.get("status")
+    if status in (None, "", "TASK_STATE_UNSPECIFIED"):
+        state = None
+    elif isinstance(status, str) and status in STATE_NAMES:
+        state = STATE_NAMES[status]
+    else:
+        raise RpcError(INVALID_PARAMS, f"status must be one of {sorted(STATE_NAMES)}")
+    size = params.get("pageSize", 50)
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 100:
+        raise RpcError(INVALID_PARAMS, "pageSize must be 1-100")
+    token = params.get("pageToken") or "0"
+    if not isinstance(token, str) or not token.isdigit() or len(token) > 9:
+        raise RpcError(INVALID_PARAMS, "pageToken must be a token this server gave")
+    return ListQuery(context_id, state, size, int(token))
 
 
 def task_id_of(params: Any) -> str:
