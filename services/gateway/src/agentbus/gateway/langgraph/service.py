@@ -401,7 +401,9 @@ class LangGraphRuns:
 
     async def events(self, tenant_id: str, row: dict[str, Any]) -> AsyncIterator[RunEvent | None]:
         """The run's events from the first; just its state when its events have expired."""
-        if await self.last_event(row["run_id"]) is None and row.get("status") in TERMINAL:
+        # The stored status first: a run just created is not terminal, and its stream saves the
+        # JetStream round trip of the look-up (issue 18).
+        if row.get("status") in TERMINAL and await self.last_event(row["run_id"]) is None:
             state = await self.state(tenant_id, row["thread_id"])
             yield RunEvent(
                 tenant_id=tenant_id,
