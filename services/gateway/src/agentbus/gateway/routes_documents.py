@@ -37,6 +37,7 @@ from . import versions
 from .auth.deps import AuthService, Principal, current_principal
 from .ratelimit import per_tenant
 from .sse import HEARTBEAT, frame
+from .upstream import UpstreamError
 
 router = APIRouter(prefix="/api/v1", tags=["documents"])
 Auth = Annotated[Principal, Depends(current_principal)]
@@ -208,7 +209,7 @@ async def delete_document(document_id: str, request: Request, principal: Auth) -
         reply = DocumentDeleted.model_validate_json(msg.data)
     except ValueError:
         error = ErrorReply.model_validate_json(msg.data)
-        raise HTTPException(502, f"Delete failed: {error.error}") from None
+        raise UpstreamError("Delete", error.reason, error.error) from None
     await request.app.state.store.forget_upload(principal.tenant_id, document_id)
     if not reply.found:
         raise HTTPException(404, "Document not found")

@@ -53,6 +53,7 @@ from .hosted_run import (
     user_input,
 )
 from .multitask import Multitask
+from .run_errors import run_failure
 from .tools import ToolBox
 
 log = logging.getLogger("agentbus.orchestrator.runner")
@@ -167,7 +168,7 @@ class Runner:
                 missing = (
                     f"graph {run.graph_id!r}" if run.graph_id else f"assistant {run.assistant_id!r}"
                 )
-                await ctx.emit("error", {"message": f"unknown {missing}"})
+                await ctx.emit("error", {"message": f"unknown {missing}", "reason": "not_found"})
                 await ctx.emit("end", {"reason": "unknown assistant"}, status="error")
                 await self._release(run)
                 await msg.ack()
@@ -292,11 +293,12 @@ class Runner:
                 return await self._drive_graph(graph, config, run, ctx, resuming=resuming)
         except (RunCancelled, asyncio.CancelledError):
             raise
-        except Exception as exc:  # a factory that fails: the run's error, not the replica's
+        except Exception:  # a factory that fails: the run's error, not the replica's
             if ctx.ended:
                 raise
             log.exception("graph factory failed")
-            await ctx.emit("error", {"message": f"{type(exc).__name__}: {exc}"[:1000]})
+            # A reason code for the caller; the exception's text stays in the log (issue 13).
+            await ctx.emit("error", run_failure("graph_unavailable"))
             await ctx.emit("end", {"reason": "error"}, status="error")
             return "error"
 
@@ -358,12 +360,12 @@ class Runner:
             return "cancelled"
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception:
             if ctx.cancel_requested:
                 await ctx.emit("end", {"reason": "cancelled"}, status="cancelled")
                 return "cancelled"
             log.exception("run failed")
-            await ctx.emit("error", {"message": f"{type(exc).__name__}: {exc}"[:1000]})
+            await ctx.emit("error", run_failure("graph_error"))
             await ctx.emit("end", {"reason": "error"}, status="error")
             return "error"
         return await self._end(graph, config, ctx)

@@ -33,6 +33,7 @@ from agentbus.runtime.traces import nats_span
 from ..auth.deps import Principal
 from ..runs import RunGateway
 from ..store import GatewayStore
+from ..upstream import UpstreamError
 from .assistants import Assistants, GraphCatalog, merge_config
 from .crons import Crons
 from .encode import Encoder, with_message_roles, with_message_types
@@ -178,7 +179,7 @@ class LangGraphRuns:
             return ThreadState.model_validate_json(reply.data)
         except ValueError:
             error = ErrorReply.model_validate_json(reply.data)
-            raise HTTPException(502, f"The orchestrator refused: {error.error}") from None
+            raise UpstreamError("Thread state", error.reason, error.error) from None
 
     async def update(self, req: ThreadUpdateRequest) -> ThreadUpdated:
         """A change to the thread's checkpoints, made by the orchestrator."""
@@ -193,9 +194,9 @@ class LangGraphRuns:
             return ThreadUpdated.model_validate_json(reply.data)
         except ValueError:
             error = ErrorReply.model_validate_json(reply.data)
-            status = {"not_found": 404, "no_graph": 409, "invalid_update": 400}.get(
-                error.reason, 502
-            )
+            status = {"not_found": 404, "no_graph": 409, "invalid_update": 400}.get(error.reason)
+            if status is None:
+                raise UpstreamError("Thread update", error.reason, error.error) from None
             raise HTTPException(status, error.error) from None
 
     # -- runs --------------------------------------------------------------------------------
