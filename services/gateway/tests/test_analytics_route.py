@@ -119,4 +119,8 @@ async def test_bad_input_is_a_422_in_the_gateway_shape(
     assert not any("tenant_id" in q.params for q in asked)
     failed = await http.get("/api/v1/analytics/runs", params={"boom": "1"})
     assert failed.status_code == 502
-    assert failed.json() == {"detail": "Analytics query failed: disk full"}
+    # A reason code, not the service's own words (issue 13, point 11; they go to the log).
+    assert failed.json() == {
+        "detail": "Analytics query failed (query_failed)",
+        "reason": "query_failed",
+    }

@@ -20,6 +20,7 @@ from .a2a import router as a2a_router
 from .aisdk import router as aisdk_router
 from .auth import router as auth_router
 from .headers import SecurityHeaders
+from .http_metrics import HttpMetrics
 from .langgraph import router as langgraph_router
 from .limits import BodyLimits
 from .mcp import McpEndpoint
@@ -29,6 +30,7 @@ from .routes_analytics import router as analytics_router
 from .routes_documents import router as documents_router
 from .routes_native import router as native_router
 from .settings import GatewaySettings
+from .upstream import UpstreamError
 
 
 def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -42,9 +44,10 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse(
-        {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers or None
-    )
+    body: dict[str, Any] = {"detail": exc.detail}
+    if isinstance(exc, UpstreamError):
+        body["reason"] = exc.reason
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers or None)
 
 
 def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
@@ -75,6 +78,8 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
     )
     # Outermost: every answer gets them, the guards' and the error handlers' included.
     api.add_middleware(SecurityHeaders)
+    # Outside even that: every request is counted and timed, refused ones included.
+    api.add_middleware(HttpMetrics, registry=service.registry)
     api.include_router(auth_router)
     api.include_router(native_router)
     api.include_router(documents_router)

@@ -22,6 +22,7 @@ from agentbus.runtime.traces import nats_span
 
 from .auth.deps import Principal, current_principal
 from .ratelimit import per_tenant
+from .upstream import UpstreamError
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
 
@@ -88,14 +89,14 @@ async def run_query(
         result = AnalyticsResult.model_validate_json(msg.data)
     except ValueError:
         try:
-            error = ErrorReply.model_validate_json(msg.data).error
+            error = ErrorReply.model_validate_json(msg.data)
         except ValueError:
-            error = "unreadable reply"
-        raise HTTPException(502, f"Analytics query failed: {error}") from None
+            raise UpstreamError("Analytics query", "unreadable_reply") from None
+        raise UpstreamError("Analytics query", error.reason, error.error) from None
     if result.error is not None:
         if _INVALID.match(result.error):
             return _invalid(_errors(result.error))
-        raise HTTPException(502, f"Analytics query failed: {result.error}")
+        raise UpstreamError("Analytics query", "query_failed", result.error)
     return {
         "name": result.name,
         "columns": result.columns,

@@ -20,6 +20,8 @@ became several frames. The leading `metadata` frame has no id: it is not part of
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,11 +100,12 @@ def message_chunk(text: str, message_id: str) -> dict[str, Any]:
     }
 
 
-def error_body(message: str) -> dict[str, str]:
-    name, sep, rest = message.partition(": ")
-    if sep and name.isidentifier():
-        return {"error": name, "message": rest}
-    return {"error": "RunError", "message": message}
+def error_body(data: Mapping[str, Any]) -> dict[str, str]:
+    """LangGraph's error body from a run's `error` event: `error` is the event's reason code
+    (the orchestrator never sends exception text, issue 13), `message` its sentence."""
+    reason = str(data.get("reason") or "")
+    code = reason if re.fullmatch(r"[a-z][a-z0-9_]{0,39}", reason) else "run_error"
+    return {"error": code, "message": str(data.get("message") or "The run failed")}
 
 
 @dataclass
@@ -189,7 +192,7 @@ class Encoder:
                     ("events", self._lc_event("on_custom_event", node, event.data, name="custom"))
                 )
         elif event.type == "error":
-            self.error = error_body(str(event.data.get("message", "run failed")))
+            self.error = error_body(event.data)
             out.append(("error", self.error))
         elif event.type == "end":
             self.status = event.status

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from agentbus.contracts import STORE_OPS, ErrorReply, StoreReply, StoreRequest
 from agentbus.runtime.traces import nats_span
 
+from ..upstream import UpstreamError
 from .models import Body
 from .routes import Auth, Svc, router
 from .service import LangGraphRuns
@@ -92,8 +93,9 @@ async def _op(svc: LangGraphRuns, req: StoreRequest) -> StoreReply:
         return StoreReply.model_validate_json(reply.data)
     except ValueError:
         error = ErrorReply.model_validate_json(reply.data)
-        status = 422 if error.reason in ("unsupported", "schema", "store_error") else 502
-        raise HTTPException(status, error.error) from None
+        if error.reason not in ("unsupported", "schema", "store_error"):
+            raise UpstreamError("Store operation", error.reason, error.error) from None
+        raise HTTPException(422, error.error) from None
 
 
 @router.put("/store/items", status_code=204, summary="Store or replace an item")
