@@ -140,3 +140,33 @@ async def test_langgraph_joins_and_lists_are_rate_limited_and_lists_capped(
         for _ in range(5)
     ]
     assert joins == [404, 404, 404, 404, 429], joins
+
+
+async def test_langgraph_streams_past_the_tenants_cap_are_429_before_they_start(
+    gateway: tuple[httpx.AsyncClient, dict[str, str]],
+) -> None:
+    """A LangGraph join or stream follows its run from inside the response: past the tenant's
+    cap it must be a 429 JSON answer, not a 200 whose stream then breaks (issue 13, point 4)."""
+    http, _ = gateway
+    headers = await other_tenant(http)
+    thread = (await http.post("/threads", json={}, headers=headers)).json()["thread_id"]
+    run = uuid.uuid4()
+    chat = {"message": "hold this stream open"}
+    async with (
+        http.stream("POST", "/api/v1/chat/stream", json=chat, headers=headers) as first,
+        http.stream("POST", "/api/v1/chat/stream", json=chat, headers=headers) as second,
+    ):
+        assert first.status_code == second.status_code == 200  # the cap (2) is reached
+        refused = [
+            await http.get(f"/threads/{thread}/runs/{run}/join", headers=headers),
+            await http.get(f"/threads/{thread}/runs/{run}/stream", headers=headers),
+            await http.get(f"/threads/{thread}/stream", headers=headers),
+        ]
+        for response in refused:
+            assert response.status_code == 429, response.text
+            assert response.headers["content-type"].startswith("application/json")
+            assert "streams" in response.json()["detail"]
+            assert int(response.headers["Retry-After"]) >= 1
+    # Places given back: the same join is an ordinary answer again (no such run here).
+    after = await http.get(f"/threads/{thread}/runs/{run}/join", headers=headers)
+    assert after.status_code == 404, after.text

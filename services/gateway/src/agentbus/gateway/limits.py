@@ -98,6 +98,12 @@ class OpenStreams:
         self.per_tenant = per_tenant
         self.open: Counter[str] = Counter()
 
+    def check(self, tenant_id: str) -> None:
+        """Raise TooManyStreams if the tenant has no place left now, without taking one: for
+        routes whose stream claims its place only once the response has started."""
+        if self.open[tenant_id] >= self.per_tenant:
+            raise TooManyStreams(self.per_tenant)
+
     def claim(self, tenant_id: str) -> None:
         """Take a place, or raise TooManyStreams. Every claim is released exactly once."""
         if self.open[tenant_id] >= self.per_tenant:

@@ -21,6 +21,7 @@ from ..ratelimit import per_tenant
 from ..runs import RunGateway
 from ..sse import HEARTBEAT
 from ..store import GatewayStore
+from ..stream_room import stream_room
 from .crons import CronCount, CronCreate, CronPatch, Crons, CronSearch
 from .encode import Encoder, frame, parse_event_id, with_message_roles
 from .models import (
@@ -64,7 +65,9 @@ def service_of(request: Request) -> LangGraphRuns:
 
 
 Svc = Annotated[LangGraphRuns, Depends(service_of)]
-StreamLimit = [Depends(per_tenant("stream"))]
+# Refused with 429 before the response starts at the tenant's stream cap (checked first: a
+# refused stream uses no rate-limit hit), and rate-limited.
+StreamLimit = [Depends(stream_room), Depends(per_tenant("stream"))]
 RunLimit = [Depends(per_tenant("chat"))]
 # Listing endpoints scan a tenant's rows: rate-limited, and their `limit` is capped.
 ListLimit = [Depends(per_tenant("list"))]
