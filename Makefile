@@ -67,7 +67,7 @@ browser:
 	deploy/tools/install-system.sh chromium:chromium
 
 run: $(STAMP) web
-	$(BIN)/agentbus up
+	$(BIN)/agentbus up --sample
 
 test: $(STAMP) $(SYSTEM_TOOLS) $(DEPLOY_TOOLS) node-tests web browser lint
 	$(BIN)/python -m pytest

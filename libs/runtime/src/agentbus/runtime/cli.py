@@ -117,6 +117,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         " (Ctrl-C to stop)",
         flush=True,
     )
+    if args.sample:
+        threading.Thread(
+            target=_load_sample, args=(_with_platform_urls(settings), platform), daemon=True
+        ).start()
     try:
         while not stop.is_set():
             stop.wait(1.0)
@@ -128,6 +132,26 @@ def cmd_up(args: argparse.Namespace) -> int:
     platform.stop()
     print("agentbus: stopped", flush=True)
     return 0
+
+
+def _load_sample(settings: Settings, platform: Platform) -> None:
+    """`up --sample`: what `agentbus demo` does, into tenant dev, once the platform is ready; the
+    platform keeps running whatever happens here (a failure is printed, `agentbus demo` retries)."""
+    from . import demo
+
+    def echo(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        asyncio.run(demo.load(settings, "dev", demo.default_samples_dir(), echo, 600.0))
+    except Exception as exc:  # reported; the platform stays up
+        print(f"agentbus: loading the sample failed ({exc}); run `agentbus demo`", flush=True)
+        return
+    print(
+        f"agentbus: the sample organisation is in tenant dev - open {platform.gateway_url} and "
+        f"sign in with the API key in {settings.data_dir / 'dev-api-key'}",
+        flush=True,
+    )
 
 
 def _up_detached(settings: Settings, args: argparse.Namespace) -> int:
@@ -153,7 +177,11 @@ def _up_detached(settings: Settings, args: argparse.Namespace) -> int:
     log_path = logs / "platform.log"
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agentbus.runtime.cli", "up", "--timeout", str(args.timeout)],
+            [
+                sys.executable,
+                *("-m", "agentbus.runtime.cli", "up", "--timeout", str(args.timeout)),
+                *(["--sample"] if args.sample else []),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -556,6 +584,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--detach", "-d", action="store_true", help="run in the background")
     up.add_argument("--quiet", "-q", action="store_true", help="do not echo service logs")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    up.add_argument(
+        "--sample",
+        action="store_true",
+        help="once ready, load the sample organisation into tenant dev (as `agentbus demo`)",
+    )
     up.add_argument(
         "--config",
         type=Path,
