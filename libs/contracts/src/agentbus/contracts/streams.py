@@ -245,7 +245,15 @@ RATE_LIMITS = BucketSpec(
     users=("gateway",),
 )
 
-BUCKETS: tuple[BucketSpec, ...] = (DOCUMENTS, THREAD_RUNS, RATE_LIMITS)
+LLM_CACHE = BucketSpec(
+    name="llm_cache",
+    kind="kv",
+    description="Exact response cache of model calls, keyed by tenant and request hash; entries "
+    "older than models.yaml's cache ttl are misses, the bucket drops them after a day",
+    ttl_s=DAY,
+    users=("orchestrator",),
+)
+BUCKETS: tuple[BucketSpec, ...] = (DOCUMENTS, THREAD_RUNS, RATE_LIMITS, LLM_CACHE)
 
 
 def stream(name: str) -> StreamSpec:

@@ -30,6 +30,11 @@ class LlmUsage(Event):
     streamed: bool = False
     ok: bool = True
     trace_id: str | None = None
+    cache_hit: bool = Field(
+        default=False,
+        description="Answered from the response cache: no model was called, cost_usd is 0 and "
+        "the token counts are those of the cached answer",
+    )
 
 
 class RunFinished(Event):

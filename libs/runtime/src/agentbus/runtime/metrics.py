@@ -59,6 +59,14 @@ class RunMetrics:
             "agentbus_llm_call_duration_seconds", "Wall time of a model call, by model",
             ["model"], buckets=STAGE_BUCKETS, registry=registry,
         )  # fmt: skip
+        self.cache_hits = Counter(
+            "agentbus_llm_cache_hits", "Model calls answered by the response cache, by kind",
+            ["kind"], registry=registry,
+        )  # fmt: skip
+        self.fallbacks = Counter(
+            "agentbus_llm_fallbacks", "Model calls served by a fallback group, by group asked",
+            ["model"], registry=registry,
+        )  # fmt: skip
 
     @contextlib.contextmanager
     def running(self, assistant: str) -> Iterator[None]:
@@ -75,9 +83,21 @@ class RunMetrics:
         self.duration.labels(assistant, status).observe(seconds)
 
     def model_call(
-        self, model: str, input_tokens: int, output_tokens: int, cost_usd: float, seconds: float
+        self,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float,
+        seconds: float,
+        *,
+        cache_hit: str | None = None,
+        fallback: bool = False,
     ) -> None:
         model = model or "unknown"
+        if cache_hit:
+            self.cache_hits.labels(cache_hit).inc()
+        if fallback:
+            self.fallbacks.labels(model).inc()
         self.calls.labels(model).inc()
         self.tokens.labels(model, "input").inc(max(0, input_tokens))
         self.tokens.labels(model, "output").inc(max(0, output_tokens))

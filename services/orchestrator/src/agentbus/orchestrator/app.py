@@ -39,7 +39,9 @@ from agentbus.runtime.slots import WorkSlots
 from . import __version__, graph_config, graphs
 from .describe import describe
 from .diagnostics import drop_diagnostics
-from .models import ModelConfigError, load_router
+from .model_cache import open_cache
+from .model_spans import capture_content
+from .models import ModelConfigError, attach_cache, cache_config, load_router
 from .runner import RunLimits, Runner
 from .settings import OrchestratorSettings
 from .store_ops import store_index, store_op
@@ -62,6 +64,7 @@ def build(settings: OrchestratorSettings) -> Service:
         router = load_router(settings.models_config)
     except ModelConfigError as exc:
         raise StartupError(f"invalid model config: {exc}") from None
+    capture_content(settings.trace_model_content)
     try:
         graphs_config = graph_config.load(settings.langgraph_config)
     except graph_config.GraphConfigError as exc:
@@ -98,6 +101,9 @@ def build(settings: OrchestratorSettings) -> Service:
             raise StartupError(f"cannot prepare the checkpointer in PostgreSQL: {exc}") from None
         hosted.checkpointer, hosted.store = saver, store
         await warm_up(*(str(m["litellm_params"]["model"]) for m in router.model_list))
+        cache = cache_config(router)
+        if cache is not None:
+            attach_cache(router, await open_cache(service.connection.jetstream(), cache, router))
         state.update(pool=pool, saver=saver, store=store, graphs=hosted)
         state["runner"] = Runner(
             service.connection,

@@ -195,17 +195,22 @@ class RunContext:
                 call.output_tokens,
                 call.cost_usd,
                 call.latency_ms / 1e3,
+                cache_hit=call.cache_hit,
+                fallback=call.fallback,
             )
-        await self.emit(
-            "model_selection",
-            {
-                "group": call.group,
-                "model": call.model,
-                "provider": call.provider,
-                "fallback": call.fallback,
-            },
-            node=node,
-        )
+        selection: dict[str, Any] = {
+            "group": call.group,
+            "model": call.model,
+            "provider": call.provider,
+            "fallback": call.fallback,
+            "served_group": call.served_group or call.group,
+            "cache_hit": call.cache_hit is not None,
+        }
+        if call.cache_hit:
+            selection["cache"] = call.cache_hit  # exact or semantic
+            if call.cache_similarity is not None:
+                selection["cache_similarity"] = call.cache_similarity
+        await self.emit("model_selection", selection, node=node)
         usage = LlmUsage(
             tenant_id=self.tenant_id,
             run_id=self.run.run_id,
@@ -221,6 +226,7 @@ class RunContext:
             ttft_ms=call.ttft_ms,
             streamed=True,
             trace_id=self.trace_id,
+            cache_hit=call.cache_hit is not None,
         )
         from agentbus.contracts import subjects as s
 

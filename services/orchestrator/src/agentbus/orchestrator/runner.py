@@ -52,6 +52,7 @@ from .hosted_run import (
     user_context,
     user_input,
 )
+from .models import ModelScope, model_scope
 from .multitask import Multitask
 from .run_errors import run_failure
 from .tools import ToolBox
@@ -288,9 +289,12 @@ class Runner:
     async def _drive(self, run: RunRequested, ctx: RunContext, *, resuming: bool) -> RunStatus:
         graph_id = graph_of(run)
         config = run_config(run, thread_key(run.tenant_id, run.thread_id), graph_id)
+        # Model calls of this run know its tenant (cache keys) and thread (trace sessions).
+        scope = ModelScope(run.tenant_id, run.thread_id, run.run_id, run.assistant_id)
         try:
-            async with self.graphs.open(graph_id, config, run.tenant_id) as graph:
-                return await self._drive_graph(graph, config, run, ctx, resuming=resuming)
+            with model_scope(scope):
+                async with self.graphs.open(graph_id, config, run.tenant_id) as graph:
+                    return await self._drive_graph(graph, config, run, ctx, resuming=resuming)
         except (RunCancelled, asyncio.CancelledError):
             raise
         except Exception:  # a factory that fails: the run's error, not the replica's

@@ -13,6 +13,11 @@ class OrchestratorSettings(Settings):
     models_config: Path | None = Field(
         default=None, description="LiteLLM Router config (model_list, router_settings)"
     )
+    trace_model_content: bool = Field(
+        default=True,
+        description="Put prompts and answers (each cut at 4000 characters) into model-call spans, "
+        "where Langfuse and LangSmith show them; false keeps only models, usage and cost",
+    )
     langgraph_config: Path | None = Field(
         default=None,
         description="langgraph.json-compatible graph config; its graphs add to or replace the "
