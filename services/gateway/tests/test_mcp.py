@@ -52,9 +52,43 @@ async def test_tools_are_the_assistants_and_search(platform: Platform) -> None:
     async with connect(platform) as session:
         tools = {t.name: t for t in (await session.list_tools()).tools}
         assert {"agent", "echo", "steps", "search_documents"} <= set(tools)
-        assert tools["agent"].input_schema["required"] == ["message"]
-        assert "thread_id" in tools["echo"].input_schema["properties"]
         assert tools["search_documents"].input_schema["required"] == ["query"]
+        # Each assistant takes its graph's input schema, plus thread_id; a graph with
+        # `messages` also takes a plain `message`.
+        notes = tools["notes"].input_schema  # a user's graph with `messages` in its state
+        assert {"messages", "message", "notes", "approved", "thread_id"} <= set(notes["properties"])
+        assert {"required": ["message"]} in notes["anyOf"]
+        # The built-in graphs declare no object input schema: the chat form.
+        for name in ("agent", "echo"):
+            assert tools[name].input_schema["required"] == ["message"], name
+            assert "thread_id" in tools[name].input_schema["properties"]
+        nested = tools["nested"].input_schema
+        assert set(nested["properties"]) == {"text", "steps", "thread_id"}
+        assert "message" not in nested["properties"]
+
+
+async def test_a_graph_runs_on_its_own_input(platform: Platform) -> None:
+    async with connect(platform) as session:
+        thread = new_id()
+        result = await session.call_tool("nested", {"text": "quiet", "thread_id": thread})
+        assert not result.is_error, text_of(result)
+        assert isinstance(result.structured_content, dict)
+        assert result.structured_content["values"] == {"text": "QUIET!", "steps": ["shout", "mark"]}
+        assert result.structured_content["status"] == "success"
+        assert '"QUIET!"' in text_of(result)
+        async with httpx.AsyncClient(
+            base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}
+        ) as http:
+            state = (await http.get(f"/threads/{thread}/state")).json()
+        assert state["values"]["text"] == "QUIET!"
+        # The graph's own `messages` input, as the LangGraph API takes it.
+        notes = await session.call_tool(
+            "notes", {"messages": [{"role": "user", "content": "structured"}]}
+        )
+        assert not notes.is_error and text_of(notes).startswith("You said: structured")
+        # A graph failing on its input is a tool error naming the failure.
+        failed = await session.call_tool("nested", {"text": 5})
+        assert failed.is_error and "failed" in text_of(failed)
 
 
 async def test_call_an_assistant_on_a_thread(platform: Platform) -> None:

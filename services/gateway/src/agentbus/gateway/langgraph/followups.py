@@ -69,6 +69,8 @@ WEBHOOK_TIMEOUT_S = 10.0
 # A failing receiver is tried this many times, 2^n seconds apart, then given up (logged).
 WEBHOOK_ATTEMPTS = 5
 MAX_URL = 2048
+# Stored run statuses of an ended run (its events may have expired).
+ENDED = frozenset({"success", "error", "cancelled", "interrupted", "timeout"})
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,7 @@ class Followups:
             return
         last = await self.svc.last_event(run_id)
         ended = last is not None and last.type == "end"
-        if not ended and run_row.get("status") not in ("success", "error", "cancelled"):
+        if not ended and run_row.get("status") not in ENDED:
             await self._later(job, 1.0, count=False)
             return
         if job["webhook"]:

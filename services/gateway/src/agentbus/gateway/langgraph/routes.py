@@ -46,6 +46,7 @@ from .models import (
 from .records import count_threads as records_count_threads
 from .records import unfinished_runs
 from .service import TERMINAL, Created, LangGraphRuns, checkpoint_ref, lg_state, new_uuid
+from .thread_stream import parse_thread_event_id, thread_frames, thread_modes
 
 router = APIRouter(tags=["langgraph"])
 log = logging.getLogger("agentbus.gateway.langgraph")
@@ -723,7 +724,7 @@ async def batch_runs(
 @router.get(
     "/threads/{thread_id}/stream",
     dependencies=StreamLimit,
-    summary="Join the thread's stream: its active run, else its latest",
+    summary="Join the thread's stream: each of its runs, one after another (thread_stream.py)",
 )
 async def join_thread_stream(
     thread_id: str,
@@ -734,26 +735,19 @@ async def join_thread_stream(
 ) -> StreamingResponse:
     tenant = principal.tenant_id
     await svc.thread_row(tenant, thread_id)
-    # Stored statuses lag behind runs nobody watched end: the events decide.
-    active = [
-        r
-        for r in await unfinished_runs(svc.store.pool, tenant, thread_id, None)
-        if await svc.run_status(tenant, r) not in TERMINAL
-    ]
-    rows = active or await svc.records.runs(tenant, thread_id, 1, 0)
-    if not rows:
-        raise HTTPException(404, f"Thread {thread_id!r} has no run to join")
-    row = await svc.run_row(tenant, thread_id, rows[0]["run_id"])
-    # "run_modes" (the SDK's default) streams each run in the modes it was started with.
-    asked = [m for m in stream_mode or [] if m and m != "run_modes"]
-    return await join_stream(
-        thread_id,
-        row["run_id"],
-        principal,
-        svc,
-        stream_mode=asked or None,
-        cancel_on_disconnect=None,
-        last_event_id=last_event_id,
+    try:
+        modes = thread_modes(stream_mode or [])
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    try:
+        resume = parse_thread_event_id(last_event_id)
+    except ValueError:
+        raise HTTPException(400, "Last-Event-ID must be an event id of this stream") from None
+    stream = thread_frames(svc, tenant, thread_id, modes, resume)
+    return StreamingResponse(
+        svc.gateway.streams.track("langgraph", stream),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 

@@ -22,11 +22,12 @@ from starlette.types import Receive, Scope, Send
 from .. import __version__
 from ..auth.deps import Principal, auth_of, current_principal
 from ..turns import assistants
-from .tools import SEARCH, ask, error, list_tools, search
+from .tools import SEARCH, ask, error, input_schemas, list_tools, run_graph, search, takes_message
 
 INSTRUCTIONS = (
-    "Agentbus assistants as tools: call one with a `message` (and a `thread_id` to continue a "
-    "conversation); `search_documents` searches the tenant's documents directly."
+    "Agentbus assistants as tools: call one with its graph's input, or a `message` when it "
+    "takes one (and a `thread_id` to continue a conversation); `search_documents` searches "
+    "the tenant's documents directly."
 )
 
 
@@ -36,7 +37,9 @@ async def _list_tools(
     request = ctx.request
     assert isinstance(request, Request)
     principal: Principal = request.state.principal
-    return types.ListToolsResult(tools=list_tools(await assistants(request, principal.tenant_id)))
+    served = await assistants(request, principal.tenant_id)
+    schemas = await input_schemas(request, principal.tenant_id, served)
+    return types.ListToolsResult(tools=list_tools(served, schemas))
 
 
 async def _call_tool(
@@ -49,8 +52,14 @@ async def _call_tool(
     try:
         if params.name == SEARCH:
             return await search(request, principal, arguments)
-        if params.name in await assistants(request, principal.tenant_id):
-            return await ask(request, principal, params.name, arguments)
+        served = await assistants(request, principal.tenant_id)
+        if params.name in served:
+            schema = (await input_schemas(request, principal.tenant_id, {params.name: ""}))[
+                params.name
+            ]
+            if takes_message(schema, arguments) or schema.get("required") == ["message"]:
+                return await ask(request, principal, params.name, arguments)
+            return await run_graph(request, principal, params.name, arguments)
     except HTTPException as exc:
         # Refusals (rate limit, unknown thread, a service down) are tool errors the model reads.
         return error(f"{exc.status_code}: {exc.detail}")
