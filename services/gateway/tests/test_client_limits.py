@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from agentbus.gateway.app import build
 from agentbus.gateway.settings import GatewaySettings
@@ -44,12 +45,13 @@ async def behind_other_proxy(
 async def behind_us(
     service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """We are the trusted proxy: X-Forwarded-For names the client."""
+    """We are the trusted proxy: X-Forwarded-For names the client. Each test logs in as a new
+    account; its window is an hour, since a minute's window can turn over mid-test (401 not 429)."""
     async for http in start(
         monkeypatch,
         AGENTBUS_FORWARDED_ALLOW_IPS="127.0.0.1",
         AGENTBUS_RATE_LIMITS=json.dumps(
-            {**RAISED_RATE_LIMITS, "login": "100/minute", "login_account": "3/minute"}
+            {**RAISED_RATE_LIMITS, "login": "100/minute", "login_account": "3/hour"}
         ),
     ):
         yield http
@@ -108,3 +110,43 @@ async def test_every_response_carries_security_headers(behind_us: httpx.AsyncCli
     assert "Strict-Transport-Security" not in plain.headers  # no TLS: no HSTS
     tls = await http.get("/healthz", headers={"X-Forwarded-Proto": "https"})
     assert tls.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+async def test_requests_and_refusals_are_counted_for_the_dashboards(
+    behind_us: httpx.AsyncClient,
+) -> None:
+    http = behind_us
+    email = f"counted-{uuid.uuid4().hex[:8]}@example.com"
+    body = {"email": email, "password": PASSWORD}
+    assert (await http.post("/api/v1/auth/register", json=body)).status_code == 201
+    codes = [
+        (await http.post("/api/v1/auth/login", **login(email, f"10.3.0.{i}"))).status_code  # type: ignore[arg-type]
+        for i in range(4)
+    ]
+    assert codes == [401, 401, 401, 429], codes
+    assert (await http.get("/api/v1/threads/some-id")).status_code == 401
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families((await http.get("/metrics/")).text)
+        for s in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    assert value("agentbus_rate_limited_requests_total", route="login_account") == 1
+    login_route = {"method": "POST", "route": "/api/v1/auth/login"}
+    assert value("agentbus_http_requests_total", status="4xx", **login_route) == 4
+    assert value("agentbus_http_request_duration_seconds_count", **login_route) == 4
+    # Routes are labelled by their template, never by the ids in the path.
+    templated = [k for k in samples if ("route", "/api/v1/threads/some-id") in k[1]]
+    assert not templated
+    assert (
+        value(
+            "agentbus_http_requests_total",
+            method="GET",
+            route="/api/v1/threads/{thread_id}",
+            status="4xx",
+        )
+        == 1
+    )

@@ -80,7 +80,7 @@ def build(settings: GatewaySettings) -> Service:
         api.state.runs.on_end.append(history.complete)
         try:
             api.state.limiter = await open_limiter(
-                service.connection.jetstream(), settings.rate_limits
+                service.connection.jetstream(), settings.rate_limits, service.registry
             )
         except ValueError as exc:
             raise StartupError(f"invalid AGENTBUS_RATE_LIMITS: {exc}") from None

@@ -22,6 +22,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+from prometheus_client import CollectorRegistry, Counter
 
 from agentbus.contracts.streams import RATE_LIMITS
 
@@ -66,9 +67,21 @@ class Rule:
 
 
 class RateLimiter:
-    def __init__(self, kv: KeyValue, rules: dict[str, Rule]) -> None:
+    def __init__(
+        self, kv: KeyValue, rules: dict[str, Rule], registry: CollectorRegistry | None = None
+    ) -> None:
         self.kv = kv
         self.rules = rules
+        self.rejected = (
+            Counter(
+                "agentbus_rate_limited_requests",
+                "Requests refused with 429 by a rate limit, by route",
+                ["route"],
+                registry=registry,
+            )
+            if registry is not None
+            else None
+        )
         # Locks live while some request holds or waits for them.
         self._turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -88,6 +101,8 @@ class RateLimiter:
         async with turn:
             count = await self._count(key, rule)
         if count > rule.limit:
+            if self.rejected is not None:
+                self.rejected.labels(route).inc()
             return max(1.0, window + rule.window_s - now)
         return None
 
@@ -154,7 +169,9 @@ def per_client(route: str) -> Callable[..., Awaitable[None]]:
     return check
 
 
-async def open_limiter(js: object, limits: dict[str, str]) -> RateLimiter:
+async def open_limiter(
+    js: object, limits: dict[str, str], registry: CollectorRegistry | None = None
+) -> RateLimiter:
     kv = await js.key_value(RATE_LIMITS.name)  # type: ignore[attr-defined]
     rules = {route: Rule.parse(text) for route, text in {**DEFAULT_LIMITS, **limits}.items()}
-    return RateLimiter(kv, rules)
+    return RateLimiter(kv, rules, registry)
