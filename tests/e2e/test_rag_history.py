@@ -96,13 +96,14 @@ async def test_history_pages_answers_and_isolation(owner: Tenant, http: httpx.As
         dev_ids = {e["id"] for e in (await http.get("/api/v1/history")).json()["items"]}
         assert older["id"] not in dev_ids and newest["id"] not in dev_ids
 
-        await runs_and_evaluation(asker, other_key, http, [newest["id"], older["id"]])
+        await runs_and_evaluation(owner, asker, other_key, http, [newest["id"], older["id"]])
     finally:
         await asker.aclose()
         await other_key.aclose()
 
 
 async def runs_and_evaluation(
+    owner: Tenant,
     admin: httpx.AsyncClient,
     member: httpx.AsyncClient,
     http: httpx.AsyncClient,
@@ -142,6 +143,15 @@ async def runs_and_evaluation(
     for body in ({"metrics": ["no-such-metric"]}, {"since_hours": 0}, {"limit": 0}, {"x": 1}):
         bad = await admin.post("/api/v1/evaluations", json=body)
         assert bad.status_code == 422, (body, bad.text)
+    # One evaluation at a time per tenant: a running one (here a stand-in row) refuses another.
+    await owner.store.pool.execute(
+        "INSERT INTO evaluation_jobs (tenant_id, evaluation_id, params) VALUES ($1, 'busy', '{}')",
+        owner.id,
+    )
+    assert (await admin.post("/api/v1/evaluations", json={})).status_code == 409
+    await owner.store.pool.execute(
+        "DELETE FROM evaluation_jobs WHERE tenant_id = $1 AND evaluation_id = 'busy'", owner.id
+    )
     started = await admin.post("/api/v1/evaluations", json={"since_hours": 1})
     assert started.status_code == 202, started.text
     url = f"/api/v1/evaluations/{started.json()['evaluation_id']}"

@@ -26,6 +26,7 @@ from agentbus.contracts import new_id
 from agentbus.runtime.settings import load
 
 from .auth.deps import AdminPrincipal, Principal, current_principal
+from .ratelimit import per_tenant
 
 log = logging.getLogger("agentbus.gateway.evaluations")
 
@@ -121,7 +122,11 @@ async def _evaluate(
     "/evaluations",
     status_code=202,
     summary="Evaluate the tenant's recent runs in the background (as `agentbus eval`)",
-    responses={403: {"description": "The caller lacks the 'admin' scope"}},
+    dependencies=[Depends(per_tenant("analytics"))],
+    responses={
+        403: {"description": "The caller lacks the 'admin' scope"},
+        409: {"description": "An evaluation of the tenant is still running"},
+    },
 )
 async def start_evaluation(
     request: Request, req: EvaluationCreate, principal: AdminPrincipal
@@ -140,6 +145,14 @@ async def start_evaluation(
         raise HTTPException(422, str(exc)) from None
     evaluation_id = new_id()
     tenant = principal.tenant_id
+    busy = await _pool(request).fetchval(
+        "SELECT evaluation_id FROM evaluation_jobs WHERE tenant_id = $1 AND status = 'running'"
+        " AND created_at > now() - interval '1 hour' LIMIT 1",
+        tenant,
+    )
+    if busy is not None:
+        # One at a time per tenant: each one judges every recent run with every metric.
+        raise HTTPException(409, f"Evaluation {busy} is still running")
     await _pool(request).execute(
         "INSERT INTO evaluation_jobs (tenant_id, evaluation_id, params, created_by)"
         " VALUES ($1, $2, $3::jsonb, $4)",

@@ -99,6 +99,20 @@ class HistoryStore:
         assistant_id: str,
         messages: list[dict[str, Any]],
     ) -> None:
+        try:
+            await self._record(principal, run_id, thread_id, assistant_id, messages)
+        except (asyncpg.PostgresError, OSError):
+            # The run is already submitted: the asker gets the answer, history misses a line.
+            log.exception("query history not recorded", extra={"run_id": run_id})
+
+    async def _record(
+        self,
+        principal: Principal,
+        run_id: str,
+        thread_id: str,
+        assistant_id: str,
+        messages: list[dict[str, Any]],
+    ) -> None:
         stored = await ps.load(self.pool, principal.tenant_id)
         used = {**stored.settings.model_dump(mode="json"), "revision": stored.revision}
         await self.pool.execute(
@@ -119,6 +133,13 @@ class HistoryStore:
         if event.type != "end":
             return
         citations = event.data.get("citations") or []
+        try:
+            await self._complete(tenant_id, event, citations)
+        except (asyncpg.PostgresError, OSError):
+            # Called at the end of a client's stream: never break it; a read completes it later.
+            log.exception("query history not completed", extra={"run_id": event.run_id})
+
+    async def _complete(self, tenant_id: str, event: RunEvent, citations: Any) -> None:
         await self.pool.execute(
             "UPDATE query_history SET status = $3, answer = $4, citations = $5::jsonb,"
             " finished_at = $6,"

@@ -11,11 +11,13 @@ it with the new settings' fingerprint (`documents.fingerprint`), so any replica 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,6 +29,8 @@ from agentbus.runtime.stores import pipeline_settings as ps
 from agentbus.runtime.traces import nats_span
 
 from .auth.deps import AdminPrincipal, Principal, current_principal
+
+log = logging.getLogger("agentbus.gateway.settings")
 
 router = APIRouter(prefix="/api/v1", tags=["settings"])
 Auth = Annotated[Principal, Depends(current_principal)]
@@ -158,7 +162,9 @@ async def get_reindex(request: Request, principal: Auth) -> dict[str, Any]:
 
 
 async def start_reindex(request: Request, tenant: str, stored: ps.StoredSettings) -> None:
-    """Re-submit every document of the tenant (its current bytes) to ingest."""
+    """Record the re-index (which documents, which fingerprint), then re-submit every document
+    of the tenant (its current bytes) to ingest in the background: a large tenant's PUT does not
+    wait for thousands of publishes."""
     pool = _pool(request)
     fingerprint = ps.settings_fingerprint(stored.settings, await dimensions(pool))
     try:
@@ -169,18 +175,46 @@ async def start_reindex(request: Request, tenant: str, stored: ps.StoredSettings
         )
     except asyncpg.UndefinedTableError:
         docs = []
-    js = request.app.state.runs.nc.jetstream()
-    objects = await js.object_store(DOCUMENTS.name)
-    submitted: list[str] = []
-    jobs: list[IngestRequested] = []
-    for doc in docs:
-        name = f"{tenant}/{doc['document_id']}/{doc['sha256']}"
-        try:
-            info = await objects.get_info(name)
-        except NotFoundError:
-            continue  # bytes gone (submitted over the bus elsewhere): nothing to re-read
-        jobs.append(
-            IngestRequested(
+    await pool.execute(
+        "INSERT INTO tenant_reindex (tenant_id, revision, fingerprint, document_ids)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE SET"
+        " revision = EXCLUDED.revision, fingerprint = EXCLUDED.fingerprint,"
+        " document_ids = EXCLUDED.document_ids, started_at = now()",
+        tenant,
+        stored.revision,
+        fingerprint,
+        [d["document_id"] for d in docs],
+    )
+    tasks: set[asyncio.Task[None]] | None = getattr(request.app.state, "reindexes", None)
+    if tasks is None:
+        tasks = request.app.state.reindexes = set()
+    task = asyncio.create_task(_submit_all(request.app, tenant, stored.revision, list(docs)))
+    tasks.add(task)  # referenced until done: the event loop holds tasks only weakly
+    task.add_done_callback(tasks.discard)
+
+
+async def _submit_all(app: FastAPI, tenant: str, revision: int, docs: list[Any]) -> None:
+    pool: asyncpg.Pool = app.state.store.pool
+    js = app.state.runs.nc.jetstream()
+    subject = s.ingest_submit(tenant)
+    try:
+        objects = await js.object_store(DOCUMENTS.name)
+        for doc in docs:
+            name = f"{tenant}/{doc['document_id']}/{doc['sha256']}"
+            try:
+                info = await objects.get_info(name)
+            except NotFoundError:
+                # Bytes gone (e.g. submitted over the bus with its own object): nothing to
+                # re-read, so it leaves the count instead of never finishing.
+                await pool.execute(
+                    "UPDATE tenant_reindex SET document_ids = array_remove(document_ids, $3)"
+                    " WHERE tenant_id = $1 AND revision = $2",
+                    tenant,
+                    revision,
+                    doc["document_id"],
+                )
+                continue
+            job = IngestRequested(
                 tenant_id=tenant,
                 document_id=doc["document_id"],
                 object_name=name,
@@ -192,25 +226,13 @@ async def start_reindex(request: Request, tenant: str, stored: ps.StoredSettings
                 source=doc["source"],
                 tags=list(doc["tags"] or []),
             )
-        )
-        submitted.append(doc["document_id"])
-    await pool.execute(
-        "INSERT INTO tenant_reindex (tenant_id, revision, fingerprint, document_ids)"
-        " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE SET"
-        " revision = EXCLUDED.revision, fingerprint = EXCLUDED.fingerprint,"
-        " document_ids = EXCLUDED.document_ids, started_at = now()",
-        tenant,
-        stored.revision,
-        fingerprint,
-        submitted,
-    )
-    subject = s.ingest_submit(tenant)
-    for job in jobs:
-        # Same bytes as before, so the upload's message id would be a duplicate: the revision
-        # makes each re-index its own job.
-        msg_id = f"{tenant}:{job.document_id}:{job.sha256}:reindex:{stored.revision}"
-        with nats_span(subject, headers={"Nats-Msg-Id": msg_id}) as headers:
-            await js.publish(subject, job.model_dump_json().encode(), headers=headers)
+            # Same bytes as before, so the upload's message id would be a duplicate: the
+            # revision makes each re-index its own job.
+            msg_id = f"{tenant}:{job.document_id}:{job.sha256}:reindex:{revision}"
+            with nats_span(subject, headers={"Nats-Msg-Id": msg_id}) as headers:
+                await js.publish(subject, job.model_dump_json().encode(), headers=headers)
+    except Exception:
+        log.exception("re-index submission failed", extra={"tenant_id": tenant})
 
 
 async def reindex_status(pool: asyncpg.Pool, tenant: str) -> dict[str, Any]:
