@@ -80,3 +80,35 @@ async def test_a_setting_raises_one_route_and_keeps_the_other_defaults(nats_url:
         assert waits[10] is not None and 0 < waits[10] <= 3600
     finally:
         await nc.close()
+
+
+async def test_concurrent_hits_of_one_replica_share_compare_and_sets(nats_url: str) -> None:
+    """32 requests of one tenant at once do not queue behind 32 compare-and-sets each: the hits
+    waiting while one is in flight are added together, and the stored count is still exact."""
+    nc = await nats.connect(nats_url)
+    try:
+        await provision(nc.jetstream())
+        limiter = await open_limiter(nc.jetstream(), {"stream": "1000/hour"})
+        writes = 0
+        update, create = limiter.kv.update, limiter.kv.create
+
+        async def counted_update(*args: object, **kwargs: object) -> int:
+            nonlocal writes
+            writes += 1
+            return await update(*args, **kwargs)  # type: ignore[arg-type]
+
+        async def counted_create(*args: object, **kwargs: object) -> int:
+            nonlocal writes
+            writes += 1
+            return await create(*args, **kwargs)  # type: ignore[arg-type]
+
+        limiter.kv.update, limiter.kv.create = counted_update, counted_create  # type: ignore[method-assign]
+        who = f"tenant:batch-{id(limiter)}"
+        results = await asyncio.gather(*(limiter.hit("stream", who) for _ in range(32)))
+        assert results == [None] * 32
+        assert writes < 8  # batches, not one write per hit
+        keys = [k for k in await limiter.kv.keys() if k.startswith("stream.")]
+        values = [int((await limiter.kv.get(k)).value or b"0") for k in keys]
+        assert 32 in values
+    finally:
+        await nc.close()
