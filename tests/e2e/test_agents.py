@@ -181,7 +181,7 @@ async def test_question_is_routed_to_documents_and_answered_with_citations(
     seen = [e async for e in events(nc, run.run_id)]
     types = [e.type for e in seen]
     routing = next(e for e in seen if e.type == "routing")
-    assert routing.data["specialists"] == ["documents"]
+    assert routing.data["specialists"] == ["insights"]  # documents are its tools
     tool_start = next(e for e in seen if e.type == "tool_start")
     assert tool_start.data["tool"] == "search_documents"
     assert types.index("tool_start") < types.index("tool_end") < types.index("end")
@@ -317,7 +317,7 @@ async def test_analytics_question_is_answered_from_domain_events(nc: NatsClient)
     )
     seen = [e async for e in events(nc, run.run_id)]
     routing = next(e for e in seen if e.type == "routing")
-    assert routing.data["specialists"] == ["analytics"]
+    assert routing.data["specialists"] == ["delivery_metrics"]
     tool_end = next(e for e in seen if e.type == "tool_end")
     assert tool_end.data["tool"] == "query_metrics" and tool_end.data["ok"] is True, tool_end
     assert seen[-1].status == "success"

@@ -49,7 +49,12 @@ class SearchResult(TenantContract):
 
 
 GraphQueryName = Literal[
-    "entity_neighbourhood", "people_by_skill", "owners_of", "documents_mentioning"
+    "entity_neighbourhood",
+    "people_by_skill",
+    "owners_of",
+    "documents_mentioning",
+    "skills_of",
+    "work_of",
 ]
 
 

@@ -150,7 +150,7 @@ class RunContext:
             self.ended = True
         return event
 
-    async def node_start(self, node: str) -> None:
+    async def node_start(self, node: str, namespace: list[str] | None = None) -> None:
         self.nodes += 1
         # The node's span stays current until node_end (same coroutine), so the node's model
         # calls, tool requests and events are its children.
@@ -161,10 +161,10 @@ class RunContext:
         )
         self._spans.append(span)
         _NODE_SPAN.set((span, otel_context.attach(trace.set_span_in_context(span))))
-        await self.emit("node_start", node=node)
+        await self.emit("node_start", node=node, namespace=namespace)
 
-    async def node_end(self, node: str) -> None:
-        await self.emit("node_end", node=node)
+    async def node_end(self, node: str, namespace: list[str] | None = None) -> None:
+        await self.emit("node_end", node=node, namespace=namespace)
         entry = _NODE_SPAN.get()
         if entry is not None:
             span, token = entry
@@ -181,13 +181,24 @@ class RunContext:
             span.set_attribute("langgraph.node.completed", False)
             span.end()
 
-    def token_sink(self, node: str) -> Callable[[str], Awaitable[None]]:
+    def token_sink(
+        self, node: str, namespace: list[str] | None = None
+    ) -> Callable[[str], Awaitable[None]]:
         async def sink(text: str) -> None:
-            await self.emit("token", {"text": text}, node=node)
+            await self.emit("token", {"text": text}, node=node, namespace=namespace)
 
         return sink
 
-    async def model_used(self, node: str, call: ModelCall) -> None:
+    async def model_used(
+        self,
+        node: str,
+        call: ModelCall,
+        *,
+        details: dict[str, Any] | None = None,
+        namespace: list[str] | None = None,
+    ) -> None:
+        """Metrics, the `model_selection` event (plus `details`: e.g. the task type and why
+        this group) and the usage telemetry of one model call."""
         if self.metrics is not None:
             self.metrics.model_call(
                 call.model or call.group,
@@ -205,12 +216,21 @@ class RunContext:
             "fallback": call.fallback,
             "served_group": call.served_group or call.group,
             "cache_hit": call.cache_hit is not None,
+            # The call's tokens ride on the run's own events: the OpenAI adapter sums a run's
+            # usage from them instead of listening to every tenant's telemetry.
+            "usage": {
+                "input_tokens": call.input_tokens,
+                "output_tokens": call.output_tokens,
+                "cached_tokens": call.cached_tokens,
+            },
         }
         if call.cache_hit:
             selection["cache"] = call.cache_hit  # exact or semantic
             if call.cache_similarity is not None:
                 selection["cache_similarity"] = call.cache_similarity
-        await self.emit("model_selection", selection, node=node)
+        await self.emit(
+            "model_selection", {**selection, **(details or {})}, node=node, namespace=namespace
+        )
         usage = LlmUsage(
             tenant_id=self.tenant_id,
             run_id=self.run.run_id,

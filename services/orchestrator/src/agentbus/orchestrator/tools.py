@@ -172,6 +172,14 @@ class ToolBox:
 
     async def _call(self, tenant_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         if name not in BY_NAME:
+            # The specialists' other tools (specialist_tools imports this module).
+            from .specialist_tools import EXTRA
+
+            if name in EXTRA:
+                try:
+                    return await EXTRA[name].run(self, tenant_id, arguments)
+                except (KeyError, ValueError, TypeError) as exc:
+                    return {"error": f"bad arguments for {name}: {exc}"}
             return {"error": f"unknown tool {name!r}"}
         try:
             if name == "search_documents":

@@ -60,6 +60,29 @@ QUERIES: dict[GraphQueryName, Named] = {
         """,
         {"repository": _key},
     ),
+    # A person's profile for the resource planner and 1:1 prep: what they know, where they work.
+    "skills_of": Named(
+        """
+        MATCH (p:Person {tenant_id: $t, key: $person})-[u:USED]->(s:Skill {tenant_id: $t})
+        RETURN p.name AS person, s.name AS skill, count(u) AS events, max(u.at) AS last_at,
+               sum(1.0 / (1.0 + ($now - u.at) / $decay)) AS weight
+        ORDER BY weight DESC, skill LIMIT $limit
+        """,
+        {"person": _key},
+    ),
+    "work_of": Named(
+        """
+        MATCH (p:Person {tenant_id: $t, key: $person})-[c:CONTRIBUTED]->
+              (r:Repository {tenant_id: $t})
+        OPTIONAL MATCH (p)-[:MEMBER_OF]->(team:Team {tenant_id: $t})
+        OPTIONAL MATCH (o)-[:OWNS]->(r)
+        WITH p, r, c, collect(DISTINCT team.name) AS teams, collect(DISTINCT o.name) AS owners
+        RETURN p.name AS person, r.name AS repository, count(c) AS events, max(c.at) AS last_at,
+               sum(1.0 / (1.0 + ($now - c.at) / $decay)) AS weight, owners, teams
+        ORDER BY weight DESC, repository LIMIT $limit
+        """,
+        {"person": _key},
+    ),
     "entity_neighbourhood": Named(
         """
         MATCH (e:Entity {tenant_id: $t, key: $entity})-[r:RELATED]-(o:Entity {tenant_id: $t})
