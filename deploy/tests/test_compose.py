@@ -59,6 +59,7 @@ SAFE_DEFAULTS_OF = {
         "langgraph_config": "the built-in graphs; mount a langgraph.json to serve your own",
         "store_index_fields": "none: the store's semantic search is off until fields are named",
         "store_index_dims": "384, the dimensions of the default embed model",
+        "trace_model_content": "on: prompts and answers in model-call spans (Langfuse, LangSmith)",
     },
     "gateway": {
         "dev_tenant": "off: a deployment makes its tenants itself (only agentbus up makes `dev`)",
