@@ -172,8 +172,9 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         ALERTS_ANOMALY_ALL,
         "stream",
         producers=("orchestrator",),
-        # Other systems and the web app subscribe; nothing of ours acts on them yet.
-        consumers=(EXTERNAL,),
+        # Other systems and the web app subscribe; the assistant's insights specialist reads
+        # them back (recent_alerts, an ordered consumer).
+        consumers=(EXTERNAL, "orchestrator"),
         payloads=(AnomalyDetected,),
         stream="ALERTS",
         description="Anomaly alerts of tenant <tenant>: a metric series far from its baseline",
