@@ -220,8 +220,9 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         s.TELEMETRY_LLM_USAGE,
         "stream",
         producers=("orchestrator", "ingest"),
-        # The gateway sums a run's calls for the OpenAI-compatible API's `usage`.
-        consumers=("analytics", "gateway"),
+        # Not the gateway: it sums a run's usage from the run's own events, never seeing other
+        # tenants' calls.
+        consumers=("analytics",),
         payloads=(LlmUsage,),
         stream="TELEMETRY",
         description="One model call: tokens, cost, latency",

@@ -60,34 +60,29 @@ async def _stream(
     events: AsyncIterator[RunEvent | None],
     completion: Completion,
     usage: RunUsage | None,
-    request: Request,
 ) -> AsyncIterator[bytes]:
-    nc = runs_of(request).nc
     with_usage = usage is not None
-    try:
-        yield frame(completion.first_chunk(with_usage))
-        async for event in events:
-            if event is None:
-                yield HEARTBEAT
-                continue
-            if event.type != "end":
-                chunk = completion.chunk(event, with_usage)
-                if chunk is not None:
-                    yield frame(chunk)
-                continue
-            failure = completion.failure(event)
-            if failure is not None:
-                # OpenAI's own clients raise an APIError for an `error` payload in the stream.
-                yield frame(error_body(500, failure))
-                break
-            yield frame(completion.last_chunk(event, with_usage))
+    yield frame(completion.first_chunk(with_usage))
+    async for event in events:
+        if event is None:
+            yield HEARTBEAT
+            continue
+        if event.type != "end":
             if usage is not None:
-                await usage.stop(nc)
-                yield frame(completion.usage_chunk(usage.usage()))
-        yield DONE
-    finally:
+                usage.add(event)
+            chunk = completion.chunk(event, with_usage)
+            if chunk is not None:
+                yield frame(chunk)
+            continue
+        failure = completion.failure(event)
+        if failure is not None:
+            # OpenAI's own clients raise an APIError for an `error` payload in the stream.
+            yield frame(error_body(500, failure))
+            break
+        yield frame(completion.last_chunk(event, with_usage))
         if usage is not None:
-            await usage.stop(nc)
+            yield frame(completion.usage_chunk(usage.usage()))
+    yield DONE
 
 
 @router.post(
@@ -109,47 +104,35 @@ async def chat_completions(
     if not any(m["role"] == "user" for m in messages):
         return error_response(400, "messages must hold a user message with text", "messages")
     runs = runs_of(request)
-    # Usage is reported per model call on the bus: listen before the run can make one.
+    # Summed from the run's own model_selection events (usage.py).
     usage = RunUsage() if body.include_usage or not body.stream else None
-    if usage is not None:
-        await usage.start(runs.nc)
-    try:
-        turn = await start_turn(
-            request,
-            principal,
-            messages=messages,
-            thread_id=thread_id,
-            assistant_id=assistant_id,
-            title=messages[-1]["content"][:80],
-            metadata={"api": "openai"},
-        )
-        if usage is not None:
-            usage.run_id = turn.run_id
-        events = await follow(runs, principal.tenant_id, turn.run_id)
-    except BaseException:
-        if usage is not None:
-            await usage.stop(runs.nc)
-        raise
+    turn = await start_turn(
+        request,
+        principal,
+        messages=messages,
+        thread_id=thread_id,
+        assistant_id=assistant_id,
+        title=messages[-1]["content"][:80],
+        metadata={"api": "openai"},
+    )
+    events = await follow(runs, principal.tenant_id, turn.run_id)
     completion = Completion(turn.run_id, turn.thread_id, body.model)
     headers = {THREAD_HEADER: turn.thread_id, "X-Agentbus-Run-Id": turn.run_id}
     if body.stream:
         return StreamingResponse(
-            runs.streams.track("openai", _stream(events, completion, usage, request)),
+            runs.streams.track("openai", _stream(events, completion, usage)),
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     assert usage is not None
-    try:
-        async for event in events:
-            if event is None or event.type != "end":
-                if event is not None:
-                    completion.chunk(event, False)
-                continue
-            failure = completion.failure(event)
-            if failure is not None:
-                return error_response(500, failure, headers=headers)
-            await usage.stop(runs.nc)
-            return JSONResponse(completion.whole(event, usage.usage()), headers=headers)
-    finally:
-        await usage.stop(runs.nc)
+    async for event in events:
+        if event is None or event.type != "end":
+            if event is not None:
+                usage.add(event)
+                completion.chunk(event, False)
+            continue
+        failure = completion.failure(event)
+        if failure is not None:
+            return error_response(500, failure, headers=headers)
+        return JSONResponse(completion.whole(event, usage.usage()), headers=headers)
     return error_response(502, "The run ended without a result", headers=headers)

@@ -1,52 +1,40 @@
-"""A run's token usage: the orchestrator reports each model call on
-`agentbus.v1.telemetry.llm_usage` (`LlmUsage`); this sums the calls of one run."""
+"""A run's token usage, summed from the run's own events: the orchestrator puts each model
+call's tokens on its `model_selection` event (`usage`). Reading them from the run's stream (which
+the adapter follows anyway, tenant-checked) means no subscription to
+`agentbus.v1.telemetry.llm_usage`, where every tenant's calls go by."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-
-from agentbus.contracts import subjects as s
-from agentbus.contracts.telemetry import LlmUsage
+from agentbus.contracts import RunEvent
 
 
 class RunUsage:
-    """Subscribed before the run is submitted (the first call may come at once), so calls are
-    kept until the run id is known; only that run's calls count after."""
-
     def __init__(self) -> None:
-        self.run_id: str | None = None
-        self._calls: list[LlmUsage] = []
-        self._sub: Subscription | None = None
+        self.prompt = 0
+        self.completion = 0
+        self.cached = 0
 
-    async def start(self, nc: NatsClient) -> None:
-        self._sub = await nc.subscribe(s.TELEMETRY_LLM_USAGE, cb=self._on)
-
-    async def _on(self, msg: Msg) -> None:
-        try:
-            call = LlmUsage.model_validate_json(msg.data)
-        except ValueError:
+    def add(self, event: RunEvent) -> None:
+        """Count one run event (only `model_selection` events carry usage)."""
+        if event.type != "model_selection":
             return
-        if self.run_id is None or call.run_id == self.run_id:
-            self._calls.append(call)
-
-    async def stop(self, nc: NatsClient) -> None:
-        if self._sub is not None:
-            # Whatever the server sent before the run's end is read first.
-            await nc.flush()
-            await self._sub.unsubscribe()
-            self._sub = None
+        usage = event.data.get("usage")
+        if not isinstance(usage, dict):
+            return
+        self.prompt += _count(usage.get("input_tokens"))
+        self.completion += _count(usage.get("output_tokens"))
+        self.cached += _count(usage.get("cached_tokens"))
 
     def usage(self) -> dict[str, Any]:
-        calls = [c for c in self._calls if c.run_id == self.run_id and c.operation == "chat"]
-        prompt = sum(c.input_tokens for c in calls)
-        completion = sum(c.output_tokens for c in calls)
         return {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": sum(c.cached_tokens for c in calls)},
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "total_tokens": self.prompt + self.completion,
+            "prompt_tokens_details": {"cached_tokens": self.cached},
         }
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
