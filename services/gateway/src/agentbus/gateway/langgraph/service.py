@@ -44,8 +44,8 @@ from .records import Records
 # The built-in graphs, for the native chat adapters (turns.py) only; the LangGraph API learns
 # the served graphs from the orchestrator (assistants.py).
 ASSISTANTS = {
-    "agent": "Supervisor that routes questions to documents, graph and analytics specialists "
-    "and answers with citations",
+    "agent": "Supervisor that routes questions to delivery-metrics, resource-planner and "
+    "insights specialists (subgraphs) and answers with citations",
     "echo": "Streams the user's message back word by word",
     "steps": "input.steps checkpointed nodes of input.delay seconds each (diagnostics)",
 }
