@@ -161,12 +161,17 @@ def langgraph_dev(root: Path) -> Any:
         log.close()
 
 
-def agentbus_env(orchestrators: int) -> dict[str, str]:
-    return {
+def agentbus_env(orchestrators: int, per_tenant: int | None = None) -> dict[str, str]:
+    env = {
         "AGENTBUS_LANGGRAPH_CONFIG": str(CONFIG),
         "AGENTBUS_RATE_LIMITS": json.dumps(RAISED_RATE_LIMITS),
         "AGENTBUS_DIAGNOSTIC_ASSISTANTS": "false",
     }
+    if per_tenant is not None:
+        # One tenant drives every run here; by default a replica runs 8 of a tenant's runs at
+        # once and NAKs the rest with delays of 2, 10, 30 and 60 s (fairness between tenants).
+        env["AGENTBUS_MAX_RUNS_PER_TENANT"] = str(per_tenant)
+    return env
 
 
 @dataclass
@@ -179,12 +184,12 @@ class Agentbus:
 
 
 @contextlib.contextmanager
-def agentbus(root: Path, orchestrators: int) -> Any:
+def agentbus(root: Path, orchestrators: int, per_tenant: int | None = None) -> Any:
     plat = Platform(
         root / "var",
         gateway_port=free_port(),
         services=("orchestrator", "gateway"),
-        extra_env=agentbus_env(orchestrators),
+        extra_env=agentbus_env(orchestrators, per_tenant),
     )
     previous = Path.cwd()
     os.chdir(root)
@@ -525,6 +530,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="runs per server at each concurrency (split into two interleaved segments)",
     )
     parser.add_argument("--orchestrators", type=int, default=1, help="orchestrator replicas")
+    parser.add_argument(
+        "--max-runs-per-tenant",
+        type=int,
+        default=None,
+        help="AGENTBUS_MAX_RUNS_PER_TENANT (default: the orchestrator's, 8 per replica)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep engine data and logs")
     args = parser.parse_args(argv)
@@ -540,7 +551,7 @@ async def amain(args: argparse.Namespace) -> None:
     with bench_root(args.keep) as root, langgraph_dev(root) as (dev_url, dev_pid):
         info["langgraph_dev"] = dev_versions()
         print(f"langgraph dev {info['langgraph_dev']} at {dev_url}", flush=True)
-        with agentbus(root, args.orchestrators) as ours:
+        with agentbus(root, args.orchestrators, args.max_runs_per_tenant) as ours:
             print(f"agentbus at {ours.url}, {args.orchestrators} orchestrator(s)", flush=True)
             passes = await measure(args, dev_url, dev_pid, ours)
     text = report(passes, info)
@@ -550,6 +561,7 @@ async def amain(args: argparse.Namespace) -> None:
         {
             "machine": info,
             "orchestrators": args.orchestrators,
+            "max_runs_per_tenant": args.max_runs_per_tenant,
             "passes": [p.report() for p in passes],
         },
     )
