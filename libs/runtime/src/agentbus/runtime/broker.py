@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from functools import reduce
+from operator import or_
+from typing import Any
 
 from faststream.nats import NatsBroker
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
@@ -11,6 +14,8 @@ from faststream.security import BaseSecurity
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
+from agentbus.contracts import SUBJECTS
+from agentbus.contracts import subjects as s
 from agentbus.contracts.permissions import inbox_prefix
 
 from .settings import Settings
@@ -28,8 +33,9 @@ def _security(settings: Settings) -> BaseSecurity | None:
 
 
 def make_broker(service: str, settings: Settings, registry: CollectorRegistry) -> NatsBroker:
-    """A broker for `service`, labelled in NATS monitoring as `agentbus-<service>`."""
-    return NatsBroker(
+    """A broker for `service`, labelled in NATS monitoring as `agentbus-<service>`, with what it
+    publishes already in its AsyncAPI document (`document_publishers`)."""
+    broker = NatsBroker(
         settings.nats_servers,
         name=f"agentbus-{service}",
         # Replies and JetStream answers travel on this service's own inbox, the only one its
@@ -49,6 +55,22 @@ def make_broker(service: str, settings: Settings, registry: CollectorRegistry) -
         logger=logging.getLogger(f"agentbus.{service}.broker"),
         description=f"Agentbus {service} service",
     )
+    document_publishers(broker, service)
+    return broker
+
+
+def document_publishers(broker: NatsBroker, service: str) -> None:
+    """Declare every subject the catalog says `service` publishes (or requests on) as a broker
+    publisher, so the AsyncAPI document shows the channels the service sends on with their
+    payload contracts. Services publish through their own clients; these carry no traffic."""
+    for spec in SUBJECTS:
+        if service not in spec.producers:
+            continue
+        schema: Any = reduce(or_, spec.payloads) if spec.payloads else None
+        name = spec.subject.removeprefix(f"{s.PREFIX}.")
+        broker.publisher(
+            spec.subject, title=f"{name}:send", description=spec.description, schema=schema
+        )
 
 
 def pull_inbox(service: str) -> bytes:

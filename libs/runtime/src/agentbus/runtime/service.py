@@ -35,15 +35,16 @@ from prometheus_client import CollectorRegistry
 
 from agentbus.contracts import ServiceHealth, ServiceName
 from agentbus.contracts import subjects as s
-from agentbus.contracts.streams import CONSUMERS, DOCUMENTS
+from agentbus.contracts.streams import CONSUMERS, DOCUMENTS, ConsumerSpec
 
-from .broker import make_broker, pull_inbox
-from .consuming import Rejects
+from .broker import make_broker
+from .consuming import ONE_AT_A_TIME, Fetch, Rejects, Subscribe, durable_subscriber
 from .health import EngineProbes, HealthCheck, probe_nats, timed
 from .logs import setup_logging
 from .metrics import QueueLag
 from .ops_http import OpsServer
 from .provisioning import provision
+from .replies import Handler, OnError, Req, replier
 from .settings import ConfigError, Settings, load, nats_auth
 from .traces import setup_tracing, shutdown_tracing
 
@@ -92,10 +93,47 @@ class Service:
     def connection(self) -> NatsClient:
         return self.broker.connection
 
-    @property
-    def pull_inbox(self) -> bytes:
-        """Pass as `inbox_prefix` to every pull subscriber (see broker.pull_inbox)."""
-        return pull_inbox(self.name)
+    def consumer(
+        self,
+        spec: ConsumerSpec,
+        *,
+        title: str,
+        description: str = "",
+        fetch: Fetch = ONE_AT_A_TIME,
+        decoder: Callable[..., Any] | None = None,
+    ) -> Subscribe:
+        """Subscribe the decorated handler to this service's durable pull consumer `spec`."""
+        return durable_subscriber(
+            self.broker,
+            self.name,
+            spec,
+            title=title,
+            description=description,
+            fetch=fetch,
+            decoder=decoder,
+        )
+
+    def replier(
+        self,
+        subject: str,
+        request: type[Req],
+        *,
+        title: str,
+        description: str,
+        on_error: OnError,
+    ) -> Callable[[Handler[Req]], Handler[Req]]:
+        """Answer requests on `subject` (queue group: this service) with the decorated typed
+        handler; see `replies` for what the wrapper does."""
+        return replier(
+            self.broker,
+            self.rejects,
+            subject,
+            request,
+            queue=self.name,
+            title=title,
+            description=description,
+            on_error=on_error,
+        )
 
     def asyncapi(self) -> AsyncAPI:
         """The AsyncAPI document of this service, generated from its broker's handlers."""

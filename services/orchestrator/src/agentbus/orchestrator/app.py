@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from faststream import AckPolicy
-from faststream.nats import JStream, PullSub
 from faststream.nats.annotations import NatsMessage
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres.aio import AsyncPostgresStore
@@ -29,10 +28,10 @@ from agentbus.contracts import (
 )
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import ORCHESTRATOR_RUNS
-from agentbus.runtime.consuming import parse_or_error
+from agentbus.runtime.late import Late
 from agentbus.runtime.metrics import RunMetrics
 from agentbus.runtime.models.embeddings import warm_up
-from agentbus.runtime.provisioning import consumer_config
+from agentbus.runtime.replies import error_reply
 from agentbus.runtime.service import Service, StartupError, new_service
 from agentbus.runtime.slots import WorkSlots
 
@@ -49,6 +48,16 @@ from .thread_ops import thread_update
 from .threads import thread_state
 
 log = logging.getLogger("agentbus.orchestrator.app")
+
+
+@dataclass
+class Engines:
+    """What start-up opens in PostgreSQL, and the runner that uses it."""
+
+    pool: AsyncConnectionPool[Any]
+    saver: AsyncPostgresSaver
+    store: AsyncPostgresStore
+    runner: Runner
 
 
 def build(settings: OrchestratorSettings) -> Service:
@@ -78,7 +87,7 @@ def build(settings: OrchestratorSettings) -> Service:
         hosted = graphs.load(graphs_config, None, None)
     except graphs.GraphLoadError as exc:
         raise StartupError(str(exc)) from None
-    state: dict[str, Any] = {}
+    engines: Late[Engines] = Late("the checkpointer and runner")
     slots = WorkSlots(settings.max_concurrent_runs, ORCHESTRATOR_RUNS)
 
     async def start() -> None:
@@ -104,8 +113,7 @@ def build(settings: OrchestratorSettings) -> Service:
         cache = cache_config(router)
         if cache is not None:
             attach_cache(router, await open_cache(service.connection.jetstream(), cache, router))
-        state.update(pool=pool, saver=saver, store=store, graphs=hosted)
-        state["runner"] = Runner(
+        runner = Runner(
             service.connection,
             hosted,
             router,
@@ -114,95 +122,77 @@ def build(settings: OrchestratorSettings) -> Service:
             metrics=RunMetrics(service.registry),
             limits=RunLimits(settings.run_timeout, settings.max_runs_per_tenant),
         )
-        await service.connection.subscribe(s.RUN_CONTROL_ALL, cb=_control)
-
-    async def _control(msg: Any) -> None:
-        await state["runner"].control(msg.data)
+        engines.set(Engines(pool, saver, store, runner))
 
     async def stop() -> None:
         # Runs in flight finish (and ack) before their checkpointer's pool closes.
         await slots.drain(settings.shutdown_timeout_s)
-        if "store" in state and state["store"]._task is not None:
-            state["store"]._task.cancel()  # its batching loop; no run uses it any more
-        if "pool" in state:
-            await state["pool"].close()
+        if (made := engines.get()) is not None:
+            if made.store._task is not None:
+                made.store._task.cancel()  # its batching loop; no run uses it any more
+            await made.pool.close()
 
     service.on_startup.append(start)
     service.on_shutdown.append(stop)
 
-    @service.broker.subscriber(
-        s.RUNS_SUBMIT,
-        stream=JStream(ORCHESTRATOR_RUNS.stream, declare=False),
-        durable=ORCHESTRATOR_RUNS.durable,
-        config=consumer_config(ORCHESTRATOR_RUNS),
-        pull_sub=PullSub(batch_size=1, timeout=5.0),
-        ack_policy=AckPolicy.MANUAL,
-        inbox_prefix=service.pull_inbox,
+    @service.consumer(
+        ORCHESTRATOR_RUNS,
         title="runs.submit",
         description="Execute one run (RunRequested) and stream its events",
     )
     async def on_run(msg: NatsMessage) -> None:
         # Returns once the run has a slot; the run goes on in the background (see WorkSlots).
-        await slots.start(msg, lambda: state["runner"].handle(msg))
+        await slots.start(msg, lambda: engines.value.runner.handle(msg))
 
+    # No queue group: every replica hears it, and the one running the run acts on it.
     @service.broker.subscriber(
+        s.RUN_CONTROL_ALL,
+        title="runs.control",
+        description="Cancel or interrupt a run (RunControl) if it runs on this replica",
+    )
+    async def on_control(msg: NatsMessage) -> None:
+        await engines.value.runner.control(msg.body)
+
+    # A request the work cannot answer is answered with an ErrorReply, never left to time out:
+    # a store filter the store cannot run, a graph that cannot take an update or be drawn.
+    @service.replier(
         STORE_OPS,
-        queue="orchestrator",
+        StoreRequest,
         title="store.ops",
         description="StoreRequest -> StoreReply",
+        on_error=error_reply("store_error"),
     )
-    async def on_store_op(msg: NatsMessage) -> StoreReply | ErrorReply:
-        req = parse_or_error(msg.body, StoreRequest, service.rejects, STORE_OPS)
-        if isinstance(req, ErrorReply):
-            return req
-        try:
-            return await store_op(req, state["store"])
-        except Exception as exc:  # a filter the store cannot run answers, never hangs
-            log.warning("store %s failed", req.op, exc_info=True)
-            return ErrorReply(error=f"{type(exc).__name__}: {exc}"[:1000], reason="store_error")
+    async def on_store_op(req: StoreRequest) -> StoreReply | ErrorReply:
+        return await store_op(req, engines.value.store)
 
-    @service.broker.subscriber(
+    @service.replier(
         THREADS_UPDATE,
-        queue="orchestrator",
+        ThreadUpdateRequest,
         title="threads.update",
         description="ThreadUpdateRequest -> ThreadUpdated",
+        on_error=error_reply("graph_error"),
     )
-    async def on_thread_update(msg: NatsMessage) -> ThreadUpdated | ErrorReply:
-        req = parse_or_error(msg.body, ThreadUpdateRequest, service.rejects, THREADS_UPDATE)
-        if isinstance(req, ErrorReply):
-            return req
-        try:
-            return await thread_update(req, state["saver"], state["graphs"])
-        except Exception as exc:  # a graph that cannot take the update answers, never hangs
-            log.warning("cannot update thread %r", req.thread_id, exc_info=True)
-            return ErrorReply(error=f"{type(exc).__name__}: {exc}"[:1000], reason="graph_error")
+    async def on_thread_update(req: ThreadUpdateRequest) -> ThreadUpdated | ErrorReply:
+        return await thread_update(req, engines.value.saver, hosted)
 
-    @service.broker.subscriber(
+    @service.replier(
         GRAPHS_DESCRIBE,
-        queue="orchestrator",
+        GraphDescribeRequest,
         title="graphs.describe",
         description="GraphDescribeRequest -> GraphDescription",
+        on_error=error_reply("graph_error"),
     )
-    async def on_graphs_describe(msg: NatsMessage) -> GraphDescription | ErrorReply:
-        req = parse_or_error(msg.body, GraphDescribeRequest, service.rejects, GRAPHS_DESCRIBE)
-        if isinstance(req, ErrorReply):
-            return req
-        try:
-            return await describe(req, state["graphs"])
-        except Exception as exc:  # a factory or drawing that fails answers, never hangs
-            log.warning("cannot describe graph %r", req.graph_id, exc_info=True)
-            return ErrorReply(error=f"{type(exc).__name__}: {exc}"[:1000], reason="graph_error")
+    async def on_graphs_describe(req: GraphDescribeRequest) -> GraphDescription | ErrorReply:
+        return await describe(req, hosted)
 
-    @service.broker.subscriber(
+    @service.replier(
         s.THREADS_STATE,
-        queue="orchestrator",
+        ThreadStateRequest,
         title="threads.state",
         description="ThreadStateRequest -> ThreadState",
+        on_error=error_reply("graph_error"),
     )
-    async def on_thread_state(msg: NatsMessage) -> ThreadState | ErrorReply:
-        req = parse_or_error(msg.body, ThreadStateRequest, service.rejects, s.THREADS_STATE)
-        if isinstance(req, ErrorReply):
-            return req
-        return await thread_state(req, state["saver"], state["graphs"])
+    async def on_thread_state(req: ThreadStateRequest) -> ThreadState:
+        return await thread_state(req, engines.value.saver, hosted)
 
     return service
