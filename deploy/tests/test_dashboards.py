@@ -224,6 +224,14 @@ def test_helm_ships_the_dashboards_and_a_service_monitor_when_asked(helm: str) -
     check_monitoring(on)
     off = render(helm, "template", "agentbus", str(CHART))
     assert not [d for d in off if d["kind"] == "ServiceMonitor"]
+    too_vague = "monitoring.serviceMonitor.interval=often"
+    bad = subprocess.run(
+        [helm, "template", "agentbus", str(CHART), "--set", too_vague],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode != 0 and "interval" in bad.stderr
 
 
 def test_the_kustomize_component_matches_the_chart(helm: str, kubectl: str, tmp_path: Path) -> None:
