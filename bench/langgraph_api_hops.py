@@ -47,23 +47,37 @@ def load(traces: Path) -> list[dict[str, Any]]:
     return spans
 
 
+def _start(span: dict[str, Any]) -> float:
+    return float(span["start"])
+
+
+def _alone(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Spans (sorted by start) that overlap no other of the list: the c=1 requests."""
+    alone = []
+    latest_end = float("-inf")
+    for i, span in enumerate(spans):
+        before_next = i + 1 == len(spans) or span["end"] < spans[i + 1]["start"]
+        if latest_end < span["start"] and before_next:
+            alone.append(span)
+        latest_end = max(latest_end, span["end"])
+    return alone
+
+
 def hops(spans: list[dict[str, Any]]) -> dict[str, list[float]]:
     by_trace: dict[str, list[dict[str, Any]]] = {}
     for sp in spans:
         by_trace.setdefault(sp["traceId"], []).append(sp)
     roots = sorted((s for s in spans if s["name"] == STREAM), key=lambda s: s["start"])
-    alone = [
-        r
-        for i, r in enumerate(roots)
-        if (i == 0 or roots[i - 1]["end"] < r["start"])
-        and (i + 1 == len(roots) or r["end"] < roots[i + 1]["start"])
-    ]
+    alone = _alone(roots)
     out: dict[str, list[float]] = {}
 
     def add(name: str, value: float) -> None:
         out.setdefault(name, []).append(value)
 
-    creates = [s["end"] - s["start"] for s in spans if s["name"] == "POST /threads"]
+    creates = [
+        s["end"] - s["start"]
+        for s in _alone(sorted((s for s in spans if s["name"] == "POST /threads"), key=_start))
+    ]
     for root in alone:
         trace = sorted(by_trace[root["traceId"]], key=lambda s: s["start"])
         first = {
