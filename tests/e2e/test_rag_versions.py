@@ -128,6 +128,15 @@ async def test_versions_keep_history_and_serve_only_the_live_one(
             f"/api/v1/documents/{doc}/versions", files={"file": ("x.txt", b"mine", "text/plain")}
         )
         assert stolen.status_code == 404
+
+        # Deleting the document deletes its versions; the same name then starts at version 1.
+        assert (await client.delete(f"/api/v1/documents/{doc}")).status_code == 204
+        assert (await client.get(f"/api/v1/documents/{doc}/versions")).status_code == 404
+        anew = await client.post(
+            "/api/v1/documents",
+            files={"file": ("policy.txt", b"Expenses need no approval.", "text/plain")},
+        )
+        assert (anew.json()["document_id"], anew.json()["version"]) == (doc, 1)
     finally:
         await nc.close()
         await client.aclose()

@@ -211,6 +211,7 @@ async def delete_document(document_id: str, request: Request, principal: Auth) -
         error = ErrorReply.model_validate_json(msg.data)
         raise UpstreamError("Delete", error.reason, error.error) from None
     await request.app.state.store.forget_upload(principal.tenant_id, document_id)
+    await versions.forget(request, principal.tenant_id, document_id)
     if not reply.found:
         raise HTTPException(404, "Document not found")
     return Response(status_code=204)

@@ -132,6 +132,15 @@ async def record(
     return version
 
 
+async def forget(request: Request, tenant_id: str, document_id: str) -> None:
+    """The document was deleted: its versions go too (a later upload starts at version 1)."""
+    await _pool(request).execute(
+        "DELETE FROM document_versions WHERE tenant_id = $1 AND document_id = $2",
+        tenant_id,
+        document_id,
+    )
+
+
 async def _live_sha(pool: asyncpg.Pool, tenant_id: str, document_id: str) -> str | None:
     """The sha256 of the version retrieval serves (its chunks), None before any is indexed."""
     with contextlib.suppress(asyncpg.UndefinedTableError):
