@@ -163,6 +163,9 @@ def test_demo_twice_doubles_nothing_and_remove_takes_it_out(platform: Platform) 
     removed = _run(".venv/bin/agentbus demo --remove", platform)
     assert removed.returncode == 0, removed.stderr
     assert removed.stdout.count(": deleted (") == 5, removed.stdout
+    # Every sample event leaves analytics too (the DORA numbers no longer count them).
+    gone = re.search(r"analytics: (\d+) sample events deleted", removed.stdout)
+    assert gone and int(gone.group(1)) == _sample_size(platform.data_dir), removed.stdout
     search = _run('.venv/bin/agentbus search "shipit rollback" -k 3', platform)
     assert "Runbook: rolling back" not in search.stdout, search.stdout
     rust = _run('.venv/bin/agentbus ask "who knows Rust?"', platform)
@@ -176,6 +179,15 @@ def test_reload_after_remove_brings_everything_back(platform: Platform) -> None:
     assert back.returncode == 0, back.stderr
     check_demo(back.stdout)
     assert back.stdout.count(": indexed (") == 5, back.stdout
+
+
+def _sample_size(data_dir: Path) -> int:
+    from agentbus.runtime.demo import Anchor, default_samples_dir, load_org
+    from agentbus.runtime.sample_events import generate
+
+    anchor = json.loads((data_dir / "demo" / "dev.json").read_text())
+    end = Anchor(datetime.fromisoformat(anchor["end"])).end
+    return len(generate(load_org(default_samples_dir()), "dev", end).events)
 
 
 def _rust_commits(data_dir: Path) -> dict[str, int]:

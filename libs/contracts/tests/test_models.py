@@ -52,6 +52,8 @@ EXAMPLES: list[c.Contract] = [
     c.GraphResult(tenant_id="acme", name="people_by_skill", rows=[{"person": "Ann"}]),
     c.AnalyticsQuery(tenant_id="acme", name="dora", params={"period": "30d"}),
     c.AnalyticsResult(tenant_id="acme", name="dora", columns=["k"], rows=[[1]]),
+    c.DeleteEvents(tenant_id="acme", id_prefix="sample-"),
+    c.EventsDeleted(tenant_id="acme", deleted=3),
     c.IngestRequested(
         tenant_id="acme",
         document_id="d1",

@@ -1,7 +1,13 @@
 """Agentbus contracts: every message on the bus, its subject and the streams that hold it."""
 
 from . import subjects
-from .analytics import AnalyticsQuery, AnalyticsQueryName, AnalyticsResult
+from .analytics import (
+    AnalyticsQuery,
+    AnalyticsQueryName,
+    AnalyticsResult,
+    DeleteEvents,
+    EventsDeleted,
+)
 from .base import Contract, ErrorReply, Event, TenantContract, new_id, utcnow
 from .catalog import SUBJECTS, SubjectSpec, all_models, spec_for
 from .events import DomainEvent
@@ -58,12 +64,14 @@ __all__ = [
     "ConsumerSpec",
     "Contract",
     "DeleteDocument",
+    "DeleteEvents",
     "DocumentDeleted",
     "DocumentIndexed",
     "DomainEvent",
     "ErrorReply",
     "EvaluationScored",
     "Event",
+    "EventsDeleted",
     "GraphDescribeRequest",
     "GraphDescription",
     "GraphQuery",

@@ -29,3 +29,20 @@ class AnalyticsResult(TenantContract):
     rows: list[list[Scalar]] = Field(default_factory=list)
     took_ms: float = Field(default=0.0, ge=0)
     error: str | None = None
+
+
+class DeleteEvents(TenantContract):
+    """Delete the tenant's domain events whose id starts with `id_prefix` from analytics.
+
+    For taking out what one outside system loaded with ids of its own choosing (`agentbus demo
+    --remove`: the sample's ids start with `sample-`); other events of the tenant stay.
+    """
+
+    id_prefix: str = Field(min_length=3, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+
+
+class EventsDeleted(TenantContract):
+    """How many stored events matched and were deleted (0 when none did)."""
+
+    deleted: int = Field(default=0, ge=0)
+    error: str | None = None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from . import subjects as s
-from .analytics import AnalyticsQuery, AnalyticsResult
+from .analytics import AnalyticsQuery, AnalyticsResult, DeleteEvents, EventsDeleted
 from .base import Contract
 from .events import DomainEvent
 from .graphs import GRAPHS_DESCRIBE, GraphDescribeRequest, GraphDescription
@@ -158,6 +158,17 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         description="Named usage, runs, DORA and anomaly queries",
     ),
     SubjectSpec(
+        s.ANALYTICS_DELETE_EVENTS,
+        "request",
+        # `agentbus demo --remove` takes the sample's events out again.
+        producers=(OPERATOR,),
+        consumers=("analytics",),
+        payloads=(DeleteEvents,),
+        reply=EventsDeleted,
+        queue_group="analytics",
+        description="Delete a tenant's domain events by id prefix (a loaded sample's events)",
+    ),
+    SubjectSpec(
         ANALYTICS_SQL,
         "request",
         producers=("orchestrator",),
@@ -172,9 +183,8 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         ALERTS_ANOMALY_ALL,
         "stream",
         producers=("orchestrator",),
-        # Other systems and the web app subscribe; the assistant's insights specialist reads
-        # them back (recent_alerts, an ordered consumer).
-        consumers=(EXTERNAL, "orchestrator"),
+        # Other systems and the web app subscribe; nothing of ours acts on them yet.
+        consumers=(EXTERNAL,),
         payloads=(AnomalyDetected,),
         stream="ALERTS",
         description="Anomaly alerts of tenant <tenant>: a metric series far from its baseline",
@@ -220,9 +230,8 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         s.TELEMETRY_LLM_USAGE,
         "stream",
         producers=("orchestrator", "ingest"),
-        # Not the gateway: it sums a run's usage from the run's own events, never seeing other
-        # tenants' calls.
-        consumers=("analytics",),
+        # The gateway sums a run's calls for the OpenAI-compatible API's `usage`.
+        consumers=("analytics", "gateway"),
         payloads=(LlmUsage,),
         stream="TELEMETRY",
         description="One model call: tokens, cost, latency",

@@ -14,6 +14,8 @@ THREADS_STATE: Final = f"{PREFIX}.threads.state"
 RETRIEVAL_SEARCH: Final = f"{PREFIX}.retrieval.search"
 GRAPH_QUERY: Final = f"{PREFIX}.graph.query"
 ANALYTICS_QUERY: Final = f"{PREFIX}.analytics.query"
+# Removing what an outside system loaded (the sample organisation's events), by id prefix.
+ANALYTICS_DELETE_EVENTS: Final = f"{PREFIX}.analytics.delete_events"
 # Ingest jobs carry their tenant in the subject, so NATS permissions can bind an outside
 # system's credentials to one tenant: agentbus.v1.ingest.submit.<tenant>.
 INGEST_SUBMIT: Final = f"{PREFIX}.ingest.submit.*"

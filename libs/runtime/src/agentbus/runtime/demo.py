@@ -8,9 +8,9 @@ ids (JetStream drops a repeated Nats-Msg-Id, analytics keeps one row per id, the
 it), and the quarter ends at the time of the first load, kept in `<data dir>/demo/<tenant>.json`,
 so a later run regenerates the very same events.
 
-`agentbus demo --remove` deletes the sample documents (over `agentbus.v1.ingest.delete`) and the
-sample's facts in the graph. Analytics has no delete on the bus, so the sample's events stay in
-its event table (the command says so).
+`agentbus demo --remove` deletes the sample documents (over `agentbus.v1.ingest.delete`), the
+sample's events in analytics (over `agentbus.v1.analytics.delete_events`, by their id prefix) and
+the sample's facts in the graph.
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ from agentbus.contracts import (
     AnalyticsQuery,
     AnalyticsResult,
     DeleteDocument,
+    DeleteEvents,
     DocumentDeleted,
     DocumentIndexed,
+    EventsDeleted,
     GraphQuery,
     GraphResult,
     IngestFailed,
@@ -356,6 +358,15 @@ async def remove(settings: Settings, tenant: str, samples: Path, echo: Echo) -> 
                 raise SampleError(f"ingest refused to delete {path.name}: {raw!r}") from None
             state = f"deleted ({done.chunks_removed} chunks)" if done.found else "not loaded"
             echo(f"  document {path.name}: {state}")
+        events = DeleteEvents(tenant_id=tenant, id_prefix=ID_PREFIX)
+        raw = await _request(nc, s.ANALYTICS_DELETE_EVENTS, events.model_dump_json(), 120)
+        try:
+            gone = EventsDeleted.model_validate_json(raw)
+        except ValueError:
+            raise SampleError(f"analytics refused to delete the sample's events: {raw!r}") from None
+        if gone.error is not None:
+            raise SampleError(f"analytics could not delete the sample's events: {gone.error}")
+        echo(f"  analytics: {gone.deleted} sample events deleted")
     finally:
         await nc.close()
     await _remove_graph(settings, tenant, org)
@@ -364,10 +375,6 @@ async def remove(settings: Settings, tenant: str, samples: Path, echo: Echo) -> 
     if anchor is not None:  # kept: a reload regenerates the same events (see Anchor)
         removed = Anchor(anchor.end, anchor.generation + 1, datetime.now(UTC))
         write_anchor(settings, tenant, removed)
-    echo(
-        "  analytics: the sample's events stay in the event table (analytics has no delete "
-        "on the bus yet); DORA numbers of this tenant still include them"
-    )
     return 0
 
 

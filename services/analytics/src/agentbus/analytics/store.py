@@ -59,6 +59,14 @@ class ClickHouseStore:
         with self._lock:
             self.client.command(sql)
 
+    def execute_sync(self, sql: str, parameters: dict[str, Any]) -> None:
+        """A statement with server-side parameters (a DELETE), waiting until it is applied."""
+        with self._lock:
+            self.client.command(sql, parameters=parameters, settings={"mutations_sync": 2})
+
+    async def execute(self, sql: str, parameters: dict[str, Any]) -> None:
+        await asyncio.to_thread(self.execute_sync, sql, parameters)
+
     def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
         with self._lock:
             # Tables are partitioned by month of the event time; a backfill spanning years in one
