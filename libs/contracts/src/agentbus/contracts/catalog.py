@@ -183,8 +183,9 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         ALERTS_ANOMALY_ALL,
         "stream",
         producers=("orchestrator",),
-        # Other systems and the web app subscribe; nothing of ours acts on them yet.
-        consumers=(EXTERNAL,),
+        # Other systems and the web app subscribe; the assistant's insights specialist reads
+        # them back (recent_alerts, an ordered consumer).
+        consumers=(EXTERNAL, "orchestrator"),
         payloads=(AnomalyDetected,),
         stream="ALERTS",
         description="Anomaly alerts of tenant <tenant>: a metric series far from its baseline",
@@ -230,8 +231,9 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         s.TELEMETRY_LLM_USAGE,
         "stream",
         producers=("orchestrator", "ingest"),
-        # The gateway sums a run's calls for the OpenAI-compatible API's `usage`.
-        consumers=("analytics", "gateway"),
+        # Not the gateway: it sums a run's usage from the run's own events, never seeing other
+        # tenants' calls.
+        consumers=("analytics",),
         payloads=(LlmUsage,),
         stream="TELEMETRY",
         description="One model call: tokens, cost, latency",

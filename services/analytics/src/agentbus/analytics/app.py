@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from faststream import AckPolicy, Context
+from faststream import Context
 from faststream.message import StreamMessage
-from faststream.nats import JStream, PullSub
-from faststream.nats.annotations import NatsMessage
 from faststream.nats.message import NatsBatchMessage
 from nats.aio.msg import Msg
 from opentelemetry import trace
+from opentelemetry.trace import Span
 from pydantic import BaseModel, RootModel
 
 from agentbus.contracts import (
@@ -23,7 +22,6 @@ from agentbus.contracts import (
     AnalyticsResult,
     ComponentHealth,
     DocumentIndexed,
-    DomainEvent,
     ErrorReply,
     EvaluationScored,
     IngestFailed,
@@ -40,10 +38,9 @@ from agentbus.contracts.streams import (
     ANALYTICS_TELEMETRY,
     ConsumerSpec,
 )
-from agentbus.runtime.consuming import parse_or_error
+from agentbus.runtime.consuming import Fetch, Subscribe, event_or_error, parse_or_error
 from agentbus.runtime.health import timed
-from agentbus.runtime.logs import log_context
-from agentbus.runtime.provisioning import consumer_config
+from agentbus.runtime.replies import failure_text
 from agentbus.runtime.service import Service, StartupError, new_service
 
 from . import __version__
@@ -64,8 +61,6 @@ CONSUMERS = (ANALYTICS_DOMAIN_EVENTS, ANALYTICS_TELEMETRY, ANALYTICS_INGEST_EVEN
 
 M = TypeVar("M", bound=BaseModel)
 BatchMessage = Annotated[NatsBatchMessage, Context("message")]
-Handler = Callable[[NatsBatchMessage], Awaitable[None]]
-Decorator = Callable[[Handler], Any]
 
 
 class IngestOutcome(RootModel[IngestProgress | DocumentIndexed | IngestFailed]):
@@ -90,6 +85,26 @@ async def terminate(raw: Msg) -> None:
     """Reject for good: it would fail the same way again (MSG_TERMINATED is its dead letter)."""
     with contextlib.suppress(Exception):
         await raw.term()
+
+
+@contextlib.contextmanager
+def clickhouse_span(summary: str, tenant_id: str, **attributes: str) -> Iterator[Span]:
+    """The span of one ClickHouse read for a tenant; a failure inside names its type."""
+    with tracer.start_as_current_span(
+        summary,
+        attributes={
+            **attributes,
+            "db.system.name": "clickhouse",
+            "db.operation.name": "SELECT",
+            "db.query.summary": summary,
+            "agentbus.tenant_id": tenant_id,
+        },
+    ) as span:
+        try:
+            yield span
+        except Exception as exc:
+            span.set_attribute("error.type", type(exc).__name__)
+            raise
 
 
 def fits(result: AnalyticsResult, max_payload: int) -> AnalyticsResult:
@@ -165,23 +180,16 @@ def build(settings: AnalyticsSettings) -> Service:
 
     # A fetch hands the handler up to this many messages at once; FastStream's per-message
     # pipeline (decode, middlewares, DI) would otherwise cost more than the insert itself.
-    fetch = min(settings.analytics_batch_size, 1000)
-    wait = min(settings.analytics_flush_interval_s, 1.0)
+    fetch = Fetch(
+        min(settings.analytics_batch_size, 1000),
+        min(settings.analytics_flush_interval_s, 1.0),
+        batch=True,
+    )
 
-    def pull(spec: ConsumerSpec, subject: str, title: str, description: str) -> Decorator:
-        subscriber: Decorator = service.broker.subscriber(
-            subject,
-            stream=JStream(spec.stream, declare=False),
-            durable=spec.durable,
-            config=consumer_config(spec),
-            pull_sub=PullSub(batch_size=fetch, timeout=wait, batch=True),
-            ack_policy=AckPolicy.MANUAL,
-            inbox_prefix=service.pull_inbox,
-            decoder=keep_bytes,
-            title=title,
-            description=description,
+    def batches(spec: ConsumerSpec, title: str, description: str) -> Subscribe:
+        return service.consumer(
+            spec, title=title, description=description, fetch=fetch, decoder=keep_bytes
         )
-        return subscriber
 
     async def decode(raw: Msg, model: type[M]) -> M | None:
         parsed = parse_or_error(raw.data, model, service.rejects, raw.subject)
@@ -190,41 +198,29 @@ def build(settings: AnalyticsSettings) -> Service:
             return None
         return parsed
 
-    async def reject(raw: Msg, reason: str, detail: str = "") -> None:
-        log.warning(
-            "rejected message", extra={"subject": raw.subject, "reason": reason, "detail": detail}
-        )
-        service.rejects.count(raw.subject, reason)
+    async def reject(raw: Msg, reason: str) -> None:
+        service.rejects.record(raw.subject, reason)
         await terminate(raw)
 
     events = batchers[ANALYTICS_DOMAIN_EVENTS.durable]
     telemetry = batchers[ANALYTICS_TELEMETRY.durable]
     ingest = batchers[ANALYTICS_INGEST_EVENTS.durable]
 
-    @pull(
+    @batches(
         ANALYTICS_DOMAIN_EVENTS,
-        s.EVENTS_ALL,
         "analytics.events",
         "Domain events (DomainEvent) stored in ClickHouse `events`, batched",
     )
     async def on_events(batch: BatchMessage) -> None:
         for raw in batch.raw_message:
-            event = await decode(raw, DomainEvent)
-            if event is None:
-                continue
-            try:
-                tokens = s.parse_domain_event(raw.subject)
-            except s.SubjectError:
-                tokens = ("", "", "")
-            if tokens != (event.tenant_id, event.source, event.type):
-                # The subject routes by tenant; a body claiming another tenant is never trusted.
-                await reject(raw, "subject_mismatch", f"body says {event.tenant_id}")
+            event = event_or_error(raw.data, raw.subject, service.rejects)
+            if isinstance(event, ErrorReply):
+                await terminate(raw)
                 continue
             await events.add("events", event_row(event, datetime.now(UTC)), raw)
 
-    @pull(
+    @batches(
         ANALYTICS_TELEMETRY,
-        s.TELEMETRY_ALL,
         "analytics.telemetry",
         "LlmUsage, RunFinished, ToolCalled and EvaluationScored, by subject, stored in ClickHouse",
     )
@@ -239,9 +235,8 @@ def build(settings: AnalyticsSettings) -> Service:
             if parsed is not None:
                 await telemetry.add(table, to_row(parsed), raw)
 
-    @pull(
+    @batches(
         ANALYTICS_INGEST_EVENTS,
-        s.INGEST_PROGRESS_ALL,
         "analytics.ingest",
         "Ingest progress and outcomes (IngestProgress, DocumentIndexed, IngestFailed)",
     )
@@ -251,76 +246,40 @@ def build(settings: AnalyticsSettings) -> Service:
             if parsed is not None:
                 await ingest.add("ingest_events", ingest_row(parsed.root), raw)
 
-    @service.broker.subscriber(
+    @service.replier(
         s.ANALYTICS_QUERY,
-        queue="analytics",
+        AnalyticsQuery,
         title="analytics.query",
         description="AnalyticsQuery -> AnalyticsResult (or ErrorReply for an unreadable request)",
+        on_error=lambda req, exc: AnalyticsResult(
+            tenant_id=req.tenant_id, name=req.name, error=failure_text(exc, "query failed")
+        ),
     )
-    async def on_query(msg: NatsMessage) -> AnalyticsResult | ErrorReply:
-        req = parse_or_error(msg.body, AnalyticsQuery, service.rejects, msg.raw_message.subject)
-        if isinstance(req, ErrorReply):
-            return req
-        with (
-            log_context(tenant_id=req.tenant_id),
-            tracer.start_as_current_span(
-                f"analytics.query {req.name}",
-                attributes={
-                    "db.system": "clickhouse",
-                    "db.system.name": "clickhouse",
-                    "db.operation.name": "SELECT",
-                    "db.query.summary": f"analytics.query {req.name}",
-                    "agentbus.tenant_id": req.tenant_id,
-                },
-            ) as span,
-        ):
+    async def on_query(req: AnalyticsQuery) -> AnalyticsResult:
+        summary = f"analytics.query {req.name}"
+        with clickhouse_span(summary, req.tenant_id, **{"db.system": "clickhouse"}) as span:
             try:
                 return fits(await answer(queries, req), service.connection.max_payload)
             except BadParams as exc:
                 span.set_attribute("error.type", "bad_params")
-                service.rejects.count(msg.raw_message.subject, "bad_params")
+                service.rejects.count(s.ANALYTICS_QUERY, "bad_params")
                 return AnalyticsResult(tenant_id=req.tenant_id, name=req.name, error=str(exc))
-            except Exception as exc:
-                log.exception("analytics query failed")
-                span.set_attribute("error.type", type(exc).__name__)
-                return AnalyticsResult(
-                    tenant_id=req.tenant_id,
-                    name=req.name,
-                    error=f"query failed: {type(exc).__name__}: {exc}"[:500],
-                )
 
-    @service.broker.subscriber(
+    @service.replier(
         ANALYTICS_SQL,
-        queue="analytics",
+        AnalyticsSql,
         title="analytics.sql",
         description="AnalyticsSql -> SqlResult: one SELECT, allow-listed and tenant-scoped here",
+        on_error=lambda req, exc: SqlResult(
+            tenant_id=req.tenant_id, error=failure_text(exc, "query failed")
+        ),
     )
-    async def on_sql(msg: NatsMessage) -> SqlResult | ErrorReply:
-        req = parse_or_error(msg.body, AnalyticsSql, service.rejects, msg.raw_message.subject)
-        if isinstance(req, ErrorReply):
-            return req
-        with (
-            log_context(tenant_id=req.tenant_id),
-            tracer.start_as_current_span(
-                "analytics.sql",
-                attributes={
-                    "db.system.name": "clickhouse",
-                    "db.operation.name": "SELECT",
-                    "db.query.summary": "analytics.sql",
-                    "agentbus.tenant_id": req.tenant_id,
-                },
-            ) as span,
-        ):
-            try:
-                result = await answer_sql(store, req)
-            except Exception as exc:
-                log.warning("analytics sql failed: %s", exc)
-                span.set_attribute("error.type", type(exc).__name__)
-                error = f"query failed: {type(exc).__name__}: {exc}"[:500]
-                return SqlResult(tenant_id=req.tenant_id, error=error)
+    async def on_sql(req: AnalyticsSql) -> SqlResult:
+        with clickhouse_span("analytics.sql", req.tenant_id) as span:
+            result = await answer_sql(store, req)
             if result.rejected:
                 span.set_attribute("error.type", "rejected")
-                service.rejects.count(msg.raw_message.subject, "rejected_sql")
+                service.rejects.count(ANALYTICS_SQL, "rejected_sql")
             else:
                 span.set_attribute("db.query.text", result.sql[:2000])
                 span.set_attribute("db.response.returned_rows", len(result.rows))
