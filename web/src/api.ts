@@ -2,7 +2,9 @@
 // requests that refresh the access token when it is about to expire, and errors that keep the
 // gateway's 422 field list so forms can put each message on its field.
 
-export type Session = { access: string; refresh: string; expiresAt: number; email: string };
+// A session holds either tokens from a password sign-in or an API key (`apiKey`), sent as
+// x-api-key (on a local platform the dev tenant's key is in var/dev-api-key).
+export type Session = { access: string; refresh: string; expiresAt: number; email: string; apiKey?: string };
 export type FieldError = { field: string; message: string };
 
 const KEY = "agentbus.session";
@@ -90,6 +92,23 @@ export async function register(email: string, password: string, tenantName: stri
   if (!resp.ok) throw await errorOf(resp);
 }
 
+/** Sign in with an API key: checked against /api/v1/users/me, then kept like a session. */
+export async function signInWithKey(key: string): Promise<void> {
+  const apiKey = key.trim();
+  const resp = await fetch("/api/v1/users/me", { headers: { "x-api-key": apiKey } });
+  if (!resp.ok) throw await errorOf(resp);
+  const me = (await resp.json()) as { tenant?: { id?: string; name?: string } };
+  const tenant = me.tenant?.name || me.tenant?.id || "tenant";
+  saveSession({ access: "", refresh: "", expiresAt: Number.MAX_SAFE_INTEGER, email: `${tenant} (API key)`, apiKey });
+}
+
+/** The credential headers of a request: the API key, or a fresh access token. */
+export async function authHeaders(): Promise<Record<string, string>> {
+  const session = loadSession();
+  if (session?.apiKey) return { "x-api-key": session.apiKey };
+  return { Authorization: `Bearer ${await accessToken()}` };
+}
+
 let refreshing: Promise<string> | null = null;
 
 /** A valid access token, refreshed first when it expires within 30 s (one refresh at a time). */
@@ -121,7 +140,7 @@ export async function accessToken(): Promise<string> {
 /** An authenticated request; JSON in and out (FormData bodies are sent as they are). */
 export async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
   const headers = new Headers(init.headers);
-  headers.set("Authorization", `Bearer ${await accessToken()}`);
+  for (const [name, value] of Object.entries(await authHeaders())) headers.set(name, value);
   if (init.body && !(init.body instanceof FormData) && !headers.has("Content-Type")) {
     headers.set("Content-Type", "application/json");
   }
@@ -151,7 +170,7 @@ export async function sse(
   signal: AbortSignal,
 ): Promise<void> {
   const resp = await fetch(path, {
-    headers: { Authorization: `Bearer ${await accessToken()}`, Accept: "text/event-stream" },
+    headers: { ...(await authHeaders()), Accept: "text/event-stream" },
     signal,
   });
   if (!resp.ok || !resp.body) throw await errorOf(resp);

@@ -1,14 +1,14 @@
 import { Client } from "@langchain/langgraph-sdk";
-import { accessToken } from "./api.ts";
+import { authHeaders } from "./api.ts";
 
 // The official LangGraph SDK against the gateway's LangGraph Agent Server API (same origin).
-// Every request gets a fresh access token; `apiKey: null` stops the SDK looking for env keys.
+// Every request gets the session's credentials (a fresh access token or the API key); `apiKey: null` stops the SDK looking for env keys.
 export const lgClient = new Client({
   apiUrl: window.location.origin,
   apiKey: null,
   onRequest: async (_url, init) => {
     const headers = new Headers(init.headers);
-    headers.set("Authorization", `Bearer ${await accessToken()}`);
+    for (const [name, value] of Object.entries(await authHeaders())) headers.set(name, value);
     return { ...init, headers };
   },
 });

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from "react";
-import { accessToken } from "../api.ts";
+import { authHeaders } from "../api.ts";
 import type { Source } from "../citations.ts";
 
 // Opens a cited document at its page: the bytes come from the gateway (with the session's
@@ -14,7 +14,7 @@ export default function DocumentViewer({ source, onClose }: { source: Source; on
     let made: string | null = null;
     (async () => {
       const resp = await fetch(`/api/v1/documents/${source.documentId}/file`, {
-        headers: { Authorization: `Bearer ${await accessToken()}` },
+        headers: await authHeaders(),
       });
       if (!resp.ok) throw new Error(resp.status === 404 ? "This document is no longer there." : `Cannot open it (${resp.status}).`);
       made = URL.createObjectURL(await resp.blob());

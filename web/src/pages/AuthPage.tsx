@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from "react";
-import { fieldErrors, messageOf, register, signIn } from "../api.ts";
+import { fieldErrors, messageOf, register, signIn, signInWithKey } from "../api.ts";
 
 // The gateway's password policy, checked as you type (the server checks it again).
 const RULES: [string, (p: string) => boolean][] = [
@@ -19,6 +19,18 @@ export default function AuthPage() {
   const [message, setMessage] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const [key, setKey] = useState("");
+  const [keyError, setKeyError] = useState<string | null>(null);
+
+  async function submitKey(e: FormEvent) {
+    e.preventDefault();
+    setKeyError(null);
+    try {
+      await signInWithKey(key);
+    } catch (err) {
+      setKeyError(messageOf(err));
+    }
+  }
 
   async function submit(e: FormEvent) {
     e.preventDefault();
@@ -96,6 +108,30 @@ export default function AuthPage() {
           {registering ? "Create account" : "Sign in"}
         </button>
       </form>
+      {!registering && (
+        <details className="with-key">
+          <summary>Sign in with an API key</summary>
+          <form onSubmit={(e) => void submitKey(e)}>
+            <label>
+              API key
+              <input
+                type="password"
+                autoComplete="off"
+                value={key}
+                onChange={(e) => setKey(e.target.value)}
+                aria-invalid={!!keyError}
+                aria-describedby="key-help"
+              />
+            </label>
+            <p className="muted" id="key-help">
+              On a local platform (<code>make run</code>) the key of tenant <code>dev</code>, where{" "}
+              <code>agentbus demo</code> loads the sample organisation, is in <code>var/dev-api-key</code>.
+            </p>
+            {keyError && <p className="error" role="alert">{keyError}</p>}
+            <button type="submit" disabled={!key.trim()}>Use this key</button>
+          </form>
+        </details>
+      )}
       <p>
         {registering ? "Have an account? " : "New here? "}
         <button

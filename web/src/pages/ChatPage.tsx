@@ -59,6 +59,8 @@ export default function ChatPage({ threadId }: { threadId: string | null }) {
   const [viewing, setViewing] = useState<Source | null>(null);
   const lastInput = useRef<string>("");
   const runRef = useRef<{ threadId: string; runId: string } | null>(null);
+  // The latest run this tab started or joined: the status bar links to its trace.
+  const [runId, setRunId] = useState<string | null>(null);
   const pendingTitle = useRef<string | null>(null);
   const [startedAt, setStartedAt] = useState(() => Date.now());
 
@@ -119,6 +121,7 @@ export default function ChatPage({ threadId }: { threadId: string | null }) {
     },
     onCreated: (run) => {
       runRef.current = { threadId: run.thread_id, runId: run.run_id };
+      setRunId(run.run_id);
     },
     onLangChainEvent: onEvent,
     onError: (err) => setToast(err instanceof Error ? err.message : String(err)),
@@ -159,6 +162,7 @@ export default function ChatPage({ threadId }: { threadId: string | null }) {
     if (!threadId) pendingTitle.current = question.slice(0, 80);
     setActivity({ tools: [] });
     setToast(null);
+    setRunId(null);
     setInput("");
     setStartedAt(Date.now());
     void stream.submit(
@@ -217,7 +221,7 @@ export default function ChatPage({ threadId }: { threadId: string | null }) {
   return (
     <div className="chat">
       <aside className="threads" aria-label="Conversations">
-        <button type="button" onClick={() => { setActivity({ tools: [] }); go("chat"); }}>
+        <button type="button" onClick={() => { setActivity({ tools: [] }); setRunId(null); go("chat"); }}>
           + New chat
         </button>
         <input type="search" placeholder="Search conversations" aria-label="Search conversations" value={search} onChange={(e) => setSearch(e.target.value)} />
@@ -254,6 +258,11 @@ export default function ChatPage({ threadId }: { threadId: string | null }) {
             <span className="badge" data-testid="routing">
               {activity.routing.specialists?.length ? `→ ${activity.routing.specialists.join(", ")}` : "→ answer"}
             </span>
+          )}
+          {runId && (
+            <a className="pill" data-testid="run" href={`#/runs/${runId}`} title="Open this run's trace">
+              run {runId.slice(0, 8)}
+            </a>
           )}
           {stream.isLoading && <span className="timer" data-testid="timer">thinking… {elapsed.toFixed(1)} s</span>}
         </div>

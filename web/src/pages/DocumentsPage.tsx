@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useRef, useState, type DragEvent } from "react";
 import { api, messageOf, sse } from "../api.ts";
+import PipelineSettings from "../components/PipelineSettings.tsx";
 
 const STAGES = ["received", "parsed", "chunked", "embedded", "stored", "graphed"] as const;
 type Stage = (typeof STAGES)[number];
@@ -179,6 +180,7 @@ export default function DocumentsPage() {
           {!docs.length && <tr><td colSpan={6} className="muted">No documents yet.</td></tr>}
         </tbody>
       </table>
+      <PipelineSettings onReindexed={() => void load()} />
     </section>
   );
 }

@@ -13,6 +13,7 @@ type Run = {
   trace_id: string | null;
   tokens: number | null;
   cost_usd: number | null;
+  scores?: Record<string, number | null>;
 };
 
 type Span = {
@@ -62,7 +63,7 @@ export default function RunsPage({ runId }: { runId: string | null }) {
       <div className="table-wrap">
         <table>
           <thead>
-            <tr><th>Started</th><th>Question</th><th>Assistant</th><th>Status</th><th>Duration</th><th>Tokens</th><th>Cost</th></tr>
+            <tr><th>Started</th><th>Question</th><th>Assistant</th><th>Status</th><th>Duration</th><th>Tokens</th><th>Cost</th><th>Eval scores</th></tr>
           </thead>
           <tbody>
             {(runs ?? []).map((r) => (
@@ -74,13 +75,29 @@ export default function RunsPage({ runId }: { runId: string | null }) {
                 <td>{ms(r.duration_ms)}</td>
                 <td>{r.tokens ?? "—"}</td>
                 <td>{r.cost_usd === null ? "—" : `$${r.cost_usd.toFixed(4)}`}</td>
+                <td><Scores scores={r.scores ?? {}} /></td>
               </tr>
             ))}
-            {runs && !runs.length && <tr><td colSpan={7} className="muted">No runs yet: ask something in Chat.</td></tr>}
+            {runs && !runs.length && <tr><td colSpan={8} className="muted">No runs yet: ask something in Chat.</td></tr>}
           </tbody>
         </table>
       </div>
     </section>
+  );
+}
+
+/** A run's latest score per metric (1 is best), as small chips coloured good / fair / poor. */
+function Scores({ scores }: { scores: Record<string, number | null> }) {
+  const entries = Object.entries(scores).filter((e): e is [string, number] => typeof e[1] === "number");
+  if (!entries.length) return <span className="muted">—</span>;
+  return (
+    <ul className="scores" aria-label="Evaluation scores of the run">
+      {entries.sort(([a], [b]) => a.localeCompare(b)).map(([metric, score]) => (
+        <li key={metric} className={score >= 0.75 ? "good" : score >= 0.5 ? "fair" : "poor"} title={`${metric}: ${score.toFixed(2)} (1 is best)`}>
+          {metric} <strong>{score.toFixed(2)}</strong>
+        </li>
+      ))}
+    </ul>
   );
 }
 
