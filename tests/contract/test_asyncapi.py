@@ -9,14 +9,17 @@ import pytest
 
 from agentbus.contracts import SERVICES, SUBJECTS
 from agentbus.contracts import subjects as s
+from agentbus.contracts.insights import ALERTS_ANOMALY_ALL
 from agentbus.runtime.cli import asyncapi_document
 
 # Consumed without a standing broker subscriber, so absent from the document: the gateway follows
-# one run's events (one document's progress) per HTTP stream, with an ordered consumer it opens
-# for that request. Health is answered by the NATS micro endpoint of every service.
+# one run's events (one document's progress) per HTTP stream, and the orchestrator's insights
+# specialist reads a tenant's recent alerts, each with an ordered consumer opened for that read.
+# Health is answered by the NATS micro endpoint of every service.
 NOT_SUBSCRIBED = {
     ("gateway", s.RUN_EVENTS_ALL),
     ("gateway", s.INGEST_PROGRESS_ALL),
+    ("orchestrator", ALERTS_ANOMALY_ALL),
     *((service, s.HEALTH_ALL) for service in SERVICES),
 }
 
