@@ -30,6 +30,7 @@ from agentbus.contracts.graphs import GraphAspect, GraphInfo
 from agentbus.runtime.traces import nats_span
 
 from ..store import _row
+from .lazy_schema import ASSISTANTS_LOCK, LazySchema
 
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 # The graph list changes only when orchestrators restart with another config.
@@ -163,19 +164,11 @@ class Assistants:
     def __init__(self, pool: asyncpg.Pool, catalog: GraphCatalog) -> None:
         self.pool = pool
         self.catalog = catalog
-        self._ready = False
-        self._lock = asyncio.Lock()
+        self._schema = LazySchema(pool, SCHEMA, ASSISTANTS_LOCK)
         self._defaults: set[tuple[str, str]] = set()
 
     async def ready(self) -> None:
-        if self._ready:
-            return
-        async with self._lock:
-            if not self._ready:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(727004)")
-                    await conn.execute(SCHEMA)
-                self._ready = True
+        await self._schema.ensure()
 
     async def served(self, tenant_id: str) -> dict[str, GraphInfo]:
         """The served graphs, each with its default assistant in the tenant's table."""

@@ -29,6 +29,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from ..auth.deps import Principal
 from ..store import _row
+from .lazy_schema import CRONS_LOCK, LazySchema
 from .models import Body, Breakpoints, RunCreate
 
 log = logging.getLogger("agentbus.gateway.langgraph.crons")
@@ -194,18 +195,10 @@ class Crons:
     def __init__(self, pool: asyncpg.Pool, svc: Any) -> None:
         self.pool = pool
         self.svc = svc  # LangGraphRuns: assistants and the run path
-        self._ready = False
-        self._lock = asyncio.Lock()
+        self._schema = LazySchema(pool, SCHEMA, CRONS_LOCK)
 
     async def ready(self) -> None:
-        if self._ready:
-            return
-        async with self._lock:
-            if not self._ready:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(727005)")
-                    await conn.execute(SCHEMA)
-                self._ready = True
+        await self._schema.ensure()
 
     async def create(
         self, principal: Principal, body: CronCreate, thread_id: str | None

@@ -33,6 +33,8 @@ from fastapi import HTTPException
 from agentbus.contracts import RunRequested
 from agentbus.contracts.runs import MultitaskStrategy
 
+from .lazy_schema import FOLLOWUPS_LOCK, LazySchema
+
 if TYPE_CHECKING:
     from .service import LangGraphRuns
 
@@ -117,18 +119,10 @@ class Followups:
         self.pool = pool
         self.svc = svc
         self.policy = policy
-        self._ready = False
-        self._lock = asyncio.Lock()
+        self._schema = LazySchema(pool, SCHEMA, FOLLOWUPS_LOCK)
 
     async def ready(self) -> None:
-        if self._ready:
-            return
-        async with self._lock:
-            if not self._ready:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(727006)")
-                    await conn.execute(SCHEMA)
-                self._ready = True
+        await self._schema.ensure()
 
     # -- registering -------------------------------------------------------------------------
 

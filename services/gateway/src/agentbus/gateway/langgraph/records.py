@@ -4,13 +4,13 @@ the thread queries the SDK makes (search by metadata, ids and status, sorted).""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import asyncpg
 
 from ..store import _row
+from .lazy_schema import RECORDS_LOCK, LazySchema
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS langgraph_runs (
@@ -29,19 +29,10 @@ _SORTABLE = {"thread_id", "status", "created_at", "updated_at"}
 class Records:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self._ready = False
-        self._lock = asyncio.Lock()
+        self._schema = LazySchema(pool, SCHEMA, RECORDS_LOCK)
 
     async def ready(self) -> None:
-        # Created on first use: the table belongs to this API, not to the gateway's startup.
-        if self._ready:
-            return
-        async with self._lock:
-            if not self._ready:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock(727003)")
-                    await conn.execute(SCHEMA)
-                self._ready = True
+        await self._schema.ensure()
 
     async def add_run(
         self, tenant_id: str, run_id: str, thread_id: str, strategy: str, modes: list[str]
