@@ -10,6 +10,8 @@ and stopped by the benchmark:
   `echo` assistant on a new thread, the SSE read to `stream_end`, then `--think` seconds (default
   1 s, jittered) before the next chat. Every fourth chat goes through the OpenAI adapter
   (`/v1/chat/completions`, streamed) instead, so the adapters' paths soak too.
+- `--uploaders` clients (default 4) each uploading a small Markdown document (unique name and
+  text) every `--upload-every` seconds (default 15); at the end every one must be `indexed`.
 - Domain events (deployments and commits of the dev tenant) published to JetStream at
   `--events-per-second` (default 50), what other systems feed the analytics service.
 
@@ -31,8 +33,9 @@ loss would show:
   flagged.
 
 Run: `.venv/bin/python -m bench.soak [--minutes 30] [--clients 200] [--think 1.0]
-[--events-per-second 50] [--window 30] [--json out.json]`. The 2-core machine runs the benchmark
-client and the platform together: the client's CPU is part of the load.
+[--events-per-second 50] [--uploaders 4] [--upload-every 15] [--window 30] [--json out.json]`.
+The 2-core machine runs the benchmark client and the platform together: the client's CPU is part
+of the load.
 """
 
 from __future__ import annotations
@@ -99,6 +102,8 @@ class Ledger:
     ends: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     events_published: int = 0
+    uploaded: set[str] = field(default_factory=set)
+    upload_failed: int = 0
 
     def take_window(self) -> Window:
         w, self.window = self.window, Window()
@@ -239,6 +244,48 @@ async def publisher(nc: NatsClient, per_second: float, stop_at: float, ledger: L
         await asyncio.sleep(max(0.0, tick - (time.monotonic() - started)))
 
 
+async def uploader(
+    base: str, key: str, every: float, stop_at: float, ledger: Ledger, index: int
+) -> None:
+    """Uploads a small Markdown document (unique name and text) every `every` seconds."""
+    if every <= 0:
+        return
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(headers={"x-api-key": key}, timeout=timeout) as http:
+        n = 0
+        while time.monotonic() < stop_at:
+            name = f"soak-{index}-{n}.md"
+            text = f"# Soak note {index}.{n}\n\n" + " ".join(
+                f"service svc{(index + k) % 7} deployed build {n}-{k}." for k in range(40)
+            )
+            form = aiohttp.FormData()
+            form.add_field("file", text.encode(), filename=name, content_type="text/markdown")
+            try:
+                async with http.post(f"{base}/api/v1/documents", data=form) as resp:
+                    if resp.status == 202:
+                        ledger.uploaded.add((await resp.json())["document_id"])
+                    else:
+                        ledger.upload_failed += 1
+                        ledger.errors[f"upload http {resp.status}"] += 1
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                ledger.upload_failed += 1
+                ledger.errors[f"upload {type(exc).__name__}: {str(exc)[:80]}"] += 1
+            n += 1
+            await asyncio.sleep(every)
+
+
+async def not_indexed(base: str, key: str, ids: set[str]) -> list[str]:
+    """The uploaded documents whose status is not `indexed` (yet)."""
+    out: list[str] = []
+    async with aiohttp.ClientSession(headers={"x-api-key": key}) as http:
+        for doc in sorted(ids):
+            async with http.get(f"{base}/api/v1/documents/{doc}") as resp:
+                status = (await resp.json()).get("status") if resp.status == 200 else resp.status
+                if status != "indexed":
+                    out.append(doc)
+    return out
+
+
 def process_sample(pids: dict[str, int]) -> dict[str, dict[str, float]]:
     """Memory (PSS, MiB) and open files of each named process with its children. PSS, not RSS:
     PostgreSQL's backends each map the shared buffers, so their RSS summed counts those pages
@@ -294,6 +341,10 @@ async def soak(plat: Platform, args: argparse.Namespace) -> dict[str, Any]:
         for i in range(args.clients)
     ]
     tasks.append(asyncio.create_task(publisher(nc, args.events_per_second, stop_at, ledger)))
+    tasks += [
+        asyncio.create_task(uploader(base, key, args.upload_every, stop_at, ledger, i))
+        for i in range(args.uploaders)
+    ]
     try:
         while time.monotonic() < stop_at:
             await asyncio.sleep(min(args.window, max(0.0, stop_at - time.monotonic())))
@@ -336,11 +387,17 @@ async def soak(plat: Platform, args: argparse.Namespace) -> dict[str, Any]:
         drained = after["analytics_pending"] == 0 and after["analytics_unacked"] == 0
         consumers_back = after["run_events_consumers"] <= before["run_events_consumers"]
         if not missing and drained and consumers_back:
-            break
+            pending_docs = await not_indexed(base, key, ledger.uploaded)
+            if not pending_docs:
+                break
         await asyncio.sleep(1.0)
     after = await bus_sample(nc)
     await nc.close()
-    return verdict(ledger, before, after, windows)
+    res = verdict(ledger, before, after, windows)
+    res["documents_uploaded"] = len(ledger.uploaded)
+    res["documents_upload_failed"] = ledger.upload_failed
+    res["documents_not_indexed"] = len(await not_indexed(base, key, ledger.uploaded))
+    return res
 
 
 def verdict(
@@ -434,7 +491,10 @@ def report(res: dict[str, Any]) -> str:
         f" runs accepted {res['runs_accepted']:,}: without end event"
         f" {res['runs_without_end_event']}, with two {res['runs_with_two_end_events']},"
         f" without stream_end at the client {res['runs_without_stream_end_at_client']};"
-        f" domain events {res['domain_events_published']:,}; RUN_EVENTS consumers"
+        f" domain events {res['domain_events_published']:,};"
+        f" documents uploaded {res['documents_uploaded']}, upload failures"
+        f" {res['documents_upload_failed']}, not indexed {res['documents_not_indexed']};"
+        f" RUN_EVENTS consumers"
         f" {res['bus_before']['run_events_consumers']} before -> "
         f"{res['bus_after']['run_events_consumers']} after; analytics backlog"
         f" {res['bus_after']['analytics_pending']},"
@@ -450,6 +510,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--think", type=float, default=1.0, help="seconds between chats")
     parser.add_argument("--events-per-second", type=float, default=50.0)
+    parser.add_argument("--uploaders", type=int, default=4, help="document upload clients")
+    parser.add_argument("--upload-every", type=float, default=15.0, help="seconds per upload")
     parser.add_argument("--window", type=float, default=30.0, help="seconds per report line")
     parser.add_argument("--settle", type=float, default=60.0, help="seconds to drain at the end")
     parser.add_argument("--keep", action="store_true", help="keep engine data and logs")
