@@ -46,6 +46,7 @@ SAFE_DEFAULTS = {
     "instance": "hostname:pid, and the container hostname is unique",
     "diagnostic_assistants": "off: a deployment serves no diagnostic assistant",
     "forwarded_allow_ips": "127.0.0.1: no proxy in front, so X-Forwarded-For is not believed",
+    "documents_max_bytes": "10 GiB in the documents object store (the bucket's max_bytes)",
 }
 # The same, for settings only one service has.
 SAFE_DEFAULTS_OF = {
