@@ -1,7 +1,8 @@
 """Auth and tenancy over a real PostgreSQL: register, login, refresh, API keys, dev tenant.
 
-The auth router runs in a small FastAPI app with the gateway's two error handlers, driven by
-httpx through ASGI; the store writes to the session's embedded PostgreSQL.
+The auth router runs in a small FastAPI app with the gateway's own two error handlers (imported
+from its API module, so their JSON bodies are the ones tested), driven by httpx through ASGI; the
+store writes to the session's embedded PostgreSQL.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ import asyncpg
 import httpx
 import jwt
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import SecretStr, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from agentbus.gateway.api import _http_error, _validation_error
 from agentbus.gateway.auth import (
     AuthService,
     AuthSettings,
@@ -49,24 +50,6 @@ from agentbus.runtime.settings import Settings
 SECRET = "test-jwt-secret-" + "s" * 48
 PASSWORD = "Correct-Horse-9"
 KEY_PATTERN = re.compile(r"^ab_[A-Za-z0-9_-]{40}$")
-
-
-# The gateway's error handlers (services/gateway/src/agentbus/gateway/api.py), copied so that
-# this file does not depend on the rest of the API being importable.
-def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": err["msg"]}
-        for err in exc.errors()
-    ]
-    return JSONResponse({"detail": "Validation error", "errors": errors}, status_code=422)
-
-
-def _http_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse(
-        {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers or None
-    )
 
 
 def make_app(auth: AuthService | None) -> FastAPI:

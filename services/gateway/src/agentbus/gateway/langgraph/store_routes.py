@@ -12,12 +12,14 @@ from pydantic import Field, field_validator
 from agentbus.contracts import STORE_OPS, ErrorReply, StoreReply, StoreRequest
 from agentbus.runtime.traces import nats_span
 
+from ..auth.deps import Principal
 from ..upstream import UpstreamError
 from .models import Body
 from .routes import Auth, Svc, router
 from .service import LangGraphRuns
 
 Labels = list[str]
+StoreOp = Literal["put", "get", "delete", "search", "namespaces"]
 
 
 def _labels(value: Labels | None, *, allow_empty: bool = True) -> Labels | None:
@@ -31,19 +33,6 @@ def _labels(value: Labels | None, *, allow_empty: bool = True) -> Labels | None:
     return value
 
 
-class PutItem(Body):
-    namespace: Labels = Field(min_length=1, max_length=32)
-    key: str = Field(min_length=1, max_length=1024)
-    value: dict[str, Any]
-    index: Literal[False] | list[str] | None = None
-    ttl: float | None = Field(default=None, gt=0)
-
-    @field_validator("namespace")
-    @classmethod
-    def _ns(cls, value: Labels) -> Labels:
-        return _labels(value, allow_empty=False) or []
-
-
 class DeleteItem(Body):
     namespace: Labels = Field(min_length=1, max_length=32)
     key: str = Field(min_length=1, max_length=1024)
@@ -52,6 +41,12 @@ class DeleteItem(Body):
     @classmethod
     def _ns(cls, value: Labels) -> Labels:
         return _labels(value, allow_empty=False) or []
+
+
+class PutItem(DeleteItem):
+    value: dict[str, Any]
+    index: Literal[False] | list[str] | None = None
+    ttl: float | None = Field(default=None, gt=0)
 
 
 class SearchItems(Body):
@@ -81,7 +76,9 @@ class ListNamespaces(Body):
         return _labels(value)
 
 
-async def _op(svc: LangGraphRuns, req: StoreRequest) -> StoreReply:
+async def _op(svc: LangGraphRuns, principal: Principal, op: StoreOp, **fields: Any) -> StoreReply:
+    """One store operation for the caller's tenant; the body's fields are the request's."""
+    req = StoreRequest(tenant_id=principal.tenant_id, op=op, **fields)
     try:
         with nats_span(STORE_OPS, "request") as headers:
             reply = await svc.gateway.nc.request(
@@ -100,18 +97,7 @@ async def _op(svc: LangGraphRuns, req: StoreRequest) -> StoreReply:
 
 @router.put("/store/items", status_code=204, summary="Store or replace an item")
 async def put_item(body: PutItem, principal: Auth, svc: Svc) -> Response:
-    await _op(
-        svc,
-        StoreRequest(
-            tenant_id=principal.tenant_id,
-            op="put",
-            namespace=body.namespace,
-            key=body.key,
-            value=body.value,
-            index=body.index,
-            ttl=body.ttl,
-        ),
-    )
+    await _op(svc, principal, "put", **body.model_dump())
     return Response(status_code=204)
 
 
@@ -126,60 +112,24 @@ async def get_item(
     labels = namespace.split(".")
     if not all(labels):
         raise HTTPException(422, "namespace must be non-empty labels joined by '.'")
-    reply = await _op(
-        svc,
-        StoreRequest(
-            tenant_id=principal.tenant_id,
-            op="get",
-            namespace=labels,
-            key=key,
-            refresh_ttl=refresh_ttl,
-        ),
-    )
+    reply = await _op(svc, principal, "get", namespace=labels, key=key, refresh_ttl=refresh_ttl)
     return reply.item
 
 
 @router.delete("/store/items", status_code=204, summary="Delete an item")
 async def delete_item(body: DeleteItem, principal: Auth, svc: Svc) -> Response:
-    await _op(
-        svc,
-        StoreRequest(
-            tenant_id=principal.tenant_id, op="delete", namespace=body.namespace, key=body.key
-        ),
-    )
+    await _op(svc, principal, "delete", **body.model_dump())
     return Response(status_code=204)
 
 
 @router.post("/store/items/search", summary="Items under a namespace prefix")
 async def search_items(body: SearchItems, principal: Auth, svc: Svc) -> dict[str, Any]:
-    reply = await _op(
-        svc,
-        StoreRequest(
-            tenant_id=principal.tenant_id,
-            op="search",
-            namespace=body.namespace_prefix,
-            filter=body.filter,
-            limit=body.limit,
-            offset=body.offset,
-            query=body.query,
-            refresh_ttl=body.refresh_ttl,
-        ),
-    )
+    fields = body.model_dump(exclude={"namespace_prefix"})
+    reply = await _op(svc, principal, "search", namespace=body.namespace_prefix, **fields)
     return {"items": reply.items}
 
 
 @router.post("/store/namespaces", summary="The namespaces in use")
 async def list_namespaces(body: ListNamespaces, principal: Auth, svc: Svc) -> dict[str, Any]:
-    reply = await _op(
-        svc,
-        StoreRequest(
-            tenant_id=principal.tenant_id,
-            op="namespaces",
-            prefix=body.prefix,
-            suffix=body.suffix,
-            max_depth=body.max_depth,
-            limit=body.limit,
-            offset=body.offset,
-        ),
-    )
+    reply = await _op(svc, principal, "namespaces", **body.model_dump())
     return {"namespaces": reply.namespaces}
