@@ -35,7 +35,7 @@ from .rag_support import new_tenant
 # (the whole document, ~120 operations, takes ~4 min on a loaded 2-core machine: run it with
 # AGENTBUS_FUZZ_BUDGET_S=0; AGENTBUS_FUZZ_SEED repeats a reported order).
 EXAMPLES = 1
-DEFAULT_BUDGET_S = 40.0
+DEFAULT_BUDGET_S = 25.0
 OPEN_ENDED = (
     r"(/stream$|/stream/|/events$|/join$|/wait$|^/api/v1/chat$|^/v1/chat/completions$|^/mcp|^/a2a"
     r"|^/api/v1/auth/(register|login|refresh|token)|^/metrics|^/openapi|^/docs|^/redoc)"
