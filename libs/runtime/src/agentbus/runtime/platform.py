@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +83,20 @@ def pid_alive(pid: int) -> bool:
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return False
     return True
+
+
+def documents_max_bytes(data_dir: Path) -> int:
+    """The documents bucket's limit for an embedded platform: the 10 GiB default, or 40% of the
+    data dir's free disk when that is less. The embedded NATS reserves a bucket's max_bytes
+    against its store (75% of the free disk), so the default would refuse to start the
+    platform on a laptop with under ~13 GiB free."""
+    default = 10 * 1024**3
+    probe = next(p for p in (data_dir, *data_dir.parents) if p.exists())
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return default
+    return max(64 * 1024**2, min(default, int(free * 0.4)))
 
 
 class Platform:
@@ -205,6 +220,7 @@ class Platform:
         env.setdefault("AGENTBUS_DIAGNOSTIC_ASSISTANTS", "true")
         # `agentbus status` and the launcher read /readyz's detail (production: operator token).
         env.setdefault("AGENTBUS_READINESS_DETAIL", "public")
+        env.setdefault("AGENTBUS_DOCUMENTS_MAX_BYTES", str(documents_max_bytes(self.data_dir)))
         env.update(self.extra_env)
         return env
 
