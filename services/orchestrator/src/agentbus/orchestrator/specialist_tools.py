@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -198,6 +199,14 @@ async def person_work(box: ToolBox, tenant: str, arguments: dict[str, Any]) -> R
 
 
 _AUTHOR = "JSONExtractString(data, 'author', 'name')"
+# Words that are never a repository's name (graph_augmented_answer's candidates).
+_COMMON = frozenset(
+    """about after again also back before being could does each from have here into just like
+    make more most much must need only other over owns same should some such than that their
+    them then there these they this those through under until very what when where which while
+    who whom whose with would your owner owners service services team people person the and
+    with when""".split()  # noqa: SIM905
+)
 
 
 async def team_load(box: ToolBox, tenant: str, arguments: dict[str, Any]) -> Result:
@@ -363,14 +372,16 @@ async def graph_augmented_answer(box: ToolBox, tenant: str, arguments: dict[str,
     question = str(arguments.get("question") or "")
     found = await box.call(tenant, "search_documents", {"query": question})
     hits = [h for h in found.get("hits") or [] if isinstance(h, dict)]
-    words = set(re.findall(r"[a-z0-9][a-z0-9\-_]+", question.lower()))
-    for h in hits:
-        words |= set(re.findall(r"[a-z0-9][a-z0-9\-_]+", str(h.get("text") or "").lower()))
-    # Repositories the graph knows among the words: ask owners_of for the likely names (ones
-    # with a hyphen or that the question names), at most five requests.
-    candidates = sorted(
-        {w for w in words if "-" in w or w in question.lower().split()}, key=len, reverse=True
-    )
+    # The names the question and passages use most are the likely repositories and services:
+    # ask owners_of for the five most frequent (the graph answers nothing for other words).
+    counts: Counter[str] = Counter()
+    for text in [question, *(str(h.get("text") or "") for h in hits)]:
+        counts.update(
+            w
+            for w in re.findall(r"[a-z0-9][a-z0-9\-_]+", text.lower())
+            if len(w) > 3 and w not in _COMMON
+        )
+    candidates = [w for w, _ in counts.most_common(5)]
     people: list[dict[str, Any]] = []
     for name in candidates[:5]:
         owners = await graph(box, tenant, "owners_of", limit=3, repository=name)
@@ -470,8 +481,8 @@ EXTRAS: tuple[Extra, ...] = (
         Tool(
             "deployment_history",
             "delivery_metrics",
-            "List the latest deployments of a service: when each one happened, whether it "
-            "succeeded or failed, the commits it shipped.",
+            "Deployment history: the latest rollouts of a service, each with its time, status "
+            "and commits.",
             _params(service=_string("The service or repository"), period=_PERIOD),
         ),
         deployment_history,
@@ -590,8 +601,8 @@ EXTRAS: tuple[Extra, ...] = (
         Tool(
             "graph_augmented_answer",
             "insights",
-            "Who owns or works on what the documents and runbooks describe: document passages "
-            "with the owners and contributors of the services they name.",
+            "Who owns or works on the systems a document describes: passages together with "
+            "the owners and contributors of the services they name.",
             _params(("question",), question=_string("The question in plain language")),
         ),
         graph_augmented_answer,

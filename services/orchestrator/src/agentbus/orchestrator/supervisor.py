@@ -123,7 +123,8 @@ SPECIALISTS: tuple[Specialist, ...] = (
     ),
     Specialist(
         "insights",
-        "Insights specialist: documents, runbooks, guides, anomalies and summaries",
+        "Insights specialist: documents, runbooks and guides, how to do something, what to do "
+        "when something goes wrong or fails; anomalies and summaries",
         "You are the insights specialist. Use your tools to find what the documents, runbooks "
         "and guides say, who is connected to what they describe, recent anomaly alerts and "
         "summaries across sources. Cite document passages by their ref.",
