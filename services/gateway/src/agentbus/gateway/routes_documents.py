@@ -36,7 +36,7 @@ from agentbus.runtime.traces import nats_span
 from . import versions
 from .auth.deps import AuthService, Principal, current_principal
 from .ratelimit import per_tenant
-from .sse import HEARTBEAT, frame
+from .sse import HEARTBEAT, frame, sse_response
 from .upstream import UpstreamError
 
 router = APIRouter(prefix="/api/v1", tags=["documents"])
@@ -299,8 +299,4 @@ async def document_events(
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
     request.app.state.runs.open_streams.claim(tenant)  # 429 past the tenant's open streams
     progress = _tracked(request, tenant, _progress(request, tenant, document_id, after))
-    return StreamingResponse(
-        request.app.state.runs.streams.track("ingest", progress),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(request.app.state.runs.streams.track("ingest", progress))

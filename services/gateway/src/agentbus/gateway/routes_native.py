@@ -17,7 +17,7 @@ from agentbus.runtime.traces import nats_span
 from .auth.deps import Principal, current_principal
 from .ratelimit import per_tenant
 from .runs import RunGateway, StreamUnavailable
-from .sse import HEARTBEAT, native_frames
+from .sse import HEARTBEAT, native_frames, sse_response
 from .store import GatewayStore
 from .turns import start_turn
 
@@ -101,15 +101,7 @@ async def _native_frames(events: AsyncIterator[RunEvent | None]) -> AsyncIterato
 
 
 def _sse(body: AsyncIterator[bytes], run_id: str) -> StreamingResponse:
-    return StreamingResponse(
-        body,
-        media_type="text/event-stream",
-        headers={
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",  # proxies must not buffer a stream
-            "Content-Location": f"/api/v1/runs/{run_id}/stream",
-        },
-    )
+    return sse_response(body, {"Content-Location": f"/api/v1/runs/{run_id}/stream"})
 
 
 async def _start_chat(

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
+
+from fastapi.responses import StreamingResponse
 
 from agentbus.contracts import RunEvent
 
 HEARTBEAT = b": keepalive\n\n"
+# Every stream: never cached, and proxies (nginx) must not buffer it.
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse_response(
+    body: AsyncIterator[bytes], headers: Mapping[str, str] | None = None
+) -> StreamingResponse:
+    """The one way a route answers with Server-Sent Events: `body` yields framed events."""
+    return StreamingResponse(
+        body, media_type="text/event-stream", headers={**SSE_HEADERS, **(headers or {})}
+    )
 
 
 def frame(event: str, data: Any, event_id: str | int | None = None) -> bytes:

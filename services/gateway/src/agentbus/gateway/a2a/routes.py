@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from agentbus.contracts import RunEvent
 
@@ -26,7 +26,7 @@ from .. import __version__
 from ..auth.deps import Principal, current_principal
 from ..langgraph.routes import service_of
 from ..ratelimit import per_tenant
-from ..sse import HEARTBEAT
+from ..sse import HEARTBEAT, sse_response
 from ..turns import (
     assistant_or_404,
     assistants,
@@ -290,21 +290,17 @@ async def rpc(assistant_id: str, request: Request, principal: Auth) -> Response:
                 raise RpcError(
                     UNSUPPORTED_OPERATION, f"Task {task.id} is {task.state}: nothing to stream"
                 )
-            return StreamingResponse(
+            return sse_response(
                 runs_of(request).streams.track(
                     "a2a", await _stream(request, principal, task, enc, rpc_id)
-                ),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                )
             )
         if action == "stream":
             task = await _start(request, principal, assistant_id, parse_send(params))
-            return StreamingResponse(
+            return sse_response(
                 runs_of(request).streams.track(
                     "a2a", await _stream(request, principal, task, enc, rpc_id)
-                ),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                )
             )
         if action == "send":
             incoming = parse_send(params)

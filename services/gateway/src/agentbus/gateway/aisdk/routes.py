@@ -18,7 +18,7 @@ from agentbus.contracts import RunEvent
 from ..auth.deps import Principal, current_principal
 from ..ratelimit import per_tenant
 from ..runs import RunGateway
-from ..sse import HEARTBEAT
+from ..sse import HEARTBEAT, sse_response
 from ..turns import active_run, assistant_or_404, follow, runs_of, start_turn, store_of
 from .chunks import DONE, ChunkEncoder, frame
 from .models import ChatId, ChatRequest
@@ -27,11 +27,7 @@ router = APIRouter(prefix="/api/chat", tags=["ai-sdk"])
 
 Auth = Annotated[Principal, Depends(current_principal)]
 
-HEADERS = {
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-    "x-vercel-ai-ui-message-stream": "v1",
-}
+HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}
 
 
 async def _body(
@@ -54,10 +50,9 @@ async def _stream(
 ) -> StreamingResponse:
     events = await follow(runs, principal.tenant_id, run_id)
     encoder = ChunkEncoder(run_id, thread_id, str(request.base_url) + "api/v1/documents/")
-    return StreamingResponse(
+    return sse_response(
         runs.streams.track("aisdk", _body(events, encoder)),
-        media_type="text/event-stream",
-        headers={**HEADERS, "Content-Location": f"/api/chat/{thread_id}/stream"},
+        {**HEADERS, "Content-Location": f"/api/chat/{thread_id}/stream"},
     )
 
 

@@ -19,7 +19,7 @@ from .. import __version__
 from ..auth.deps import Principal, current_principal
 from ..ratelimit import per_tenant
 from ..runs import RunGateway
-from ..sse import HEARTBEAT
+from ..sse import HEARTBEAT, sse_response
 from ..store import GatewayStore
 from ..stream_room import stream_room
 from .crons import CronCount, CronCreate, CronPatch, Crons, CronSearch
@@ -384,15 +384,7 @@ async def _lg_stream(
 
 
 def _sse(body: AsyncIterator[bytes], thread_id: str, run_id: str) -> StreamingResponse:
-    return StreamingResponse(
-        body,
-        media_type="text/event-stream",
-        headers={
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-            **_run_headers(thread_id, run_id, "stream"),
-        },
-    )
+    return sse_response(body, _run_headers(thread_id, run_id, "stream"))
 
 
 async def _wait_body(
@@ -744,11 +736,7 @@ async def join_thread_stream(
     except ValueError:
         raise HTTPException(400, "Last-Event-ID must be an event id of this stream") from None
     stream = thread_frames(svc, tenant, thread_id, modes, resume)
-    return StreamingResponse(
-        svc.gateway.streams.track("langgraph", stream),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(svc.gateway.streams.track("langgraph", stream))
 
 
 # -- crons -------------------------------------------------------------------------------------

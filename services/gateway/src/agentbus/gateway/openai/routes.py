@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from agentbus.contracts import RunEvent
 
 from ..auth.deps import Principal, current_principal
 from ..ratelimit import per_tenant
-from ..sse import HEARTBEAT
+from ..sse import HEARTBEAT, sse_response
 from ..turns import assistant_or_404, assistants, follow, runs_of, start_turn
 from .encode import DONE, Completion, frame, model_entry
 from .errors import OpenAIRoute, error_body, error_response
@@ -119,10 +119,8 @@ async def chat_completions(
     completion = Completion(turn.run_id, turn.thread_id, body.model)
     headers = {THREAD_HEADER: turn.thread_id, "X-Agentbus-Run-Id": turn.run_id}
     if body.stream:
-        return StreamingResponse(
-            runs.streams.track("openai", _stream(events, completion, usage)),
-            media_type="text/event-stream",
-            headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        return sse_response(
+            runs.streams.track("openai", _stream(events, completion, usage)), headers
         )
     assert usage is not None
     async for event in events:
