@@ -21,7 +21,6 @@ from .aisdk import router as aisdk_router
 from .auth import router as auth_router
 from .headers import SecurityHeaders
 from .http_metrics import HttpMetrics
-from .http_metrics import HttpMetrics
 from .langgraph import router as langgraph_router
 from .limits import BodyLimits
 from .mcp import McpEndpoint
@@ -79,8 +78,6 @@ def create_api(service: Service, settings: GatewaySettings) -> FastAPI:
     )
     # Outermost: every answer gets them, the guards' and the error handlers' included.
     api.add_middleware(SecurityHeaders)
-    # Outside even that: every request is counted and timed, refused ones included.
-    api.add_middleware(HttpMetrics, registry=service.registry)
     # Outside even that: every request is counted and timed, refused ones included.
     api.add_middleware(HttpMetrics, registry=service.registry)
     api.include_router(auth_router)
