@@ -127,7 +127,7 @@ export default function PipelineSettings({ onReindexed }: { onReindexed: () => v
           · {settings.chunking.method} chunks of {settings.chunking.size} · {settings.embedding.model} · {settings.retrieval.method} top {settings.retrieval.top_k}
         </span>
       </summary>
-      <form onSubmit={(e) => void save(e)} aria-label="Ingest pipeline settings">
+      <form onSubmit={(e) => void save(e)} aria-label="Ingest pipeline settings" noValidate>
         <fieldset>
           <legend>Chunking</legend>
           <label>
