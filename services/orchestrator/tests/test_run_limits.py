@@ -13,6 +13,7 @@ from nats.aio.client import Client as NatsClient
 
 from agentbus.contracts import RunEvent, new_id
 from agentbus.contracts import subjects as s
+from agentbus.contracts.streams import ORCHESTRATOR_RUNS
 from agentbus.orchestrator.app import build
 from agentbus.orchestrator.settings import OrchestratorSettings
 from agentbus.runtime.service import Service
@@ -109,3 +110,36 @@ async def test_diagnostic_assistants_are_off_unless_enabled(
             nc, assistant_id="echo", input={"messages": [{"role": "user", "content": new_id()}]}
         )
         assert (await collect(nc, echo.run_id))[-1].status == "success"
+
+
+async def test_a_burst_over_the_tenant_cap_waits_for_room_instead_of_the_nak_timer(
+    orchestrator_with: Callable[[dict[str, str]], object],
+) -> None:
+    """Runs past the tenant's cap wait in the replica (their slot lent to others) and start
+    when one of the tenant's runs ends: none goes back to the stream, none is refused."""
+    env = {"AGENTBUS_MAX_CONCURRENT_RUNS": "4", "AGENTBUS_MAX_RUNS_PER_TENANT": "2"}
+    async with orchestrator_with(env) as (nc, _):  # type: ignore[attr-defined]
+        js = nc.jetstream()
+        before = await js.consumer_info(ORCHESTRATOR_RUNS.stream, ORCHESTRATOR_RUNS.durable)
+        tenant = f"burst-{new_id()[:8]}"
+        burst = [
+            await submit(nc, tenant_id=tenant, assistant_id="steps", input={"steps": 1, "delay": 1})
+            for _ in range(4)
+        ]
+        other = await submit(
+            nc,
+            tenant_id="patient",
+            assistant_id="echo",
+            input={"messages": [{"role": "user", "content": "not behind the burst"}]},
+        )
+        got = [await collect(nc, run.run_id) for run in burst]
+        assert [events[-1].status for events in got] == ["success"] * 4
+        # Two ran at once, two waited: the waiting ones began after one of the first two ended.
+        firsts = sorted(events[0].ts for events in got)
+        ends = sorted(events[-1].ts for events in got)
+        assert firsts[2] >= ends[0], (firsts, ends)
+        # The other tenant's run took a lent slot while the burst waited.
+        got_other = await collect(nc, other.run_id)
+        assert got_other[-1].status == "success" and got_other[-1].ts < ends[-1]
+        after = await js.consumer_info(ORCHESTRATOR_RUNS.stream, ORCHESTRATOR_RUNS.durable)
+        assert after.num_redelivered == before.num_redelivered  # no NAK, no redelivery

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from faststream.nats.message import NatsMessage
 
@@ -57,6 +57,17 @@ class WorkSlots:
             log.exception("background work failed", extra={"consumer": self.spec.durable})
         finally:
             self._free.release()
+
+    @contextlib.asynccontextmanager
+    async def lent(self) -> AsyncIterator[None]:
+        """Give this work's slot back while the block waits (for something other than CPU or
+        I/O of its own, e.g. its tenant's turn), and take one again before it goes on: the
+        replica fetches other work meanwhile. The caller keeps the message alive (heartbeat)."""
+        self._free.release()
+        try:
+            yield
+        finally:
+            await self._free.acquire()
 
     async def drain(self, timeout: float) -> None:
         """Stop taking work and wait for what runs; whatever is left is redelivered later."""

@@ -121,6 +121,7 @@ def build(settings: OrchestratorSettings) -> Service:
             instance=settings.instance,
             metrics=RunMetrics(service.registry),
             limits=RunLimits(settings.run_timeout, settings.max_runs_per_tenant),
+            slots=slots,
         )
         engines.set(Engines(pool, saver, store, runner))
 

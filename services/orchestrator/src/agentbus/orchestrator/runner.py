@@ -39,6 +39,7 @@ from agentbus.runtime.consuming import (
 )
 from agentbus.runtime.logs import log_context
 from agentbus.runtime.metrics import RunMetrics
+from agentbus.runtime.slots import WorkSlots
 from agentbus.runtime.traces import nats_span, tracer
 
 from .context import RunCancelled, RunContext
@@ -97,10 +98,16 @@ class Runner:
         instance: str = "",
         metrics: RunMetrics | None = None,
         limits: RunLimits | None = None,
+        slots: WorkSlots | None = None,
     ) -> None:
         self.limits = limits or RunLimits()
-        # Runs of each tenant executing on this replica (for the per-tenant cap).
+        # The work slots the runs take (their consumer's): lent back while a run waits.
+        self.slots = slots
+        # Runs of each tenant executing on this replica (for the per-tenant cap), and runs
+        # waiting here for one of their tenant's runs to end; notified whenever a run ends.
         self.by_tenant: Counter[str] = Counter()
+        self.waiting: Counter[str] = Counter()
+        self.run_ended = asyncio.Condition()
         self.instance = instance
         self.metrics = metrics
         self.nc = nc
@@ -176,16 +183,54 @@ class Runner:
                 return
             cap = self.limits.per_tenant
             if cap is not None and self.by_tenant[run.tenant_id] >= cap:
-                await self._over_tenant_cap(msg, run, cap)
-                return
-            # Counted before any await: concurrent handlers see each other's runs.
-            self.by_tenant[run.tenant_id] += 1
+                if not await self._wait_for_room(msg, run.tenant_id, cap):  # counts the run
+                    await self._over_tenant_cap(msg, run, cap)
+                    return
+            else:
+                # Counted before any await: concurrent handlers see each other's runs.
+                self.by_tenant[run.tenant_id] += 1
             try:
                 await self._handle(msg, run)
             finally:
                 self.by_tenant[run.tenant_id] -= 1
                 if self.by_tenant[run.tenant_id] <= 0:
                     del self.by_tenant[run.tenant_id]
+                async with self.run_ended:
+                    self.run_ended.notify_all()
+
+    async def _wait_for_room(self, msg: NatsMessage, tenant_id: str, cap: int) -> bool:
+        """Wait, heartbeating and without holding a work slot, until one of the tenant's runs on
+        this replica ends; True when the run may start, already counted in `by_tenant`.
+
+        A waiting run starts the moment its tenant has room, where the NAK delays alone (2 s,
+        then 10 s...) kept a burst of one tenant waiting for the timer and refused it after the
+        last redelivery (bench/README.md, issue 18). The slot is lent back while it waits, so
+        other tenants' runs take it meanwhile. Bounded: at most `cap` runs of a tenant, and as
+        many runs in all as the replica has slots, wait like this; further ones go back to the
+        stream with a NAK delay, where another replica may take them.
+        """
+        slots = self.slots
+        if slots is None or self.waiting[tenant_id] >= cap:
+            return False
+        if sum(self.waiting.values()) >= slots.size:
+            return False
+        self.waiting[tenant_id] += 1
+        counted = False
+        try:
+            async with heartbeat(msg, ORCHESTRATOR_RUNS), slots.lent(), self.run_ended:
+                await self.run_ended.wait_for(lambda: self.by_tenant[tenant_id] < cap)
+                # Counted under the condition's lock: two waiters never take one place.
+                self.by_tenant[tenant_id] += 1
+                counted = True
+            return True
+        except BaseException:
+            if counted:  # cancelled while taking a slot back: the run never started here
+                self.by_tenant[tenant_id] -= 1
+            raise
+        finally:
+            self.waiting[tenant_id] -= 1
+            if self.waiting[tenant_id] <= 0:
+                del self.waiting[tenant_id]
 
     async def _over_tenant_cap(self, msg: NatsMessage, run: RunRequested, cap: int) -> None:
         """The tenant already runs `cap` runs here: wait (NAK with the consumer's delays, so
