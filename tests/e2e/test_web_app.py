@@ -12,8 +12,11 @@ previous one: the document the chat cites, the run the trace shows).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,9 +26,9 @@ from typing import Any
 
 import nats
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
 
-from agentbus.contracts import DomainEvent
+from agentbus.contracts import DomainEvent, EvaluationScored
 from agentbus.contracts import subjects as s
 from agentbus.runtime.platform import Platform
 
@@ -170,6 +173,29 @@ def test_upload_a_pdf_and_watch_it_reach_indexed(app: tuple[Page, Console]) -> N
     console.check()
 
 
+def test_pipeline_settings_show_field_errors_and_save(app: tuple[Page, Console]) -> None:
+    page, console = app
+    page.get_by_role("link", name="Documents").click()
+    page.get_by_text("Ingest pipeline settings").click()
+    form = page.get_by_role("form", name="Ingest pipeline settings")
+    top_k = form.get_by_label("Results (top k)")
+    expect(top_k).to_have_value("5")
+    # A value the gateway refuses comes back as a 422 placed on its field; nothing is saved.
+    top_k.fill("0")
+    form.get_by_role("button", name="Save settings").click()
+    expect(top_k).to_have_attribute("aria-invalid", "true")
+    expect(form.locator(".field-error")).to_be_visible()
+    # A retrieval change is saved as a new revision and re-indexes nothing.
+    top_k.fill("6")
+    form.get_by_role("button", name="Save settings").click()
+    expect(form.get_by_role("status")).to_contain_text("Saved (revision 1)")
+    expect(page.get_by_role("status", name="Re-index")).to_have_count(0)
+    saved = page.request.get("/api/v1/settings/pipeline", headers=auth(page)).json()
+    assert saved["retrieval"]["top_k"] == 6 and saved["revision"] == 1, saved
+    console.shot("pipeline-settings")
+    console.check("status of 422 (Unprocessable Entity)")
+
+
 # Records each distinct text of the newest answer while it grows (the stream, token by token).
 WATCH_ANSWER = """() => {
   window.__answerTexts = [];
@@ -256,6 +282,87 @@ def test_a_reload_mid_answer_reattaches_and_the_answer_finishes(
     console.check()
 
 
+def with_input(page: Page, extra: dict[str, Any]) -> None:
+    """The browser's next run request carries `extra` in its input (the chat sends only
+    messages; the diagnostic `steps` assistant reads `steps` and `delay`)."""
+
+    def rewrite(route: Route) -> None:
+        body = route.request.post_data_json
+        body["input"] = {**(body.get("input") or {}), **extra}
+        route.continue_(post_data=json.dumps(body))
+
+    page.route("**/threads/*/runs/stream", rewrite, times=1)
+
+
+def auth(page: Page) -> dict[str, str]:
+    token = page.evaluate("() => JSON.parse(localStorage.getItem('agentbus.session')).access")
+    return {"Authorization": f"Bearer {token}"}
+
+
+def run_status(page: Page, run_id: str) -> str:
+    thread_id = page.url.split("#/chat/")[-1]
+    resp = page.request.get(f"/threads/{thread_id}/runs/{run_id}", headers=auth(page))
+    assert resp.status == 200, resp.text()
+    return str(resp.json()["status"])
+
+
+def test_stop_cancels_a_run_that_would_wait_for_minutes(app: tuple[Page, Console]) -> None:
+    page, console = app
+    page.get_by_role("button", name="+ New chat").click()
+    page.get_by_label("Assistant").select_option(label="steps")
+    # 100 steps of a minute each: only Stop ends this run, however slow the machine is.
+    with_input(page, {"steps": 100, "delay": 60})
+    ask(page, "Count slowly")
+    # The status bar names the run once the platform has created it; Stop then cancels it.
+    run = page.get_by_test_id("run")
+    expect(run).to_be_visible()
+    run_id = str(run.get_attribute("href")).rsplit("/", 1)[-1]
+    assert run_status(page, run_id) in ("pending", "running")
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    expect(page.get_by_test_id("timer")).to_have_count(0)
+    for _ in range(100):  # the orchestrator ends it (LangGraph calls a cancelled run this)
+        if run_status(page, run_id) == "interrupted":
+            break
+        page.wait_for_timeout(200)
+    assert run_status(page, run_id) == "interrupted"
+    expect(page.get_by_role("alert")).to_have_count(0)
+    # The SDK's stop already cancelled it: the page's own cancel after it may find it ended.
+    console.check("status of 409 (Conflict)")
+
+
+def test_a_failed_run_shows_an_error_with_retry_and_retry_runs_again(
+    app: tuple[Page, Console],
+) -> None:
+    page, console = app
+    page.get_by_role("button", name="+ New chat").click()
+    page.get_by_label("Assistant").select_option(label="steps")
+    # A delay that is not a number fails the run's node on the platform: a real error run.
+    with_input(page, {"delay": "not a number"})
+    ask(page, "Count once")
+    toast = page.get_by_role("alert").filter(has=page.get_by_role("button", name="Retry"))
+    expect(toast).to_be_visible()
+    failed = str(page.get_by_test_id("run").get_attribute("href")).rsplit("/", 1)[-1]
+    assert run_status(page, failed) == "error"
+    console.shot("chat-error")
+    # Retry sends the same message again. The thread's state kept the bad delay (the steps
+    # graph stores its input), so this run's input sets a good one: one step, then success.
+    with_input(page, {"delay": 0.2})
+    toast.get_by_role("button", name="Retry").click()
+    expect(toast).to_have_count(0)
+    run = page.get_by_test_id("run")
+    expect(run).not_to_have_attribute("href", f"#/runs/{failed}")
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    retried = str(run.get_attribute("href")).rsplit("/", 1)[-1]
+    for _ in range(100):  # the stream has ended; the run's record follows
+        if run_status(page, retried) == "success":
+            break
+        page.wait_for_timeout(200)
+    assert run_status(page, retried) == "success"
+    page.get_by_label("Assistant").select_option(label="agent")
+    console.check("graph_error: The run failed")  # the SDK logs the failed run it reports
+
+
 def publish_delivery_events(platform: Platform, tenant: str) -> None:
     """A fortnight of deployments, commits and one incident, as a CI system would send them."""
 
@@ -322,7 +429,29 @@ def test_dashboards_draw_charts_from_published_events(
     console.check()
 
 
-def test_the_runs_page_shows_a_runs_trace_as_a_waterfall(app: tuple[Page, Console]) -> None:
+def publish_scores(platform: Platform, tenant: str, run_id: str, scores: dict[str, float]) -> None:
+    async def publish() -> None:
+        nc = await nats.connect(platform.engines.urls()["nats"])
+        js = nc.jetstream()
+        for metric, score in scores.items():
+            scored = EvaluationScored(
+                tenant_id=tenant,
+                evaluation_id="web-test",
+                run_id=run_id,
+                metric=metric,
+                score=score,
+                judge="heuristic",
+            )
+            await js.publish(s.TELEMETRY_EVALUATION_SCORED, scored.model_dump_json().encode())
+        await nc.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, publish()).result()
+
+
+def test_the_runs_page_shows_scores_and_a_runs_trace_as_a_waterfall(
+    app: tuple[Page, Console], platform: Platform
+) -> None:
     page, console = app
     page.get_by_role("link", name="Runs & traces").click()
     first = page.get_by_role("row").filter(has_text="Where do visitors park?")
@@ -334,6 +463,19 @@ def test_the_runs_page_shows_a_runs_trace_as_a_waterfall(app: tuple[Page, Consol
         page.wait_for_timeout(1000)
         page.reload()
     expect(first.locator(".status")).to_have_text("success")
+    # Evaluation scores of the run, as `agentbus eval` publishes them, show in its row.
+    run_id = str(first.get_by_role("link").get_attribute("href")).rsplit("/", 1)[-1]
+    me = page.request.get("/api/v1/users/me", headers=auth(page)).json()
+    publish_scores(platform, me["tenant"]["id"], run_id, {"relevancy": 0.8, "faithfulness": 0.4})
+    scores = first.get_by_role("list", name="Evaluation scores of the run")
+    for _ in range(60):  # analytics stores in batches
+        if scores.count():
+            break
+        page.wait_for_timeout(1000)
+        page.reload()
+    expect(scores.get_by_role("listitem")).to_have_text(["faithfulness 0.40", "relevancy 0.80"])
+    expect(scores.locator("li.poor")).to_have_text("faithfulness 0.40")
+    console.shot("runs")
     first.get_by_role("link").click()
     spans = page.get_by_role("list", name="Spans").get_by_role("button")
     for _ in range(30):
@@ -382,6 +524,61 @@ def test_phone_width_and_dark_theme(app: tuple[Page, Console]) -> None:
     page.get_by_role("button", name="Switch to light theme").click()
     page.set_viewport_size({"width": 1280, "height": 860})
     console.check()
+
+
+def test_the_sample_organisation_in_tenant_dev_signed_in_with_its_key(
+    platform: Platform, browser: Browser, shots: Path
+) -> None:
+    """What `make run` gives a newcomer: the sample in tenant dev, seen with var/dev-api-key."""
+    loaded = subprocess.run(
+        [sys.executable, "-m", "agentbus.runtime.cli", "demo"],
+        env={**os.environ, "AGENTBUS_DATA_DIR": str(platform.data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    key = (platform.data_dir / "dev-api-key").read_text().strip()
+    context = browser.new_context(
+        base_url=platform.gateway_url, viewport={"width": 1280, "height": 860}
+    )
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    console = Console(page, shots)
+    try:
+        page.goto("/")
+        page.get_by_text("Sign in with an API key").click()
+        page.get_by_label("API key").fill("ab_not-a-key")
+        page.get_by_role("button", name="Use this key").click()
+        expect(page.get_by_role("alert")).to_be_visible()  # a wrong key is refused, said so
+        page.get_by_label("API key").fill(key)
+        page.get_by_role("button", name="Use this key").click()
+        expect(page.get_by_role("link", name="Chat")).to_have_attribute("aria-current", "page")
+        # The sample's documents are listed, indexed.
+        page.get_by_role("link", name="Documents").click()
+        runbook = page.get_by_role("row").filter(has_text="Runbook: rolling back a deployment")
+        expect(runbook.locator(".status")).to_have_text("indexed")
+        # The dashboard shows the sample's DORA keys, the numbers analytics gives for them.
+        dora = page.request.get("/api/v1/analytics/dora?period=30d", headers={"x-api-key": key})
+        rows = [dict(zip(dora.json()["columns"], r, strict=True)) for r in dora.json()["rows"]]
+        want = next(r for r in rows if r["service"] == "*")
+        assert want["deployments"] > 0 and want["incidents"] > 0, want
+        page.get_by_role("link", name="Dashboards").click()
+        shown = {
+            "Deployment frequency": f"{want['deployments_per_day']:.2f}",
+            "Lead time for changes": f"{want['lead_time_hours_p50']:.1f}",
+            "Change failure rate": f"{want['change_failure_rate'] * 100:.0f}",
+            "Time to restore": f"{want['time_to_restore_hours_p50']:.1f}",
+        }
+        for label, value in shown.items():
+            kpi = page.locator(".kpi").filter(has_text=label).locator("strong")
+            expect(kpi).to_contain_text(value)
+        trend = page.get_by_role("figure", name="DORA trend by week")
+        expect(trend.locator(".recharts-line-curve")).not_to_have_count(0)
+        console.shot("dashboard-sample")
+        console.check("status of 401 (Unauthorized)")
+    finally:
+        context.close()
 
 
 def test_screenshots_are_referenced_from_the_readme() -> None:
