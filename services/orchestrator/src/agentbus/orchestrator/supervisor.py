@@ -61,6 +61,11 @@ class Specialist:
     title: str
     prompt: str
     tools: tuple[str, ...]
+    # What the supervisor's hand-off tool says the specialist is for. Written by hand, short and
+    # about intent: the concatenated descriptions of all its tools named commits, branches and
+    # repositories, and sent 18 of the 50 documentation questions of bench/answer_quality to the
+    # metrics and people specialists (2 of 56 with these).
+    routing: str = ""
 
     @property
     def handoff(self) -> str:
@@ -70,7 +75,7 @@ class Specialist:
         """The supervisor's tool for this specialist: described by what its tools do. Only the
         insights specialist takes a free-text question: a question no description matches goes
         to the documents, as before the specialists."""
-        described = " ".join(ALL_TOOLS[t].description for t in self.tools)
+        described = self.routing or " ".join(ALL_TOOLS[t].description for t in self.tools)
         params: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
         if self.name == "insights":
             params = {
@@ -82,7 +87,7 @@ class Specialist:
             "type": "function",
             "function": {
                 "name": self.handoff,
-                "description": f"{self.title}. {described}",
+                "description": described if self.routing else f"{self.title}. {described}",
                 "parameters": params,
             },
         }
@@ -103,6 +108,9 @@ SPECIALISTS: tuple[Specialist, ...] = (
             "detect_anomalies",
             "ask_event_data",
         ),
+        routing="Delivery metrics and statistics: deployment frequency, lead time for changes, "
+        "change failure rate, time to restore (DORA), cycle time, how many deployments or "
+        "incidents, trends and anomalies in the numbers.",
     ),
     Specialist(
         "resource_planner",
@@ -120,6 +128,9 @@ SPECIALISTS: tuple[Specialist, ...] = (
             "one_on_one_prep",
             "suggest_assignee",
         ),
+        routing="People and ownership: who knows a skill, programming language or technology "
+        "(who knows Rust), who owns or maintains a repository or service, workload, who is "
+        "available or free to take work, 1:1 preparation, who should take a task or bug.",
     ),
     Specialist(
         "insights",
@@ -136,6 +147,9 @@ SPECIALISTS: tuple[Specialist, ...] = (
             "recent_alerts",
             "cross_source_summary",
         ),
+        routing="Search the organisation's documents, runbooks, guides, policies and "
+        "procedures: how to do something, what a process or rule says, how to roll back or "
+        "restore when a release or deployment goes wrong; recent alerts, summaries.",
     ),
 )
 BY_HANDOFF = {s.handoff: s for s in SPECIALISTS}

@@ -1,0 +1,55 @@
+"""Which specialist the supervisor hands a question to, with the offline model (`local/extractive`,
+what `make run` and the tests use): the hand-off tools' descriptions decide it, so they are
+checked here against questions users ask, without starting a run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from agentbus.orchestrator.supervisor import SPECIALISTS
+from agentbus.runtime.models.local_provider import get_chat
+
+QUALITY = Path(__file__).resolve().parents[3] / "bench/answer_quality/questions.yaml"
+
+ROUTES = {
+    "How do we roll back a release when a deployment goes wrong?": ["insights"],
+    "How do I roll back a release?": ["insights"],
+    "How do I restore a database from a snapshot?": ["insights"],
+    "When are the rooftop hives inspected?": ["insights"],
+    "Which anomaly alerts were raised recently?": ["insights"],
+    "Who owns the service in the rollback runbook?": ["insights"],
+    "who knows Rust?": ["resource_planner"],
+    "who owns the payments service?": ["resource_planner"],
+    "Prepare my 1:1 with Priya Nair": ["resource_planner"],
+    "What is our deployment frequency?": ["delivery_metrics"],
+    "what is our change failure rate?": ["delivery_metrics"],
+    "How many incidents per day this month?": ["delivery_metrics"],
+}
+
+
+def route(question: str) -> list[str]:
+    tools = [s.handoff_schema() for s in SPECIALISTS]
+    reply = get_chat().reply(
+        [{"role": "system", "content": "route"}, {"role": "user", "content": question}],
+        tools=tools,
+    )
+    return [call.name.removeprefix("ask_") for call in reply.tool_calls]
+
+
+@pytest.mark.parametrize(("question", "expected"), ROUTES.items())
+def test_a_question_goes_to_its_specialist(question: str, expected: list[str]) -> None:
+    assert route(question) == expected
+
+
+def test_documentation_questions_stay_with_the_documents() -> None:
+    """The answer-quality set is questions a manual answers: they must reach the documents (the
+    concatenated tool descriptions once sent 18 of them to metrics or people)."""
+    questions = [q["q"] for q in yaml.safe_load(QUALITY.read_text())]
+    elsewhere = [q for q in questions if "insights" not in route(q)]
+    assert len(elsewhere) <= 3, elsewhere
