@@ -53,3 +53,35 @@ def test_documentation_questions_stay_with_the_documents() -> None:
     questions = [q["q"] for q in yaml.safe_load(QUALITY.read_text())]
     elsewhere = [q for q in questions if "insights" not in route(q)]
     assert len(elsewhere) <= 3, elsewhere
+
+
+INSIGHTS_TOOLS = {
+    "When are the rooftop hives inspected?": ["search_documents"],
+    "How do we roll back a release when a deployment goes wrong?": ["search_documents"],
+    "Who owns the service in the rollback runbook?": ["graph_augmented_answer"],
+    "Which anomaly alerts were raised recently?": ["recent_alerts"],
+}
+
+
+def insights_tools(question: str) -> list[str]:
+    from agentbus.orchestrator.specialist_tools import ALL_TOOLS
+
+    spec = next(s for s in SPECIALISTS if s.name == "insights")
+    reply = get_chat().reply(
+        [{"role": "system", "content": spec.prompt}, {"role": "user", "content": question}],
+        tools=[ALL_TOOLS[t].schema() for t in spec.tools],
+    )
+    return [call.name for call in reply.tool_calls]
+
+
+@pytest.mark.parametrize(("question", "expected"), INSIGHTS_TOOLS.items())
+def test_the_insights_specialist_picks_its_tool(question: str, expected: list[str]) -> None:
+    assert insights_tools(question) == expected
+
+
+def test_documentation_questions_are_searched_in_the_documents() -> None:
+    """Inside the insights specialist the same questions go to search_documents (the
+    graph-augmented tool, then a general search to the model, took 21 of 56)."""
+    questions = [q["q"] for q in yaml.safe_load(QUALITY.read_text())]
+    elsewhere = [q for q in questions if "search_documents" not in insights_tools(q)]
+    assert len(elsewhere) <= 4, elsewhere

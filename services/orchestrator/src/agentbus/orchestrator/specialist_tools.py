@@ -369,7 +369,9 @@ async def documents_about(box: ToolBox, tenant: str, arguments: dict[str, Any]) 
 async def graph_augmented_answer(box: ToolBox, tenant: str, arguments: dict[str, Any]) -> Result:
     """Document passages about the question, plus the people graph around what they name: the
     owners and main contributors of each repository or service the question or passages name."""
-    question = str(arguments.get("question") or "")
+    question = str(arguments.get("question") or "").strip()
+    if not question:
+        return {"error": "graph_augmented_answer needs the question"}
     found = await box.call(tenant, "search_documents", {"query": question})
     hits = [h for h in found.get("hits") or [] if isinstance(h, dict)]
     # The names the question and passages use most are the likely repositories and services:
@@ -603,7 +605,10 @@ EXTRAS: tuple[Extra, ...] = (
             "insights",
             "Who owns or works on the systems a document describes: passages together with "
             "the owners and contributors of the services they name.",
-            _params(("question",), question=_string("The question in plain language")),
+            # `question` is not marked required: a tool with a required free-text question is a
+            # general search to the offline model, which then sent 21 of 56 documentation
+            # questions here instead of to search_documents (a missing one is an error result).
+            _params((), question=_string("The question in plain language")),
         ),
         graph_augmented_answer,
     ),
@@ -629,7 +634,7 @@ EXTRAS: tuple[Extra, ...] = (
         Tool(
             "recent_alerts",
             "insights",
-            "Anomaly alerts raised recently: unusual spikes or drops that were flagged.",
+            "Recent anomaly alerts published by anomaly detection over the delivery metrics.",
             _params(),
         ),
         recent_alerts,
