@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentbus.contracts import AnalyticsQuery, AnalyticsResult, RunEvent
@@ -40,6 +41,11 @@ from agentbus.runtime.stores.chunks import schema_sql
 @dataclass
 class Runs:
     nc: NatsClient
+
+    @property
+    def js(self) -> JetStreamContext:
+        # GET /runs settles a running row from its last event in RUN_EVENTS (none here).
+        return self.nc.jetstream()
 
 
 @dataclass

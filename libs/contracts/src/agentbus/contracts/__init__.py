@@ -22,6 +22,7 @@ from .ingest import (
     IngestProgress,
     IngestRequested,
 )
+from .insights import AnalyticsSql, AnomalyDetected, SqlResult
 from .retrieval import (
     GraphQuery,
     GraphResult,
@@ -58,6 +59,8 @@ __all__ = [
     "AnalyticsQuery",
     "AnalyticsQueryName",
     "AnalyticsResult",
+    "AnalyticsSql",
+    "AnomalyDetected",
     "BucketSpec",
     "ChunkingOverrides",
     "ComponentHealth",
@@ -91,6 +94,7 @@ __all__ = [
     "SearchResult",
     "ServiceHealth",
     "ServiceName",
+    "SqlResult",
     "StoreReply",
     "StoreRequest",
     "StreamSpec",
