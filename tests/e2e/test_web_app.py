@@ -229,7 +229,7 @@ def test_ask_about_it_with_routing_tools_streaming_and_a_citation(
     expect(answer.get_by_role("list", name="Sources")).to_be_visible()
     expect(answer).to_contain_text("level minus two")
     expect(page.get_by_role("button", name="Send")).to_be_visible()
-    expect(page.get_by_test_id("routing")).to_contain_text("documents")
+    expect(page.get_by_test_id("routing")).to_contain_text("insights")  # the documents specialist
     expect(page.get_by_test_id("model")).to_contain_text("local")
     steps = page.get_by_role("list", name="Tool steps").get_by_role("listitem")
     expect(steps.first).to_contain_text("search_documents")
