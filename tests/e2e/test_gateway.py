@@ -14,6 +14,8 @@ import pytest
 
 from agentbus.runtime.platform import Platform
 
+from .support import register
+
 pytestmark = pytest.mark.e2e
 
 
@@ -149,9 +151,9 @@ async def test_auth_and_tenancy(platform: Platform, http: httpx.AsyncClient) -> 
         assert (await anon.get("/api/v1/threads")).status_code == 401
         bad = await anon.get("/api/v1/threads", headers={"Authorization": "Bearer nope"})
         assert bad.status_code == 401 and bad.json()["detail"]
-        reg = await anon.post(
-            "/api/v1/auth/register",
-            json={
+        reg = await register(
+            anon,
+            {
                 "email": "ann@example.com",
                 "password": "Sup3r-secret!",
                 "tenant_name": "Other Co",

@@ -19,6 +19,8 @@ from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEnti
 
 from agentbus.runtime.platform import Platform
 
+from .support import register
+
 pytestmark = pytest.mark.e2e
 
 NAMESPACE_GRAPH = UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")  # langgraph_api's
@@ -192,9 +194,9 @@ async def test_assistants_belong_to_their_tenant(
 ) -> None:
     mine = await client.assistants.create("echo", name="Private")
     async with httpx.AsyncClient(base_url=platform.gateway_url, timeout=30) as anon:
-        reg = await anon.post(
-            "/api/v1/auth/register",
-            json={
+        reg = await register(
+            anon,
+            {
                 "email": "assist@example.com",
                 "password": "Sup3r-secret!",
                 "tenant_name": "Assist Co",

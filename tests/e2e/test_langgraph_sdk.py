@@ -21,7 +21,7 @@ from nats.js.api import DeliverPolicy
 from agentbus.contracts import RunEvent
 from agentbus.runtime.platform import Platform
 
-from .support import dev_key
+from .support import dev_key, register
 
 pytestmark = pytest.mark.e2e
 
@@ -344,9 +344,9 @@ async def test_other_tenants_threads_are_not_found(
     thread = (await client.threads.create())["thread_id"]
     async with httpx.AsyncClient(base_url=platform.gateway_url, timeout=30) as anon:
         assert (await anon.get(f"/threads/{thread}")).status_code == 401
-        reg = await anon.post(
-            "/api/v1/auth/register",
-            json={"email": "lg@example.com", "password": "Sup3r-secret!", "tenant_name": "LG Co"},
+        reg = await register(
+            anon,
+            {"email": "lg@example.com", "password": "Sup3r-secret!", "tenant_name": "LG Co"},
         )
         assert reg.status_code == 201, reg.text
         login = await anon.post(

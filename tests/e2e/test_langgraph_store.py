@@ -12,6 +12,8 @@ from langgraph_sdk.client import LangGraphClient
 
 from agentbus.runtime.platform import Platform
 
+from .support import register
+
 pytestmark = pytest.mark.e2e
 
 
@@ -83,9 +85,9 @@ async def test_bad_store_requests_and_other_tenants(
 
     await client.store.put_item(["secret"], "k", {"v": 1})
     async with httpx.AsyncClient(base_url=platform.gateway_url, timeout=30) as anon:
-        reg = await anon.post(
-            "/api/v1/auth/register",
-            json={"email": "store@example.com", "password": "Sup3r-secret!", "tenant_name": "S"},
+        reg = await register(
+            anon,
+            {"email": "store@example.com", "password": "Sup3r-secret!", "tenant_name": "S"},
         )
         assert reg.status_code == 201, reg.text
         login = await anon.post(

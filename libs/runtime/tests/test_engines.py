@@ -195,12 +195,16 @@ def _graph_round(url: str, *, create: bool) -> int:
 
 def test_graph_answers_bolt_and_keeps_nodes(tmp_path: Path) -> None:
     engine = GraphEngine(tmp_path / "graph")
+    # A longer start limit than the default 30 s: on a loaded 2-core machine the restart
+    # (loading the persisted graph) once took longer; `with` then finds it running.
+    engine.start(timeout=120)
     with engine:
         assert engine.url.startswith("bolt://127.0.0.1:")
         assert engine.env() == {"AGENTBUS_GRAPH_URL": engine.url}
         assert _graph_round(engine.url, create=True) == 1
         pids = engine.pids()
     assert_gone(pids)
+    engine.start(timeout=120)
     with engine:
         assert _graph_round(engine.url, create=False) == 1
     assert our_children_under(tmp_path) == []
