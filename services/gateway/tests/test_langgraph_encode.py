@@ -195,3 +195,20 @@ def test_run_body_defaults_match_the_sdk() -> None:
     assert RunCreate.model_validate({"assistant_id": "agent"}).modes == ["values"]
     with pytest.raises(ValidationError):
         ThreadSearch.model_validate({"limit": 0})
+
+
+def test_a_subgraphs_tool_events_are_in_events_mode_without_subgraphs() -> None:
+    """astream_events reports nested runs: a specialist's tool steps reach an `events` stream
+    (the web app's tool timeline) whether or not the client asked for subgraph parts."""
+    enc = Encoder(frozenset({"events"}), "r1", "th", "agent")
+    ns = {"namespace": ["insights:t1"], "node": "tools"}
+    start = event(1, "tool_start", {"tool": "search_documents", "arguments": {"q": "x"}}, **ns)
+    end = event(2, "tool_end", {"tool": "search_documents", "result_preview": "ok"}, **ns)
+    got = decode([f for e in (start, end) for f in enc.frames(e)])
+    assert [(n, d["event"], d["name"]) for _, n, d in got] == [
+        ("events", "on_tool_start", "search_documents"),
+        ("events", "on_tool_end", "search_documents"),
+    ]
+    # A token inside the subgraph is still only a subgraph part.
+    token = event(3, "token", {"text": "hi"}, **ns)
+    assert decode(enc.frames(token)) == []

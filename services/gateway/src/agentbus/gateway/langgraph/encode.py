@@ -137,7 +137,13 @@ class Encoder:
     def parts(self, event: RunEvent) -> list[tuple[str, Any]]:
         """(SSE event name, data) for one run event; updates the encoder's state."""
         if event.namespace:
-            return self._subgraph_parts(event)
+            nested = self._subgraph_parts(event)
+            if event.type in ("tool_start", "tool_end") or event.type in PLATFORM_EVENTS:
+                # Stream mode "events" is astream_events: nested runs' events are in it,
+                # subgraphs or not (the web app's tool steps come from a specialist's tools).
+                root = self.parts(event.model_copy(update={"namespace": None}))
+                nested += [part for part in root if part[0] == "events"]
+            return nested
         out: list[tuple[str, Any]] = []
         node = event.node
         want = self.modes.__contains__
