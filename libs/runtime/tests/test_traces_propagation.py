@@ -28,6 +28,7 @@ from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import ConsumerSpec
 from agentbus.runtime.metrics import QueueLag, RunMetrics, StreamMetrics
 from agentbus.runtime.provisioning import provision
+from agentbus.runtime.testing import memory_spans
 from agentbus.runtime.thread_runs import ThreadRunsKV
 from agentbus.runtime.traces import (
     JsonLinesSpanExporter,
@@ -37,21 +38,11 @@ from agentbus.runtime.traces import (
     tracer,
 )
 
-_EXPORTER = InMemorySpanExporter()
-
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """Spans our code creates through the global provider (installed once per process)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    if not getattr(provider, "_agentbus_test_exporter", False):
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        provider._agentbus_test_exporter = True  # type: ignore[attr-defined]
-    _EXPORTER.clear()
-    yield _EXPORTER
+    yield memory_spans()
 
 
 def _hex(span: ReadableSpan) -> tuple[str, str, str | None]:

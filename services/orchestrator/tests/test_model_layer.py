@@ -16,9 +16,7 @@ import nats
 import pytest
 import yaml  # type: ignore[import-untyped]
 from nats.aio.client import Client as NatsClient
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentbus.contracts import LlmUsage, RunEvent, RunRequested, new_id
@@ -37,23 +35,14 @@ from agentbus.orchestrator.models import (
 )
 from agentbus.orchestrator.settings import OrchestratorSettings
 from agentbus.runtime.provisioning import provision
-from agentbus.runtime.testing import running
+from agentbus.runtime.testing import memory_spans, running
 
-_EXPORTER = InMemorySpanExporter()
 ASK_GRAPHS = Path(__file__).parent / "model_graph" / "langgraph.json"
 
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    if not getattr(provider, "_agentbus_model_layer_exporter", False):
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        provider._agentbus_model_layer_exporter = True  # type: ignore[attr-defined]
-    _EXPORTER.clear()
-    yield _EXPORTER
+    yield memory_spans()
 
 
 def chat_spans(exporter: InMemorySpanExporter) -> list[ReadableSpan]:

@@ -11,29 +11,19 @@ import pytest
 from langgraph.graph import START, StateGraph
 from langgraph.runtime import Runtime
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentbus.contracts import RunRequested
 from agentbus.orchestrator.context import RunContext
 from agentbus.orchestrator.tools import ToolBox
+from agentbus.runtime.testing import memory_spans
 from agentbus.runtime.traces import tracer
-
-_EXPORTER = InMemorySpanExporter()
 
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    if not getattr(provider, "_agentbus_orchestrator_exporter", False):
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        provider._agentbus_orchestrator_exporter = True  # type: ignore[attr-defined]
-    _EXPORTER.clear()
-    yield _EXPORTER
+    yield memory_spans()
 
 
 class State(TypedDict, total=False):

@@ -7,6 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from nats.aio.client import Client as NatsClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentbus.contracts import ServiceHealth
 from agentbus.contracts import subjects as s
@@ -54,3 +58,22 @@ async def running(service: Service, timeout: float = 30.0) -> AsyncIterator[Serv
 async def ask_health(nc: NatsClient, service: str) -> ServiceHealth:
     reply = await nc.request(s.health(service), b"", timeout=10)
     return ServiceHealth.model_validate_json(reply.data)
+
+
+_MEMORY_SPANS: InMemorySpanExporter | None = None
+
+
+def memory_spans() -> InMemorySpanExporter:
+    """The spans our code makes through the global tracer provider, collected in memory for a
+    test: one exporter per process, attached once (a provider keeps its processors for good),
+    emptied on every call."""
+    global _MEMORY_SPANS
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    if _MEMORY_SPANS is None:
+        _MEMORY_SPANS = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(_MEMORY_SPANS))
+    _MEMORY_SPANS.clear()
+    return _MEMORY_SPANS
