@@ -28,6 +28,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from agentbus.contracts import RunEvent
 from agentbus.runtime.stores import pipeline_settings as ps
+from agentbus.runtime.stores.schema import create_under_lock
 
 from .auth.deps import Principal, current_principal
 
@@ -87,9 +88,7 @@ class HistoryStore:
         self.pool = pool
 
     async def ensure_schema(self) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(727018)")
-            await conn.execute(SCHEMA)
+        await create_under_lock(self.pool, 727018, SCHEMA)
 
     async def record(
         self,

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 from nats.js.errors import NotFoundError
 
 from agentbus.contracts.streams import DOCUMENTS
+from agentbus.runtime.stores.schema import create_under_lock
 
 from .auth.deps import Principal, current_principal
 from .ratelimit import per_tenant
@@ -44,9 +45,7 @@ CREATE TABLE IF NOT EXISTS document_versions (
 
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(727019)")
-        await conn.execute(SCHEMA)
+    await create_under_lock(pool, 727019, SCHEMA)
 
 
 def _pool(request: Request) -> asyncpg.Pool:

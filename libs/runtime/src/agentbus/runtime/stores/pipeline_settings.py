@@ -21,6 +21,8 @@ from typing import Any, Literal, Self
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .schema import create_under_lock
+
 # Bump when the chunking code changes its output for the same config (splitter, tokenizer or
 # normalisation), so that every document is re-indexed rather than reported "unchanged".
 CHUNKER_VERSION = 1
@@ -122,9 +124,7 @@ class StoredSettings(BaseModel):
 
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(727017)")
-        await conn.execute(SCHEMA)
+    await create_under_lock(pool, 727017, SCHEMA)
 
 
 async def load(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: str) -> StoredSettings:
