@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Annotated, Any
+from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -25,13 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentbus.contracts import new_id
 from agentbus.runtime.settings import load
 
-from .auth.deps import AdminPrincipal, Principal, current_principal
+from .auth.deps import AdminPrincipal, CurrentPrincipal
 from .ratelimit import per_tenant
 
 log = logging.getLogger("agentbus.gateway.evaluations")
 
 router = APIRouter(prefix="/api/v1", tags=["evaluations"])
-Auth = Annotated[Principal, Depends(current_principal)]
+Auth = CurrentPrincipal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluation_jobs (

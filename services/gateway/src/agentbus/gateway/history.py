@@ -24,18 +24,18 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from agentbus.contracts import RunEvent
 from agentbus.runtime.stores import pipeline_settings as ps
 from agentbus.runtime.stores.schema import create_under_lock
 
-from .auth.deps import Principal, current_principal
+from .auth.deps import CurrentPrincipal, Principal
 
 log = logging.getLogger("agentbus.gateway.history")
 
 router = APIRouter(prefix="/api/v1", tags=["history"])
-Auth = Annotated[Principal, Depends(current_principal)]
+Auth = CurrentPrincipal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS query_history (

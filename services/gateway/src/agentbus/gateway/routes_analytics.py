@@ -20,13 +20,13 @@ from agentbus.contracts import AnalyticsQuery, AnalyticsQueryName, AnalyticsResu
 from agentbus.contracts import subjects as s
 from agentbus.runtime.traces import nats_span
 
-from .auth.deps import Principal, current_principal
+from .auth.deps import CurrentPrincipal
 from .ratelimit import per_tenant
 from .upstream import UpstreamError
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
 
-Auth = Annotated[Principal, Depends(current_principal)]
+Auth = CurrentPrincipal
 MAX_PARAMS = 20
 # Analytics words parameter errors as "invalid params for <query>: <field>: <message>; ...".
 _INVALID = re.compile(r"^invalid params for [a-z_]+: (.*)$", re.DOTALL)

@@ -34,13 +34,13 @@ from agentbus.runtime.clients.ingest import submit
 from agentbus.runtime.traces import nats_span
 
 from . import versions
-from .auth.deps import AuthService, Principal, current_principal
+from .auth.deps import AuthService, CurrentPrincipal
 from .ratelimit import per_tenant
 from .sse import HEARTBEAT, frame, sse_response
 from .upstream import UpstreamError
 
 router = APIRouter(prefix="/api/v1", tags=["documents"])
-Auth = Annotated[Principal, Depends(current_principal)]
+Auth = CurrentPrincipal
 
 TYPES = {
     ".txt": "text/plain",

@@ -14,7 +14,7 @@ from agentbus.contracts import RunEvent, ThreadState, ThreadStateRequest, new_id
 from agentbus.contracts import subjects as s
 from agentbus.runtime.traces import nats_span
 
-from .auth.deps import Principal, current_principal
+from .auth.deps import CurrentPrincipal, Principal
 from .ratelimit import per_tenant
 from .runs import RunGateway, StreamUnavailable
 from .sse import HEARTBEAT, native_frames, sse_response
@@ -23,7 +23,7 @@ from .turns import start_turn
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
 
-Auth = Annotated[Principal, Depends(current_principal)]
+Auth = CurrentPrincipal
 ThreadId = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 ]

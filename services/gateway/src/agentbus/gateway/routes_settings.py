@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Annotated, Any
+from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,12 +28,12 @@ from agentbus.contracts.streams import DOCUMENTS
 from agentbus.runtime.stores import pipeline_settings as ps
 from agentbus.runtime.traces import nats_span
 
-from .auth.deps import AdminPrincipal, Principal, current_principal
+from .auth.deps import AdminPrincipal, CurrentPrincipal
 
 log = logging.getLogger("agentbus.gateway.settings")
 
 router = APIRouter(prefix="/api/v1", tags=["settings"])
-Auth = Annotated[Principal, Depends(current_principal)]
+Auth = CurrentPrincipal
 
 # Models whose vectors the platform's pgvector column can hold (each accepts `dimensions`).
 EMBEDDING_MODELS = (

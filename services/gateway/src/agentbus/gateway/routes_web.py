@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -26,11 +26,11 @@ from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import DOCUMENTS
 from agentbus.runtime.trace_view import Span, TraceViewError, find_run, load_spans
 
-from .auth.deps import Principal, current_principal
+from .auth.deps import CurrentPrincipal
 from .history import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/api/v1", tags=["web"])
-Auth = Annotated[Principal, Depends(current_principal)]
+Auth = CurrentPrincipal
 
 
 async def _analytics(

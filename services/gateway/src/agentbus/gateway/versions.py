@@ -21,11 +21,11 @@ from nats.js.errors import NotFoundError
 from agentbus.contracts.streams import DOCUMENTS
 from agentbus.runtime.stores.schema import create_under_lock
 
-from .auth.deps import Principal, current_principal
+from .auth.deps import CurrentPrincipal, Principal
 from .ratelimit import per_tenant
 
 router = APIRouter(prefix="/api/v1", tags=["documents"])
-Auth = Annotated[Principal, Depends(current_principal)]
+Auth = CurrentPrincipal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS document_versions (

@@ -15,15 +15,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from agentbus.contracts import RunEvent
 
 from .. import __version__
-from ..auth.deps import Principal, current_principal
+from ..auth.deps import CurrentPrincipal, Principal
 from ..langgraph.routes import service_of
 from ..ratelimit import per_tenant
 from ..sse import HEARTBEAT, sse_response
@@ -61,7 +61,7 @@ from .wire import (
 )
 
 router = APIRouter(tags=["a2a"])
-Auth = Annotated[Principal, Depends(current_principal)]
+Auth = CurrentPrincipal
 CARD_TENANT = "public"
 CONTEXT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 

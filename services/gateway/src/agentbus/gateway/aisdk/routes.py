@@ -8,14 +8,13 @@ replays it from its first event, as `DefaultChatTransport` expects (`resumeStrea
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 
 from agentbus.contracts import RunEvent
 
-from ..auth.deps import Principal, current_principal
+from ..auth.deps import CurrentPrincipal, Principal
 from ..ratelimit import per_tenant
 from ..runs import RunGateway
 from ..sse import HEARTBEAT, sse_response
@@ -25,7 +24,7 @@ from .models import ChatId, ChatRequest
 
 router = APIRouter(prefix="/api/chat", tags=["ai-sdk"])
 
-Auth = Annotated[Principal, Depends(current_principal)]
+Auth = CurrentPrincipal
 
 HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}
 

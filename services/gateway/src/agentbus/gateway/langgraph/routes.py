@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 from agentbus.contracts import ThreadUpdateRequest
 
 from .. import __version__
-from ..auth.deps import Principal, current_principal
+from ..auth.deps import CurrentPrincipal, Principal
 from ..ratelimit import per_tenant
 from ..runs import RunGateway
 from ..sse import HEARTBEAT, sse_response
@@ -51,7 +51,7 @@ from .thread_stream import parse_thread_event_id, thread_frames, thread_modes
 router = APIRouter(tags=["langgraph"])
 log = logging.getLogger("agentbus.gateway.langgraph")
 
-Auth = Annotated[Principal, Depends(current_principal)]
+Auth = CurrentPrincipal
 
 
 def service_of(request: Request) -> LangGraphRuns:

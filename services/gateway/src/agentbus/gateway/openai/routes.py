@@ -13,12 +13,12 @@ import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from agentbus.contracts import RunEvent
 
-from ..auth.deps import Principal, current_principal
+from ..auth.deps import CurrentPrincipal, Principal
 from ..ratelimit import per_tenant
 from ..sse import HEARTBEAT, sse_response
 from ..turns import assistant_or_404, assistants, follow, runs_of, start_turn
@@ -29,7 +29,7 @@ from .usage import RunUsage
 
 router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
 
-Auth = Annotated[Principal, Depends(current_principal)]
+Auth = CurrentPrincipal
 THREAD_HEADER = "X-Agentbus-Thread-Id"
 THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 # Assistants are the orchestrator's graphs, there from the start.
