@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +19,25 @@ def _cache_dir() -> Path:
     return base / "agentbus-models"
 
 
+def _extract(extract_model: Any, model_dir: Path) -> None:
+    """Unpack the weights beside the cache entry, then rename into place: services starting at
+    once on a new machine (ingest and retrieval, or two test workers) each unpack their own copy
+    and the first rename wins, so none reads a half-written directory or trips on another's."""
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=model_dir.parent))
+    try:
+        extract_model(str(scratch))
+        if model_dir.exists() and not (model_dir / "config.json").exists():
+            shutil.rmtree(model_dir, ignore_errors=True)  # left half-written by an older version
+        try:
+            os.rename(scratch / MODEL_NAME, model_dir)
+        except OSError:
+            if not (model_dir / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 class LocalEmbedder:
     """Sentence embeddings, L2-normalised so that a dot product is the cosine similarity."""
 
@@ -27,11 +48,9 @@ class LocalEmbedder:
         import all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
 
-        target = _cache_dir()
-        model_dir = target / MODEL_NAME
+        model_dir = _cache_dir() / MODEL_NAME
         if not (model_dir / "config.json").exists():
-            target.mkdir(parents=True, exist_ok=True)
-            all_minilm_l6_v2.extract_model(str(target))
+            _extract(all_minilm_l6_v2.extract_model, model_dir)
         self._model = SentenceTransformer(str(model_dir), device="cpu")
         # torch inference is not re-entrant-safe across threads on one model; serialise.
         self._lock = threading.Lock()
