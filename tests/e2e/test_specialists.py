@@ -200,19 +200,28 @@ async def test_anomalies_are_published_on_the_bus_and_read_back_as_alerts(
     seen = await ask(nc, tenant, "Are there any anomalies in deployments?")
     end = first(seen, "tool_end", tool="detect_anomalies")
     assert end.data["ok"] and end.data["alerts_published"] >= 1, end.data
-    received = []
-    for _ in range(end.data["alerts_published"]):
-        received.append(
+
+    async def next_alerts(count: int) -> list[AnomalyDetected]:
+        return [
             AnomalyDetected.model_validate_json((await alerts.next_msg(timeout=10)).data)
-        )
-    await alerts.unsubscribe()
+            for _ in range(count)
+        ]
+
+    received = await next_alerts(end.data["alerts_published"])
     today = datetime.now(UTC).date().isoformat()
     spike = [a for a in received if a.series == "dora.deployments" and a.day == today]
     assert spike and spike[0].direction == "high" and spike[0].tenant_id == tenant, received
 
-    # The same scan again publishes nothing new (one alert per tenant, series and day).
+    # The same scan again repeats no alert (one per tenant, series and day). It may raise new
+    # ones: the first question's own usage telemetry can make today's usage series stand out.
     again = await ask(nc, tenant, "Are there any anomalies in deployments?")
-    assert first(again, "tool_end", tool="detect_anomalies").data.get("alerts_published", 0) == 0
+    repeat = first(again, "tool_end", tool="detect_anomalies")
+    more = await next_alerts(repeat.data["alerts_published"])
+    with pytest.raises(TimeoutError):
+        await alerts.next_msg(timeout=2)
+    await alerts.unsubscribe()
+    keys = [(a.series, a.day) for a in received + more]
+    assert len(keys) == len(set(keys)), keys
 
     # The insights specialist reads them back from the ALERTS stream.
     read = await ask(nc, tenant, "Which anomaly alerts were raised recently?")
