@@ -28,7 +28,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from agentbus.contracts import RunEvent
 from agentbus.runtime.stores import pipeline_settings as ps
-from agentbus.runtime.stores.schema import create_under_lock
+from agentbus.runtime.stores.schema import LockKey, create_under_lock
 
 from .auth.deps import CurrentPrincipal, Principal
 
@@ -88,7 +88,7 @@ class HistoryStore:
         self.pool = pool
 
     async def ensure_schema(self) -> None:
-        await create_under_lock(self.pool, 727018, SCHEMA)
+        await create_under_lock(self.pool, LockKey.QUERY_HISTORY, SCHEMA)
 
     async def record(
         self,

@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from agentbus.runtime.stores.schema import LockKey, create_under_lock
+
 # LangGraph's PostgreSQL checkpointer tables (AsyncPostgresSaver), all keyed by thread_id.
 CHECKPOINT_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints")
 
@@ -63,9 +65,7 @@ class GatewayStore:
         self.pool = pool
 
     async def ensure_schema(self) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(727002)")
-            await conn.execute(SCHEMA)
+        await create_under_lock(self.pool, LockKey.GATEWAY_STORE, SCHEMA)
 
     async def record_upload(self, tenant_id: str, document_id: str, size: int = 0) -> None:
         """The tenant uploaded this document (before ingest has a row for it), `size` bytes."""

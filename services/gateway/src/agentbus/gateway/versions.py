@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 from nats.js.errors import NotFoundError
 
 from agentbus.contracts.streams import DOCUMENTS
-from agentbus.runtime.stores.schema import create_under_lock
+from agentbus.runtime.stores.schema import LockKey, create_under_lock
 
 from .auth.deps import CurrentPrincipal, Principal
 from .ratelimit import per_tenant
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS document_versions (
 
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
-    await create_under_lock(pool, 727019, SCHEMA)
+    await create_under_lock(pool, LockKey.DOCUMENT_VERSIONS, SCHEMA)
 
 
 def _pool(request: Request) -> asyncpg.Pool:

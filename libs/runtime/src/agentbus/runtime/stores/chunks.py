@@ -11,6 +11,8 @@ import contextlib
 
 import asyncpg
 
+from .schema import LockKey, create_under_lock
+
 
 def schema_sql(dimensions: int) -> str:
     return f"""
@@ -75,9 +77,7 @@ CREATE TABLE IF NOT EXISTS chunk_staging (
 
 async def ensure_schema(conn: asyncpg.Connection, dimensions: int) -> None:
     """Create the tables if missing. Serialised by an advisory lock: replicas start together."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(727001)")
-        await conn.execute(schema_sql(dimensions))
+    await create_under_lock(conn, LockKey.CHUNKS, schema_sql(dimensions))
     # A database default, not a per-connection SET: asyncpg's pool runs RESET ALL when a
     # connection is released, which would drop a session setting after its first query
     # (bench/retrieval_latency.py measured hybrid recall@10 0.87 without it, 0.998 with it).

@@ -21,7 +21,7 @@ from typing import Any, Literal, Self
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .schema import create_under_lock
+from .schema import LockKey, create_under_lock
 
 # Bump when the chunking code changes its output for the same config (splitter, tokenizer or
 # normalisation), so that every document is re-indexed rather than reported "unchanged".
@@ -124,7 +124,7 @@ class StoredSettings(BaseModel):
 
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
-    await create_under_lock(pool, 727017, SCHEMA)
+    await create_under_lock(pool, LockKey.PIPELINE_SETTINGS, SCHEMA)
 
 
 async def load(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: str) -> StoredSettings:

@@ -19,11 +19,9 @@ from pathlib import Path
 import asyncpg
 
 from agentbus.contracts import new_id
+from agentbus.runtime.stores.schema import LockKey, create_under_lock
 
 from .tokens import display_prefix, hash_api_key, is_api_key, new_api_key, write_private
-
-SCHEMA_LOCK = 727003  # pg_advisory_xact_lock key; other stores use 727001, 727002
-DEV_LOCK = 727004
 
 TENANT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 TENANT_ID_MAX = 48
@@ -173,9 +171,7 @@ class AuthStore:
 
     async def ensure_schema(self) -> None:
         """Create the tables if missing. Serialised by an advisory lock: replicas start together."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
-            await conn.execute(SCHEMA)
+        await create_under_lock(self.pool, LockKey.AUTH, SCHEMA)
 
     @asynccontextmanager
     async def advisory_lock(self, key: int) -> AsyncIterator[None]:
@@ -408,7 +404,7 @@ async def ensure_dev_tenant(store: AuthStore, data_dir: Path | str) -> str:
     keys are deleted and a new one is written (rotation). Serialised across processes.
     """
     path = Path(data_dir) / DEV_KEY_FILE
-    async with store.advisory_lock(DEV_LOCK):
+    async with store.advisory_lock(LockKey.DEV_TENANT):
         await store.ensure_tenant(DEV_TENANT_ID, "Development")
         current = _read_key_file(path)
         if current:

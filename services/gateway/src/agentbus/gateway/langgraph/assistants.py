@@ -27,10 +27,11 @@ from agentbus.contracts import (
     GraphDescription,
 )
 from agentbus.contracts.graphs import GraphAspect, GraphInfo
+from agentbus.runtime.stores.schema import LockKey
 from agentbus.runtime.traces import nats_span
 
 from ..store import _row
-from .lazy_schema import ASSISTANTS_LOCK, LazySchema
+from .lazy_schema import LazySchema
 
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 # The graph list changes only when orchestrators restart with another config.
@@ -164,7 +165,7 @@ class Assistants:
     def __init__(self, pool: asyncpg.Pool, catalog: GraphCatalog) -> None:
         self.pool = pool
         self.catalog = catalog
-        self._schema = LazySchema(pool, SCHEMA, ASSISTANTS_LOCK)
+        self._schema = LazySchema(pool, SCHEMA, LockKey.LANGGRAPH_ASSISTANTS)
         self._defaults: set[tuple[str, str]] = set()
 
     async def ready(self) -> None:

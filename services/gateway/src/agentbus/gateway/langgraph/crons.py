@@ -27,9 +27,11 @@ from croniter import croniter  # type: ignore[import-untyped]
 from fastapi import HTTPException
 from pydantic import Field, ValidationError, field_validator
 
+from agentbus.runtime.stores.schema import LockKey
+
 from ..auth.deps import Principal
 from ..store import _row
-from .lazy_schema import CRONS_LOCK, LazySchema
+from .lazy_schema import LazySchema
 from .models import Body, Breakpoints, RunCreate
 
 log = logging.getLogger("agentbus.gateway.langgraph.crons")
@@ -195,7 +197,7 @@ class Crons:
     def __init__(self, pool: asyncpg.Pool, svc: Any) -> None:
         self.pool = pool
         self.svc = svc  # LangGraphRuns: assistants and the run path
-        self._schema = LazySchema(pool, SCHEMA, CRONS_LOCK)
+        self._schema = LazySchema(pool, SCHEMA, LockKey.LANGGRAPH_CRONS)
 
     async def ready(self) -> None:
         await self._schema.ensure()

@@ -32,8 +32,9 @@ from fastapi import HTTPException
 
 from agentbus.contracts import RunRequested
 from agentbus.contracts.runs import MultitaskStrategy
+from agentbus.runtime.stores.schema import LockKey
 
-from .lazy_schema import FOLLOWUPS_LOCK, LazySchema
+from .lazy_schema import LazySchema
 
 if TYPE_CHECKING:
     from .service import LangGraphRuns
@@ -101,6 +102,24 @@ class WebhookPolicy:
         raise HTTPException(422, f"webhook target {target.hostname!r} is not on the allow-list")
 
 
+async def post_webhook(
+    policy: WebhookPolicy,
+    url: str,
+    payload: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> None:
+    """POST `payload` as JSON to an allowed `url`, redirects not followed; raises when refused
+    or not answered 2xx. The A2A push notifications deliver through it too."""
+    policy.check(url)  # the list may have shrunk since the target was registered
+    body = json.dumps(payload, default=str).encode()
+    async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S, follow_redirects=False) as http:
+        response = await http.post(
+            url, content=body, headers=headers or {"Content-Type": "application/json"}
+        )
+    if response.status_code >= 300:
+        raise RuntimeError(f"receiver answered {response.status_code}")
+
+
 def _matches(entry: Any, target: Any) -> bool:
     if entry.scheme != target.scheme or (entry.hostname or "") != target.hostname:
         return False
@@ -119,7 +138,7 @@ class Followups:
         self.pool = pool
         self.svc = svc
         self.policy = policy
-        self._schema = LazySchema(pool, SCHEMA, FOLLOWUPS_LOCK)
+        self._schema = LazySchema(pool, SCHEMA, LockKey.LANGGRAPH_FOLLOWUPS)
 
     async def ready(self) -> None:
         await self._schema.ensure()
@@ -246,14 +265,7 @@ class Followups:
         return {**run, "values": result, "error": error, "webhook_sent_at": now}
 
     async def _post(self, url: str, payload: dict[str, Any]) -> None:
-        self.policy.check(url)  # the list may have shrunk since the run was created
-        body = json.dumps(payload, default=str).encode()
-        async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_S, follow_redirects=False) as http:
-            response = await http.post(
-                url, content=body, headers={"Content-Type": "application/json"}
-            )
-        if response.status_code >= 300:
-            raise RuntimeError(f"receiver answered {response.status_code}")
+        await post_webhook(self.policy, url, payload)
 
     async def _later(self, job: dict[str, Any], seconds: float, *, count: bool) -> None:
         await self.pool.execute(

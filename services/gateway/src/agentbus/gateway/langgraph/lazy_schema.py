@@ -1,6 +1,6 @@
 """The LangGraph API's tables are created on first use, not at the gateway's start-up: they
 belong to this API. Every replica may race to create them, so creation runs under an advisory
-lock; each table's key is listed here, so no two share one."""
+lock (its key in `agentbus.runtime.stores.schema.LockKey`)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,13 @@ import asyncio
 
 import asyncpg
 
-# pg_advisory_xact_lock keys of the LangGraph API's tables, apart from the other stores' keys
-# (727001-727004, 727017-727020: chunks, gateway store, auth, settings, history, versions).
-RECORDS_LOCK = 727013
-ASSISTANTS_LOCK = 727014
-CRONS_LOCK = 727005
-FOLLOWUPS_LOCK = 727006
+from agentbus.runtime.stores.schema import LockKey, create_under_lock
 
 
 class LazySchema:
     """`ensure()` runs `ddl` once per process, under `lock`, the first time it is called."""
 
-    def __init__(self, pool: asyncpg.Pool, ddl: str, lock: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, ddl: str, lock: LockKey) -> None:
         self.pool = pool
         self.ddl = ddl
         self.lock = lock
@@ -31,7 +26,5 @@ class LazySchema:
             return
         async with self._guard:
             if not self._ready:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    await conn.execute("SELECT pg_advisory_xact_lock($1)", self.lock)
-                    await conn.execute(self.ddl)
+                await create_under_lock(self.pool, self.lock, self.ddl)
                 self._ready = True

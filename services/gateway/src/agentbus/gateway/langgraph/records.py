@@ -9,8 +9,10 @@ from typing import Any
 
 import asyncpg
 
+from agentbus.runtime.stores.schema import LockKey
+
 from ..store import _row
-from .lazy_schema import RECORDS_LOCK, LazySchema
+from .lazy_schema import LazySchema
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS langgraph_runs (
@@ -29,7 +31,7 @@ _SORTABLE = {"thread_id", "status", "created_at", "updated_at"}
 class Records:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self._schema = LazySchema(pool, SCHEMA, RECORDS_LOCK)
+        self._schema = LazySchema(pool, SCHEMA, LockKey.LANGGRAPH_RECORDS)
 
     async def ready(self) -> None:
         await self._schema.ensure()
