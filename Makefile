@@ -7,6 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEPLOY_TOOLS := $(VENV)/.deploy-tools-stamp
 SYSTEM_TOOLS := $(VENV)/.system-tools-stamp
+# Two pytest workers, a test file each at a time (its module fixtures stay on one worker); each
+# starts its own engines and platform. `make test PYTEST_PARALLEL=` runs in one process.
+PYTEST_PARALLEL ?= -n 2 --dist loadfile
 
 SERVICES := gateway orchestrator retrieval ingest analytics
 PACKAGES := -e libs/contracts -e "libs/runtime[embedded,llm,local-models]" \
@@ -70,7 +73,7 @@ run: $(STAMP) web
 	$(BIN)/agentbus up --sample
 
 test: $(STAMP) $(SYSTEM_TOOLS) $(DEPLOY_TOOLS) node-tests web browser lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) --durations=30
 
 lint: $(STAMP) $(WEB_DEPS)
 	$(BIN)/ruff check .
