@@ -220,7 +220,7 @@ def test_ask_about_it_with_routing_tools_streaming_and_a_citation(
 ) -> None:
     page, console = app
     page.get_by_role("link", name="Chat").click()
-    expect(page.get_by_role("combobox")).to_contain_text("agent")
+    expect(page.get_by_role("combobox", name="Assistant")).to_contain_text("agent")
     page.evaluate(WATCH_ANSWER)
     ask(page, "Where do visitors park?")
     expect(page.get_by_test_id("timer")).to_be_visible()
@@ -230,7 +230,9 @@ def test_ask_about_it_with_routing_tools_streaming_and_a_citation(
     expect(answer).to_contain_text("level minus two")
     expect(page.get_by_role("button", name="Send")).to_be_visible()
     expect(page.get_by_test_id("routing")).to_contain_text("insights")  # the documents specialist
+    # The status bar: model, group and the task type the supervisor classified.
     expect(page.get_by_test_id("model")).to_contain_text("local")
+    expect(page.get_by_test_id("model")).to_contain_text("lookup")
     steps = page.get_by_role("list", name="Tool steps").get_by_role("listitem")
     expect(steps.first).to_contain_text("search_documents")
     expect(steps.first).to_contain_text("→")
@@ -364,7 +366,8 @@ def test_a_failed_run_shows_an_error_with_retry_and_retry_runs_again(
 
 
 def publish_delivery_events(platform: Platform, tenant: str) -> None:
-    """A fortnight of deployments, commits and one incident, as a CI system would send them."""
+    """A fortnight of deployments, commits and one incident, as a CI system would send them, and a
+    burst of deployments today."""
 
     async def publish() -> None:
         nc = await nats.connect(platform.engines.urls()["nats"])
@@ -387,6 +390,11 @@ def publish_delivery_events(platform: Platform, tenant: str) -> None:
                         at + timedelta(hours=3),
                         {"status": "resolved", "incident_id": "i1"},
                     )
+                )
+            if day == 0:  # a burst today, far above one a day: the dashboard flags it
+                events.extend(
+                    ("deployment", at + timedelta(minutes=i), {"service": "api", "commits": []})
+                    for i in range(1, 9)
                 )
             for kind, ts, data in events:
                 event = DomainEvent(tenant_id=tenant, source="ci", type=kind, ts=ts, data=data)
@@ -416,7 +424,12 @@ def test_dashboards_draw_charts_from_published_events(
             break
         page.wait_for_timeout(1000)
         page.reload()
-    assert frequency.inner_text().startswith("0.4"), frequency.inner_text()  # 14 in 30 days
+    assert frequency.inner_text().startswith("0.7"), frequency.inner_text()  # 22 in 30 days
+    # Today's burst is called out as an anomaly beside the charts.
+    alerts = page.get_by_role("region", name="Anomalies")
+    burst_day = (datetime.now(UTC) - timedelta(hours=2)).date().isoformat()
+    spike = alerts.locator(".alert.high").filter(has_text=f"dora.deployments on {burst_day}")
+    expect(spike).to_contain_text("unusually high")
     # Drawn, not just laid out: lines with points, bars with area.
     trend = page.get_by_role("figure", name="DORA trend by week")
     expect(

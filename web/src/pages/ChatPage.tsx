@@ -14,7 +14,8 @@ type Assistant = { assistant_id: string; graph_id?: string; name: string; descri
 
 type Tool = { id: string; name: string; input: unknown; output?: unknown; started: number; ended?: number };
 type Activity = {
-  model?: { model?: string; group?: string; provider?: string; fallback?: boolean };
+  // `task` is the supervisor's classification (lookup, analysis, ...); `reason` says which cue.
+  model?: { model?: string; group?: string; provider?: string; fallback?: boolean; task?: string; reason?: string };
   routing?: { specialists?: string[]; tools?: string[]; answer?: boolean };
   tools: Tool[];
 };
@@ -249,8 +250,9 @@ export default function ChatPage({ threadId }: { threadId: string | null }) {
             </select>
           </label>
           {activity.model && (
-            <span className="pill" data-testid="model">
-              {activity.model.model ?? "model"} · {activity.model.group ?? "task"}
+            <span className="pill" data-testid="model" title={activity.model.reason ?? undefined}>
+              {activity.model.model ?? "model"} · {activity.model.group ?? "group"}
+              {activity.model.task ? ` · ${activity.model.task}` : ""}
               {activity.model.fallback ? " · fallback" : ""}
             </span>
           )}
