@@ -9,6 +9,7 @@ from agentbus.runtime.metrics import StreamMetrics
 from agentbus.runtime.service import HttpServer, Service, StartupError, new_service
 
 from . import __version__
+from .a2a.push import PushConfigs, start_push, stop_push
 from .api import create_api
 from .auth import start_auth
 from .evaluations import ensure_schema as ensure_evaluations_schema
@@ -96,6 +97,12 @@ def build(settings: GatewaySettings) -> Service:
         # Delayed runs and run-end webhooks / thread deletions, on every replica.
         followups = await start_followups(langgraph.followups)
         service.on_shutdown.insert(0, lambda: stop_followups(followups))
+        # A2A push notifications: every replica delivers the due ones (same allow-list).
+        pushes = api.state.a2a_push = PushConfigs(
+            pool, api.state.runs, store, langgraph.followups.policy
+        )
+        push_task = await start_push(pushes)
+        service.on_shutdown.insert(0, lambda: stop_push(push_task))
 
     service.on_startup.append(start_stores)
     # The HTTP span is the root of each request's trace; NATS hops continue it.

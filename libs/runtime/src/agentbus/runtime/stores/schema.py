@@ -28,6 +28,7 @@ class LockKey(IntEnum):
     QUERY_HISTORY = 727018
     DOCUMENT_VERSIONS = 727019
     EVALUATIONS = 727020
+    A2A_PUSH = 727021  # gateway: A2A push notification configs
 
 
 async def create_under_lock(

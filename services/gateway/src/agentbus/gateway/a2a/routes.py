@@ -7,7 +7,8 @@ that has not ended (from its first event: the artifact arrives whole). `SendMess
 `message/send` waits for the run's end unless `returnImmediately` (v1.0) or `blocking: false`
 (v0.3); the streaming method sends the task, then status and artifact updates as the run's
 tokens arrive. Runs go through the same turn path as every other API; a dropped stream loses
-no run (`GetTask` has its outcome).
+no run (`GetTask` has its outcome). The push notification config methods and a config sent
+with the message are stored and delivered by `push.py`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
-
-from agentbus.contracts import RunEvent
 
 from .. import __version__
 from ..auth.deps import CurrentPrincipal, Principal
@@ -31,17 +31,17 @@ from ..turns import (
     assistant_or_404,
     assistants,
     follow,
-    last_event,
     runs_of,
     start_turn,
     store_of,
 )
+from .push import push_of
+from .tasks import apply, task_of_row
 from .wire import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
-    RUN_STATES,
     TASK_NOT_CANCELABLE,
     TASK_NOT_FOUND,
     TERMINAL,
@@ -53,8 +53,11 @@ from .wire import (
     ListQuery,
     RpcError,
     TaskView,
+    Version,
     error,
     parse_list,
+    parse_push_ref,
+    parse_push_set,
     parse_send,
     result,
     task_id_of,
@@ -86,7 +89,7 @@ async def card(request: Request, assistant_id: str) -> dict[str, Any]:
         "url": url,
         "preferredTransport": "JSONRPC",
         "protocolVersion": "0.3.0",
-        "capabilities": {"streaming": True, "pushNotifications": False},
+        "capabilities": {"streaming": True, "pushNotifications": True},
         "defaultInputModes": ["text/plain"],
         "defaultOutputModes": ["text/plain", "application/json"],
         "securitySchemes": {
@@ -119,28 +122,12 @@ async def assistant_card(assistant_id: str, request: Request) -> dict[str, Any]:
     return await card(request, assistant_id)
 
 
-def _apply(task: TaskView, event: RunEvent) -> None:
-    """Fold one run event into the task."""
-    if event.type == "citations":
-        for cite in event.data.get("citations") or []:
-            if isinstance(cite, dict) and cite not in task.citations:
-                task.citations.append(cite)
-    elif event.type == "error":
-        task.error = str(event.data.get("message", "the run failed"))
-    elif event.type == "end":
-        task.state = RUN_STATES.get(event.status or "success", "failed")
-        task.answer = str(event.data.get("answer") or "")
-        for cite in event.data.get("citations") or []:
-            if isinstance(cite, dict) and cite not in task.citations:
-                task.citations.append(cite)
-        if task.state == "failed" and not task.error:
-            task.error = f"the run ended {event.status}"
-    elif task.state == "submitted":
-        task.state = "working"
-
-
 async def _start(
-    request: Request, principal: Principal, assistant_id: str, incoming: Incoming
+    request: Request,
+    principal: Principal,
+    assistant_id: str,
+    incoming: Incoming,
+    version: Version,
 ) -> TaskView:
     if incoming.task_id is not None:
         raise RpcError(
@@ -149,6 +136,8 @@ async def _start(
         )
     if incoming.context_id is not None and not CONTEXT_ID.match(incoming.context_id):
         raise RpcError(INVALID_PARAMS, "contextId must be 1-128 of A-Z a-z 0-9 _ -")
+    if incoming.push is not None:
+        push_of(request).check(incoming.push.url)  # refused before any run starts
     turn = await start_turn(
         request,
         principal,
@@ -158,13 +147,16 @@ async def _start(
         title=incoming.text[:80],
         metadata={"api": "a2a"},
     )
+    if incoming.push is not None:
+        push = replace(incoming.push, task_id=turn.run_id)
+        await push_of(request).put(principal.tenant_id, push, version, "submitted")
     return TaskView(turn.run_id, turn.thread_id, assistant_id)
 
 
 async def _finish(request: Request, principal: Principal, task: TaskView) -> TaskView:
     async for event in await follow(runs_of(request), principal.tenant_id, task.id):
         if event is not None:
-            _apply(task, event)
+            apply(task, event)
     return task
 
 
@@ -178,14 +170,7 @@ async def _task(
 
 
 async def _task_of(request: Request, principal: Principal, row: dict[str, Any]) -> TaskView:
-    task_id, assistant_id = str(row["run_id"]), str(row["assistant_id"])
-    task = TaskView(task_id, str(row["thread_id"]), assistant_id)
-    last = await last_event(runs_of(request), task_id)
-    if last is not None and last.tenant_id == principal.tenant_id:
-        _apply(task, last)
-    elif str(row.get("status")) in RUN_STATES:
-        task.state = RUN_STATES[str(row["status"])]
-    return task
+    return await task_of_row(runs_of(request), principal.tenant_id, row)
 
 
 async def _list(
@@ -241,7 +226,7 @@ async def _stream(
                 yield HEARTBEAT
                 continue
             was = task.state
-            _apply(task, event)
+            apply(task, event)
             if event.type == "end":
                 break
             if task.state != was:
@@ -260,6 +245,42 @@ async def _stream(
         yield frame(enc.status_update(task))
 
     return body()
+
+
+async def _push(
+    request: Request,
+    principal: Principal,
+    assistant_id: str,
+    action: str,
+    params: Any,
+    enc: Encoder,
+) -> Any:
+    """The push notification config methods of a task of this assistant in the caller's
+    tenant."""
+    pushes, tenant = push_of(request), principal.tenant_id
+    if action == "push_set":
+        config = parse_push_set(params, enc.version)
+        task = await _task(request, principal, assistant_id, config.task_id)
+        return enc.push_config(await pushes.put(tenant, config, enc.version, task.state))
+    ref = parse_push_ref(params, enc.version, action)
+    await _task(request, principal, assistant_id, ref.task_id)
+    if action == "push_list":
+        configs, total = await pushes.list(tenant, ref.task_id, ref.page_size, ref.offset)
+        listed = [enc.push_config(c) for c in configs]
+        if not enc.v1:
+            return listed
+        following = ref.offset + len(configs)
+        return {"configs": listed, "nextPageToken": str(following) if following < total else ""}
+    if action == "push_delete":
+        assert ref.config_id is not None  # parse_push_ref requires it
+        await pushes.delete(tenant, ref.task_id, ref.config_id)
+        return None
+    found = await pushes.get(tenant, ref.task_id, ref.config_id)
+    if found is None:
+        raise RpcError(
+            TASK_NOT_FOUND, f"Task {ref.task_id} has no push notification config {ref.config_id!r}"
+        )
+    return enc.push_config(found)
 
 
 @router.post("/a2a/{assistant_id}", summary="A2A JSON-RPC (v1.0 and v0.3 method names)")
@@ -281,6 +302,9 @@ async def rpc(assistant_id: str, request: Request, principal: Auth) -> Response:
     streaming = action in ("stream", "subscribe")
     await per_tenant("stream" if streaming else "chat")(request, principal)
     try:
+        if action.startswith("push_"):
+            value = await _push(request, principal, assistant_id, action, params, enc)
+            return JSONResponse(result(rpc_id, value))
         if action == "list":
             listed = await _list(request, principal, assistant_id, parse_list(params), enc)
             return JSONResponse(result(rpc_id, listed))
@@ -296,7 +320,7 @@ async def rpc(assistant_id: str, request: Request, principal: Auth) -> Response:
                 )
             )
         if action == "stream":
-            task = await _start(request, principal, assistant_id, parse_send(params))
+            task = await _start(request, principal, assistant_id, parse_send(params), enc.version)
             return sse_response(
                 runs_of(request).streams.track(
                     "a2a", await _stream(request, principal, task, enc, rpc_id)
@@ -304,7 +328,7 @@ async def rpc(assistant_id: str, request: Request, principal: Auth) -> Response:
             )
         if action == "send":
             incoming = parse_send(params)
-            task = await _start(request, principal, assistant_id, incoming)
+            task = await _start(request, principal, assistant_id, incoming, enc.version)
             if not incoming.return_immediately:
                 task = await _finish(request, principal, task)
             value = enc.task(task)
