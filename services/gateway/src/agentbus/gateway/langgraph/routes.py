@@ -271,7 +271,18 @@ async def search_threads(body: ThreadSearch, principal: Auth, svc: Svc) -> list[
         sort_by=body.sort_by,
         sort_order=body.sort_order,
     )
-    return [await svc.thread(principal.tenant_id, r, with_values=False) for r in rows]
+    # Each thread's current values, as LangGraph's search returns them (Agent Chat UI titles its
+    # thread list with the first message), unless `select` leaves them out.
+    values = not body.select or "values" in body.select or "interrupts" in body.select
+
+    async def listed(row: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await svc.thread(principal.tenant_id, row, with_values=values)
+        except HTTPException:  # its state unreadable (no orchestrator): listed without values
+            return await svc.thread(principal.tenant_id, row, with_values=False)
+
+    found = await asyncio.gather(*(listed(r) for r in rows))
+    return [_select(t, body.select) for t in found]
 
 
 @router.get("/threads/{thread_id}", summary="Get a thread with its current values")
