@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
+from agentbus.contracts.evaluations import FAILURES
 from agentbus.runtime.platform import Platform
 
 from .rag_support import Tenant, new_tenant
@@ -152,6 +153,16 @@ async def runs_and_evaluation(
     await owner.store.pool.execute(
         "DELETE FROM evaluation_jobs WHERE tenant_id = $1 AND evaluation_id = 'busy'", owner.id
     )
+    # One whose worker died and whose deadline passed without an outcome is failed with the
+    # fixed sentence when asked about (and no longer blocks a new one).
+    await owner.store.pool.execute(
+        "INSERT INTO evaluation_jobs (tenant_id, evaluation_id, params, deadline)"
+        " VALUES ($1, 'lost', '{}', now() - interval '1 hour')",
+        owner.id,
+    )
+    lost = (await admin.get("/api/v1/evaluations/lost")).json()
+    assert (lost["status"], lost["error"]) == ("failed", FAILURES["worker_lost"]), lost
+    assert lost["finished_at"] and lost["report"] is None
     started = await admin.post("/api/v1/evaluations", json={"since_hours": 1})
     assert started.status_code == 202, started.text
     url = f"/api/v1/evaluations/{started.json()['evaluation_id']}"
@@ -163,6 +174,7 @@ async def runs_and_evaluation(
             break
         await asyncio.sleep(0.3)
     assert evaluation["status"] == "done", evaluation
+    assert evaluation["error"] is None and evaluation["progress"] is None
     report = evaluation["report"]
     assert sorted(r["run_id"] for r in report["runs"]) == sorted(run_ids)
     assert report["metrics"] and all(m["runs"] == 2 for m in report["metrics"])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pydantic
 import pytest
 
 import agentbus.contracts as c
 from agentbus.contracts import subjects as s
+from agentbus.contracts.evaluations import FAILURES, EvaluationMetric, failed
 from agentbus.contracts.graphs import GraphInfo
 from agentbus.contracts.insights import AnalyticsSql, AnomalyDetected, SqlResult
 
@@ -90,6 +91,22 @@ EXAMPLES: list[c.Contract] = [
         judge="heuristic",
     ),
     c.ToolCalled(tenant_id="acme", tool="search", duration_ms=1.0),
+    c.EvaluationRequested(
+        tenant_id="acme",
+        evaluation_id="e1",
+        since_hours=24,
+        metrics=["relevancy"],
+        deadline=datetime(2026, 1, 5, 12, 0, tzinfo=UTC),
+    ),
+    c.EvaluationProgress(tenant_id="acme", evaluation_id="e1", done=2, total=5),
+    c.EvaluationFinished(
+        tenant_id="acme", evaluation_id="e1", status="done", report={"metrics": [], "runs": []}
+    ),
+    failed("acme", "e1", "worker_lost"),
+    c.EvaluationMetricsRequest(tenant_id="acme"),
+    c.EvaluationMetrics(
+        tenant_id="acme", metrics=[EvaluationMetric(name="relevancy", description="On topic")]
+    ),
     c.ServiceHealth(service="gateway", version="0.1.0", instance="h:1", ok=True),
 ]
 
@@ -164,3 +181,21 @@ def test_wildcard_matching() -> None:
     assert not s.matches("agentbus.v1.health.*", "agentbus.v1.health.gateway.x")
     with pytest.raises(s.SubjectError):
         s.parse_domain_event("agentbus.v1.events.acme.git")
+
+
+def test_a_failed_evaluation_carries_its_fixed_sentence_only() -> None:
+    outcome = failed("acme", "e1", "time_limit")
+    assert outcome.status == "failed" and outcome.report is None
+    assert outcome.error == FAILURES["time_limit"]
+    assert set(FAILURES) == set(c.evaluations.EvaluationFailure.__args__)
+    with pytest.raises(pydantic.ValidationError):
+        c.EvaluationFinished(
+            tenant_id="acme", evaluation_id="e1", status="failed", failure="KeyError: 'x'"
+        )
+    with pytest.raises(pydantic.ValidationError):  # the id is a subject token
+        c.EvaluationRequested(
+            tenant_id="acme", evaluation_id="e.>", deadline=datetime(2026, 1, 5, tzinfo=UTC)
+        )
+    assert s.evaluation_events("e1") == "agentbus.v1.evaluations.events.e1"
+    with pytest.raises(s.SubjectError):
+        s.evaluation_events("e1.*")

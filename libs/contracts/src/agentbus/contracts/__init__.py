@@ -10,6 +10,13 @@ from .analytics import (
 )
 from .base import Contract, ErrorReply, Event, TenantContract, new_id, utcnow
 from .catalog import SUBJECTS, SubjectSpec, all_models, spec_for
+from .evaluations import (
+    EvaluationFinished,
+    EvaluationMetrics,
+    EvaluationMetricsRequest,
+    EvaluationProgress,
+    EvaluationRequested,
+)
 from .events import DomainEvent
 from .graphs import GRAPHS_DESCRIBE, GraphDescribeRequest, GraphDescription
 from .health import SERVICES, ComponentHealth, ServiceHealth, ServiceName
@@ -72,6 +79,11 @@ __all__ = [
     "DocumentIndexed",
     "DomainEvent",
     "ErrorReply",
+    "EvaluationFinished",
+    "EvaluationMetrics",
+    "EvaluationMetricsRequest",
+    "EvaluationProgress",
+    "EvaluationRequested",
     "EvaluationScored",
     "Event",
     "EventsDeleted",

@@ -12,6 +12,13 @@ from typing import Literal
 from . import subjects as s
 from .analytics import AnalyticsQuery, AnalyticsResult, DeleteEvents, EventsDeleted
 from .base import Contract
+from .evaluations import (
+    EvaluationFinished,
+    EvaluationMetrics,
+    EvaluationMetricsRequest,
+    EvaluationProgress,
+    EvaluationRequested,
+)
 from .events import DomainEvent
 from .graphs import GRAPHS_DESCRIBE, GraphDescribeRequest, GraphDescription
 from .health import SERVICES, ServiceHealth
@@ -259,11 +266,41 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
     SubjectSpec(
         s.TELEMETRY_EVALUATION_SCORED,
         "stream",
-        producers=(OPERATOR,),
+        # `agentbus eval` (the operator), and analytics running an evaluation asked over HTTP.
+        producers=(OPERATOR, "analytics"),
         consumers=("analytics",),
         payloads=(EvaluationScored,),
         stream="TELEMETRY",
         description="One evaluation metric's score for one recorded run (`agentbus eval`)",
+    ),
+    SubjectSpec(
+        s.EVALUATIONS_SUBMIT,
+        "stream",
+        producers=("gateway",),
+        consumers=("analytics",),
+        payloads=(EvaluationRequested,),
+        stream="EVALUATIONS",
+        description="Evaluations to run (work queue), from `POST /api/v1/evaluations`",
+    ),
+    SubjectSpec(
+        s.EVALUATION_EVENTS_ALL,
+        "stream",
+        producers=("analytics",),
+        # The gateway reads an evaluation's last message when asked about it (no subscriber).
+        consumers=("gateway",),
+        payloads=(EvaluationProgress, EvaluationFinished),
+        stream="EVALUATION_EVENTS",
+        description="Progress and outcome of evaluation <evaluation_id>",
+    ),
+    SubjectSpec(
+        s.EVALUATIONS_METRICS,
+        "request",
+        producers=("gateway",),
+        consumers=("analytics",),
+        payloads=(EvaluationMetricsRequest,),
+        reply=EvaluationMetrics,
+        queue_group="analytics",
+        description="The evaluation metrics analytics can judge",
     ),
     SubjectSpec(
         s.HEALTH_ALL,

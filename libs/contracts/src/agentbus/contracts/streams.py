@@ -128,6 +128,22 @@ ALERTS = StreamSpec(
     description="Alerts for other systems and the web app (AnomalyDetected); dedupe by "
     "series and day",
 )
+EVALUATIONS = StreamSpec(
+    name="EVALUATIONS",
+    subjects=(s.EVALUATIONS_SUBMIT,),
+    retention="workqueue",
+    max_age_s=DAY,
+    duplicate_window_s=10 * 60,
+    description="Evaluations waiting for analytics; dedupe by Nats-Msg-Id = evaluation_id",
+)
+EVALUATION_EVENTS = StreamSpec(
+    name="EVALUATION_EVENTS",
+    subjects=(s.EVALUATION_EVENTS_ALL,),
+    retention="limits",
+    max_age_s=7 * DAY,
+    duplicate_window_s=10 * 60,
+    description="Progress and outcome of each evaluation; a subject's last message is its state",
+)
 DEAD_LETTERS = StreamSpec(
     name="DEAD_LETTERS",
     subjects=(s.MAX_DELIVERIES_ADVISORY_ALL, s.TERMINATED_ADVISORY_ALL),
@@ -145,6 +161,8 @@ STREAMS: tuple[StreamSpec, ...] = (
     EVENTS,
     TELEMETRY,
     ALERTS,
+    EVALUATIONS,
+    EVALUATION_EVENTS,
     DEAD_LETTERS,
 )
 
@@ -213,6 +231,20 @@ ANALYTICS_INGEST_EVENTS = ConsumerSpec(
     max_ack_pending=10_000,
     description="Stores ingest outcomes in ClickHouse",
 )
+# One evaluation judges every recent run on every metric: minutes, with in_progress()
+# heartbeats. A worker that dies is replaced by a redelivery after ack_wait; the request's
+# deadline bounds all attempts together (see agentbus.analytics.evaluation_jobs).
+ANALYTICS_EVALUATIONS = ConsumerSpec(
+    stream="EVALUATIONS",
+    durable="analytics-evaluations",
+    service="analytics",
+    filter_subject=s.EVALUATIONS_SUBMIT,
+    ack_wait_s=30,
+    max_deliver=3,
+    nak_delays_s=(5, 30),
+    max_ack_pending=8,
+    description="Evaluation workers; heartbeats with in_progress() while an evaluation runs",
+)
 
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     ORCHESTRATOR_RUNS,
@@ -221,6 +253,7 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     ANALYTICS_DOMAIN_EVENTS,
     ANALYTICS_TELEMETRY,
     ANALYTICS_INGEST_EVENTS,
+    ANALYTICS_EVALUATIONS,
 )
 
 DOCUMENTS = BucketSpec(

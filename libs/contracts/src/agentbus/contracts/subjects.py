@@ -27,6 +27,12 @@ TELEMETRY_LLM_USAGE: Final = f"{PREFIX}.telemetry.llm_usage"
 TELEMETRY_RUN_FINISHED: Final = f"{PREFIX}.telemetry.run_finished"
 TELEMETRY_TOOL_CALLED: Final = f"{PREFIX}.telemetry.tool_called"
 TELEMETRY_EVALUATION_SCORED: Final = f"{PREFIX}.telemetry.evaluation_scored"
+# Evaluations over HTTP (`POST /api/v1/evaluations`): the gateway's work item for analytics,
+# the metrics analytics knows, and each evaluation's progress and outcome
+# (agentbus.v1.evaluations.events.<evaluation_id>).
+EVALUATIONS_SUBMIT: Final = f"{PREFIX}.evaluations.submit"
+EVALUATIONS_METRICS: Final = f"{PREFIX}.evaluations.metrics"
+EVALUATION_EVENTS_ALL: Final = f"{PREFIX}.evaluations.events.*"
 HEALTH_ALL: Final = f"{PREFIX}.health.*"
 
 # JetStream publishes this advisory when a message exhausts max_deliver; the DEAD_LETTERS stream
@@ -82,6 +88,10 @@ TENANT_SCOPED: Final = {
 
 def ingest_progress(document_id: str) -> str:
     return f"{PREFIX}.ingest.progress.{token(document_id, 'document id')}"
+
+
+def evaluation_events(evaluation_id: str) -> str:
+    return f"{PREFIX}.evaluations.events.{token(evaluation_id, 'evaluation id')}"
 
 
 def domain_event(tenant_id: str, source: str, event_type: str) -> str:

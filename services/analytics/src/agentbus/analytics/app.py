@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 from faststream import Context
 from faststream.message import StreamMessage
+from faststream.nats.annotations import NatsMessage
 from faststream.nats.message import NatsBatchMessage
 from nats.aio.msg import Msg
 from opentelemetry import trace
@@ -31,9 +32,11 @@ from agentbus.contracts import (
     ToolCalled,
 )
 from agentbus.contracts import subjects as s
+from agentbus.contracts.evaluations import EvaluationMetrics, EvaluationMetricsRequest
 from agentbus.contracts.insights import ANALYTICS_SQL, AnalyticsSql, SqlResult
 from agentbus.contracts.streams import (
     ANALYTICS_DOMAIN_EVENTS,
+    ANALYTICS_EVALUATIONS,
     ANALYTICS_INGEST_EVENTS,
     ANALYTICS_TELEMETRY,
     ConsumerSpec,
@@ -42,10 +45,13 @@ from agentbus.runtime.consuming import Fetch, Subscribe, event_or_error, parse_o
 from agentbus.runtime.health import timed
 from agentbus.runtime.replies import failure_text
 from agentbus.runtime.service import Service, StartupError, new_service
+from agentbus.runtime.settings import ConfigError, load
 
 from . import __version__
 from .batcher import Batcher, Metrics
 from .deletes import register as register_deletes
+from .evals.settings import EvalSettings
+from .evaluation_jobs import EvaluationJobs
 from .migrations import migrate
 from .queries import BadParams, Queries, answer
 from .rows import Row, evaluation_row, event_row, ingest_row, run_row, tool_row, usage_row
@@ -284,6 +290,33 @@ def build(settings: AnalyticsSettings) -> Service:
                 span.set_attribute("db.query.text", result.sql[:2000])
                 span.set_attribute("db.response.returned_rows", len(result.rows))
             return result
+
+    try:
+        eval_settings = load(EvalSettings)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
+    jobs = EvaluationJobs(service, queries, eval_settings)
+
+    @service.consumer(
+        ANALYTICS_EVALUATIONS,
+        title="evaluations.submit",
+        description="Run one evaluation (EvaluationRequested) as `agentbus eval` does; progress "
+        "and outcome on evaluations.events.<evaluation_id>",
+    )
+    async def on_evaluation(msg: NatsMessage) -> None:
+        await jobs.handle(msg)
+
+    @service.replier(
+        s.EVALUATIONS_METRICS,
+        EvaluationMetricsRequest,
+        title="evaluations.metrics",
+        description="EvaluationMetricsRequest -> EvaluationMetrics: the metrics evaluations judge",
+        on_error=lambda req, exc: EvaluationMetrics(
+            tenant_id=req.tenant_id, error="the metrics could not be listed"
+        ),
+    )
+    async def on_metrics(req: EvaluationMetricsRequest) -> EvaluationMetrics:
+        return await jobs.metrics(req)
 
     register_deletes(service, store)
     return service

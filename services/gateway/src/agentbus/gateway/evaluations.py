@@ -1,37 +1,72 @@
 """Evaluations over HTTP: `POST /api/v1/evaluations` does what `agentbus eval` does, in the
-background, and `GET /api/v1/evaluations/{id}` reads its report.
+background, and `GET /api/v1/evaluations/{id}` reads its status, progress and report.
 
-The evaluation code is the CLI's (`agentbus.analytics.evals`: recorded runs from analytics'
-`recorded_runs`, the same metric files and judges, each score published as `EvaluationScored`),
-run by the gateway that accepted the request, for the caller's tenant only. It needs the
-`agentbus-analytics` package installed next to the gateway, as `agentbus up` and the dev install
-have it; the gateway's container image does not (chDB is not allowed in it), and answers 503
-there. Moving the evaluation behind an analytics request subject would lift that. Status and report
-are kept in PostgreSQL (`evaluation_jobs`), so any replica answers the GET. A gateway that stops
-mid-evaluation leaves it `running` until the next start marks it `failed`.
+The work runs in the analytics service, behind the bus, so it works in every deployment (the
+gateway needs neither the analytics package nor chDB):
+
+- POST checks the request (named metrics against the ones analytics knows, asked on
+  `agentbus.v1.evaluations.metrics`; one evaluation at a time per tenant), records the job in
+  PostgreSQL (`evaluation_jobs`, status `running`, with a deadline `EVALUATION_TIME_LIMIT_S`
+  ahead) and publishes `EvaluationRequested` to the JetStream work queue `EVALUATIONS`
+  (`Nats-Msg-Id = evaluation_id`). Analytics' durable consumer runs it and publishes progress and
+  the outcome on `agentbus.v1.evaluations.events.<evaluation_id>` (see
+  `agentbus.analytics.evaluation_jobs` for why a work item, not a request/reply).
+- Status and report stay in this table, so any replica answers the GET: asked about a running
+  job, a replica reads the last message of the job's subject (stream `EVALUATION_EVENTS`) and
+  records an `EvaluationFinished` it finds (done with its report, or failed with its fixed
+  sentence). A job still running `DEADLINE_GRACE_S` after its deadline is marked failed
+  (`worker_lost`): analytics stops or refuses work past the deadline, so no outcome can follow,
+  and a job whose last worker died is not left `running` forever.
+- `error` is always one of the fixed sentences of `agentbus.contracts.evaluations.FAILURES`;
+  exception text stays in the services' logs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import Error as JetStreamError
+from nats.js.errors import NotFoundError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentbus.contracts import new_id
-from agentbus.runtime.settings import load
+from agentbus.contracts import ErrorReply, new_id, utcnow
+from agentbus.contracts import subjects as s
+from agentbus.contracts.evaluations import (
+    FAILURES,
+    MAX_EVALUATION_RUNS,
+    MAX_SINCE_HOURS,
+    EvaluationFinished,
+    EvaluationMetrics,
+    EvaluationMetricsRequest,
+    EvaluationProgress,
+    EvaluationRequested,
+)
+from agentbus.contracts.streams import EVALUATION_EVENTS
+from agentbus.runtime.stores.schema import LockKey, create_under_lock
+from agentbus.runtime.traces import nats_span
 
 from .auth.deps import AdminPrincipal, CurrentPrincipal
 from .ratelimit import per_tenant
+from .upstream import UpstreamError
 
 log = logging.getLogger("agentbus.gateway.evaluations")
 
 router = APIRouter(prefix="/api/v1", tags=["evaluations"])
 Auth = CurrentPrincipal
+
+# How long an evaluation may take, all attempts together; analytics stops it then.
+EVALUATION_TIME_LIMIT_S = 3600.0
+# After the deadline, time for an outcome analytics published at the last moment to be read.
+DEADLINE_GRACE_S = 120.0
+REQUEST_TIMEOUT_S = 10.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluation_jobs (
@@ -46,8 +81,10 @@ CREATE TABLE IF NOT EXISTS evaluation_jobs (
     finished_at    timestamptz,
     PRIMARY KEY (tenant_id, evaluation_id)
 );
+ALTER TABLE evaluation_jobs ADD COLUMN IF NOT EXISTS deadline timestamptz;
 """
-MAX_SINCE_HOURS = 366 * 24
+# Rows from before the deadline column (evaluations the gateway ran itself) had an hour.
+DEADLINE = "coalesce(deadline, created_at + interval '1 hour')"
 
 
 class EvaluationCreate(BaseModel):
@@ -55,19 +92,13 @@ class EvaluationCreate(BaseModel):
 
     since_hours: float = Field(default=24, gt=0, le=MAX_SINCE_HOURS)
     metrics: list[str] | None = Field(default=None, max_length=50, description="None: all")
-    limit: int = Field(default=50, ge=1, le=500, description="The latest runs to judge")
+    limit: int = Field(
+        default=50, ge=1, le=MAX_EVALUATION_RUNS, description="The latest runs to judge"
+    )
 
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(727020)")
-        await conn.execute(SCHEMA)
-        # Whoever ran these stopped before finishing them (see the module docstring).
-        await conn.execute(
-            "UPDATE evaluation_jobs SET status = 'failed', finished_at = now(),"
-            " error = 'the gateway running it stopped' WHERE status = 'running'"
-            " AND created_at < now() - interval '1 hour'"
-        )
+    await create_under_lock(pool, LockKey.EVALUATIONS, SCHEMA)
 
 
 def _pool(request: Request) -> asyncpg.Pool:
@@ -75,47 +106,80 @@ def _pool(request: Request) -> asyncpg.Pool:
     return pool
 
 
-async def _evaluate(
-    app: FastAPI, tenant: str, evaluation_id: str, req: EvaluationCreate, metrics: list[Any]
-) -> None:
-    from agentbus.analytics.evals.judges import choose_judge, orchestrator_models_config
-    from agentbus.analytics.evals.runner import evaluate, fetch_runs
-    from agentbus.analytics.evals.settings import EvalSettings
-
-    pool, nc = app.state.store.pool, app.state.runs.nc
+async def _known_metrics(request: Request, tenant: str) -> set[str]:
+    """The metric names analytics can judge (a 503 when no analytics answers)."""
+    nc = request.app.state.runs.nc
+    body = EvaluationMetricsRequest(tenant_id=tenant).model_dump_json().encode()
     try:
-        settings = load(EvalSettings)
-        judge = choose_judge(
-            settings.eval_model, settings.models_config or orchestrator_models_config()
-        )
-        runs, unreadable = await fetch_runs(nc, tenant, req.since_hours, req.limit, 30.0)
-        report = await evaluate(
-            nc,
-            tenant_id=tenant,
-            since_hours=req.since_hours,
-            runs=runs,
-            metrics=metrics,
-            judge=judge,
-            evaluation_id=evaluation_id,
-            concurrency=settings.eval_concurrency,
-        )
-        report.skipped.extend(unreadable)
+        with nats_span(s.EVALUATIONS_METRICS, "request") as headers:
+            msg = await nc.request(
+                s.EVALUATIONS_METRICS, body, timeout=REQUEST_TIMEOUT_S, headers=headers
+            )
+    except (NoRespondersError, NatsTimeoutError):
+        raise HTTPException(503, "The analytics service is not available; try again") from None
+    try:
+        reply = EvaluationMetrics.model_validate_json(msg.data)
+    except ValidationError:
+        try:
+            error = ErrorReply.model_validate_json(msg.data)
+        except ValidationError:
+            raise UpstreamError("Listing evaluation metrics", "unreadable_reply") from None
+        raise UpstreamError("Listing evaluation metrics", error.reason, error.error) from None
+    if reply.error is not None:
+        raise UpstreamError("Listing evaluation metrics", "metrics_unavailable", reply.error)
+    return {m.name for m in reply.metrics}
+
+
+async def _settle(app: FastAPI, tenant: str, evaluation_id: str) -> dict[str, int] | None:
+    """Record the outcome of a running evaluation if analytics published it, or its failure if
+    its deadline has passed without one. Returns its latest progress, if any."""
+    pool: asyncpg.Pool = app.state.store.pool
+    js = app.state.runs.js
+    try:
+        msg = await js.get_last_msg(EVALUATION_EVENTS.name, s.evaluation_events(evaluation_id))
+    except (NotFoundError, s.SubjectError):
+        msg = None
+    except (NatsError, JetStreamError):
+        log.warning("could not read evaluation events", extra={"evaluation_id": evaluation_id})
+        msg = None
+    data = msg.data if msg is not None and msg.data else b""
+    finished: EvaluationFinished | None = None
+    progress: EvaluationProgress | None = None
+    if data:
+        try:
+            finished = EvaluationFinished.model_validate_json(data)
+        except ValidationError:
+            try:
+                progress = EvaluationProgress.model_validate_json(data)
+            except ValidationError:
+                log.warning("unreadable evaluation event", extra={"evaluation_id": evaluation_id})
+    if finished is not None and finished.tenant_id == tenant:
+        error = None
+        if finished.status == "failed":
+            error = FAILURES[finished.failure or "internal"]
         await pool.execute(
-            "UPDATE evaluation_jobs SET status = 'done', report = $3::jsonb, finished_at = now()"
-            " WHERE tenant_id = $1 AND evaluation_id = $2",
+            "UPDATE evaluation_jobs SET status = $3, report = $4::jsonb, error = $5,"
+            " finished_at = now() WHERE tenant_id = $1 AND evaluation_id = $2"
+            " AND status = 'running'",
             tenant,
             evaluation_id,
-            report.model_dump_json(),
+            finished.status,
+            json.dumps(finished.report) if finished.report is not None else None,
+            error,
         )
-    except Exception as exc:
-        log.exception("evaluation failed", extra={"evaluation_id": evaluation_id})
-        await pool.execute(
-            "UPDATE evaluation_jobs SET status = 'failed', error = $3, finished_at = now()"
-            " WHERE tenant_id = $1 AND evaluation_id = $2",
-            tenant,
-            evaluation_id,
-            f"{type(exc).__name__}: {exc}"[:1000],
-        )
+        return None
+    await pool.execute(
+        "UPDATE evaluation_jobs SET status = 'failed', error = $3, finished_at = now()"
+        " WHERE tenant_id = $1 AND evaluation_id = $2 AND status = 'running'"
+        f" AND {DEADLINE} < now() - make_interval(secs => $4)",
+        tenant,
+        evaluation_id,
+        FAILURES["worker_lost"],
+        DEADLINE_GRACE_S,
+    )
+    if progress is not None and progress.tenant_id == tenant:
+        return {"done": progress.done, "total": progress.total}
+    return None
 
 
 @router.post(
@@ -126,48 +190,77 @@ async def _evaluate(
     responses={
         403: {"description": "The caller lacks the 'admin' scope"},
         409: {"description": "An evaluation of the tenant is still running"},
+        422: {"description": "Invalid options or an unknown metric"},
+        503: {"description": "The analytics service or the bus is not available"},
     },
 )
 async def start_evaluation(
     request: Request, req: EvaluationCreate, principal: AdminPrincipal
 ) -> dict[str, Any]:
-    try:
-        from agentbus.analytics.evals.loader import MetricFileError, load_metrics, select
-        from agentbus.analytics.evals.settings import EvalSettings
-    except ImportError:
-        # The container image holds the gateway alone (see the module docstring).
-        raise HTTPException(
-            503, "Evaluations need the agentbus-analytics package next to this gateway"
-        ) from None
-    try:
-        metrics = select(load_metrics(load(EvalSettings).eval_metrics_dir), req.metrics)
-    except MetricFileError as exc:
-        raise HTTPException(422, str(exc)) from None
-    evaluation_id = new_id()
     tenant = principal.tenant_id
-    busy = await _pool(request).fetchval(
+    if req.metrics:
+        known = await _known_metrics(request, tenant)
+        unknown = [m for m in req.metrics if m not in known]
+        if unknown:
+            raise HTTPException(
+                422,
+                f"unknown metric(s) {', '.join(unknown)}; available: {', '.join(sorted(known))}",
+            )
+    pool = _pool(request)
+    running = await pool.fetch(
+        "SELECT evaluation_id FROM evaluation_jobs WHERE tenant_id = $1 AND status = 'running'",
+        tenant,
+    )
+    for row in running:
+        await _settle(request.app, tenant, row["evaluation_id"])
+    busy = await pool.fetchval(
         "SELECT evaluation_id FROM evaluation_jobs WHERE tenant_id = $1 AND status = 'running'"
-        " AND created_at > now() - interval '1 hour' LIMIT 1",
+        " LIMIT 1",
         tenant,
     )
     if busy is not None:
         # One at a time per tenant: each one judges every recent run with every metric.
         raise HTTPException(409, f"Evaluation {busy} is still running")
-    await _pool(request).execute(
-        "INSERT INTO evaluation_jobs (tenant_id, evaluation_id, params, created_by)"
-        " VALUES ($1, $2, $3::jsonb, $4)",
+    evaluation_id = new_id()
+    deadline = utcnow() + timedelta(seconds=EVALUATION_TIME_LIMIT_S)
+    created_by = principal.user_id or f"api_key:{principal.api_key_id}"
+    await pool.execute(
+        "INSERT INTO evaluation_jobs (tenant_id, evaluation_id, params, created_by, deadline)"
+        " VALUES ($1, $2, $3::jsonb, $4, $5)",
         tenant,
         evaluation_id,
         req.model_dump_json(),
-        principal.user_id or f"api_key:{principal.api_key_id}",
+        created_by,
+        deadline,
     )
-    # Kept referenced until done: the event loop holds tasks only weakly.
-    tasks: set[asyncio.Task[None]] | None = getattr(request.app.state, "evaluations", None)
-    if tasks is None:
-        tasks = request.app.state.evaluations = set()
-    task = asyncio.create_task(_evaluate(request.app, tenant, evaluation_id, req, metrics))
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
+    job = EvaluationRequested(
+        tenant_id=tenant,
+        evaluation_id=evaluation_id,
+        since_hours=req.since_hours,
+        metrics=req.metrics,
+        limit=req.limit,
+        deadline=deadline,
+        requested_by=created_by[:200],
+    )
+    try:
+        with nats_span(s.EVALUATIONS_SUBMIT, "publish", {"Nats-Msg-Id": evaluation_id}) as headers:
+            await request.app.state.runs.js.publish(
+                s.EVALUATIONS_SUBMIT,
+                job.model_dump_json().encode(),
+                timeout=REQUEST_TIMEOUT_S,
+                headers=headers,
+            )
+    except (NatsError, JetStreamError) as exc:
+        log.warning(
+            "could not queue the evaluation",
+            extra={"evaluation_id": evaluation_id, "reason": f"{type(exc).__name__}: {exc}"},
+        )
+        await pool.execute(
+            "DELETE FROM evaluation_jobs WHERE tenant_id = $1 AND evaluation_id = $2",
+            tenant,
+            evaluation_id,
+        )
+        raise HTTPException(503, "The evaluation could not be queued; try again") from None
     return {
         "evaluation_id": evaluation_id,
         "status": "running",
@@ -177,18 +270,23 @@ async def start_evaluation(
 
 @router.get(
     "/evaluations/{evaluation_id}",
-    summary="An evaluation's status and, once done, its report",
+    summary="An evaluation's status, its progress while running and, once done, its report",
     responses={404: {"description": "No such evaluation for this tenant"}},
 )
 async def get_evaluation(evaluation_id: str, request: Request, principal: Auth) -> dict[str, Any]:
-    row = await _pool(request).fetchrow(
+    query = (
         "SELECT evaluation_id, status, params, report, error, created_at, finished_at"
-        " FROM evaluation_jobs WHERE tenant_id = $1 AND evaluation_id = $2",
-        principal.tenant_id,
-        evaluation_id,
+        " FROM evaluation_jobs WHERE tenant_id = $1 AND evaluation_id = $2"
     )
+    tenant = principal.tenant_id
+    row = await _pool(request).fetchrow(query, tenant, evaluation_id)
     if row is None:
         raise HTTPException(404, "Evaluation not found")
+    progress = None
+    if row["status"] == "running":
+        progress = await _settle(request.app, tenant, evaluation_id)
+        row = await _pool(request).fetchrow(query, tenant, evaluation_id)
+        assert row is not None
 
     def parsed(value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
@@ -197,6 +295,7 @@ async def get_evaluation(evaluation_id: str, request: Request, principal: Auth) 
         "evaluation_id": row["evaluation_id"],
         "status": row["status"],
         "params": parsed(row["params"]),
+        "progress": progress if row["status"] == "running" else None,
         "error": row["error"],
         "report": parsed(row["report"]),
         "created_at": row["created_at"].isoformat(),

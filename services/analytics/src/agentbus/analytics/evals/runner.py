@@ -119,6 +119,8 @@ class EvalReport(BaseModel):
     skipped: list[Problem] = Field(default_factory=list)
     errors: list[Problem] = Field(default_factory=list)
     published: int = 0
+    # Set when the report was shortened to travel on the bus (evaluations asked over HTTP).
+    truncated: str | None = None
 
 
 def judge_info(judge: Judge) -> JudgeInfo:

@@ -1,6 +1,7 @@
 """Settings of `agentbus eval` (`AGENTBUS_*`): the judge model and where metrics come from.
 
-Read by the CLI, not by the analytics service: evaluations run where the operator runs them.
+Read by the CLI, and by the analytics service for evaluations asked over HTTP
+(`POST /api/v1/evaluations`, see `agentbus.analytics.evaluation_jobs`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,231 @@
+"""Evaluations asked for over the bus (`POST /api/v1/evaluations`): the analytics service pulls
+`EvaluationRequested` from its durable, runs the `agentbus eval` code on the tenant's recorded
+runs and publishes progress and the outcome; bad work items are rejected and counted, and
+failures carry a fixed sentence. Real NATS and chDB (the session's NATS, a fresh store)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nats.aio.client import Client as NatsClient
+from nats.js.errors import NotFoundError
+
+from agentbus.analytics.app import build
+from agentbus.analytics.settings import AnalyticsSettings
+from agentbus.contracts import ErrorReply, RunFinished, new_id
+from agentbus.contracts import subjects as s
+from agentbus.contracts.evaluations import (
+    FAILURES,
+    EvaluationFinished,
+    EvaluationMetrics,
+    EvaluationMetricsRequest,
+    EvaluationProgress,
+    EvaluationRequested,
+)
+from agentbus.contracts.streams import ANALYTICS_EVALUATIONS, EVALUATION_EVENTS
+from agentbus.runtime.testing import running
+
+from .support import as_dicts, ask, eventually
+
+
+def recorded(tenant: str, run_id: str, answer: str = "Run deploy --rollback [1].") -> bytes:
+    return (
+        RunFinished(
+            tenant_id=tenant,
+            run_id=run_id,
+            thread_id="th1",
+            assistant_id="agent",
+            status="success",
+            duration_ms=10,
+            question="How do we roll back a deployment?",
+            answer=answer,
+            contexts=["runbook: roll back a deployment with deploy --rollback"],
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+def request(tenant: str, **over: Any) -> EvaluationRequested:
+    fields: dict[str, Any] = {
+        "tenant_id": tenant,
+        "evaluation_id": new_id(),
+        "since_hours": 1,
+        "deadline": datetime.now(UTC) + timedelta(minutes=10),
+        **over,
+    }
+    return EvaluationRequested(**fields)
+
+
+async def submit(nc: NatsClient, job: EvaluationRequested) -> None:
+    await nc.jetstream().publish(
+        s.EVALUATIONS_SUBMIT,
+        job.model_dump_json().encode(),
+        headers={"Nats-Msg-Id": job.evaluation_id},
+    )
+
+
+async def last_event(nc: NatsClient, evaluation_id: str) -> bytes | None:
+    try:
+        msg = await nc.jetstream().get_last_msg(
+            EVALUATION_EVENTS.name, s.evaluation_events(evaluation_id)
+        )
+    except NotFoundError:
+        return None
+    return msg.data
+
+
+async def outcome(nc: NatsClient, evaluation_id: str) -> EvaluationFinished:
+    found: list[EvaluationFinished] = []
+
+    async def finished() -> bool:
+        data = await last_event(nc, evaluation_id)
+        if data and b'"status"' in data:
+            found.append(EvaluationFinished.model_validate_json(data))
+        return bool(found)
+
+    await eventually(finished, timeout=120, what=f"the outcome of {evaluation_id}")
+    return found[0]
+
+
+async def settled(nc: NatsClient) -> None:
+    """Nothing of the evaluations' durable is waiting or unacked."""
+
+    async def idle() -> bool:
+        info = await nc.jetstream().consumer_info(
+            ANALYTICS_EVALUATIONS.stream, ANALYTICS_EVALUATIONS.durable
+        )
+        return info.num_ack_pending == 0 and info.num_pending == 0
+
+    await eventually(idle, what="the evaluations consumer to settle")
+
+
+async def test_an_evaluation_runs_on_the_tenants_recorded_runs_and_publishes_its_report(
+    analytics_env: dict[str, str], nc: NatsClient, tenant: str
+) -> None:
+    js = nc.jetstream()
+    for run_id in ("r1", "r2"):
+        await js.publish(s.TELEMETRY_RUN_FINISHED, recorded(tenant, run_id))
+    await js.publish(s.TELEMETRY_RUN_FINISHED, recorded(tenant, "r3", answer=""))
+    await js.publish(s.TELEMETRY_RUN_FINISHED, recorded(tenant + "x", "other"))
+
+    service = build(AnalyticsSettings())
+    async with running(service):
+
+        async def stored() -> bool:
+            runs = as_dicts(await ask(nc, tenant, "recorded_runs", since_hours=1))
+            return len(runs) == 3
+
+        await eventually(stored, what="the recorded runs")
+
+        # The metrics an evaluation can use, as the gateway asks before queueing one.
+        reply = await nc.request(
+            s.EVALUATIONS_METRICS,
+            EvaluationMetricsRequest(tenant_id=tenant).model_dump_json().encode(),
+            timeout=10,
+        )
+        metrics = EvaluationMetrics.model_validate_json(reply.data)
+        names = {m.name for m in metrics.metrics}
+        assert metrics.error is None
+        assert {"relevancy", "hallucination", "conciseness"} <= names
+
+        job = request(tenant, metrics=["relevancy", "conciseness"])
+        await submit(nc, job)
+        done = await outcome(nc, job.evaluation_id)
+        assert done.status == "done" and done.failure is None and done.error is None
+        assert done.tenant_id == tenant and done.report is not None
+        report = done.report
+        assert report["evaluation_id"] == job.evaluation_id and report["tenant_id"] == tenant
+        assert sorted(r["run_id"] for r in report["runs"]) == ["r1", "r2"]
+        assert [p["run_id"] for p in report["skipped"]] == ["r3"]  # no recorded answer
+        assert [m["name"] for m in report["metrics"]] == ["relevancy", "conciseness"]
+        assert all(m["runs"] == 2 and m["judge"] == "heuristic" for m in report["metrics"])
+        assert report["published"] == 4 and report["truncated"] is None
+
+        # Each score is stored here, as `agentbus eval`'s are.
+        async def scored() -> bool:
+            rows = as_dicts(await ask(nc, tenant, "evaluations", evaluation_id=job.evaluation_id))
+            return sorted((r["metric"], r["runs"]) for r in rows) == [
+                ("conciseness", 2),
+                ("relevancy", 2),
+            ]
+
+        await eventually(scored, what="the stored scores")
+        await settled(nc)
+
+        # Progress went out before the outcome: the stream holds both, the outcome last.
+        sub = await js.subscribe(s.evaluation_events(job.evaluation_id), ordered_consumer=True)
+        bodies = [json.loads((await sub.next_msg(timeout=10)).data)]
+        while "status" not in bodies[-1]:
+            bodies.append(json.loads((await sub.next_msg(timeout=10)).data))
+        await sub.unsubscribe()
+        progress = [EvaluationProgress.model_validate(b) for b in bodies[:-1]]
+        assert progress and progress[0].total == 2 and progress[0].attempt == 1
+
+
+async def test_bad_work_items_are_rejected_and_failures_carry_a_fixed_sentence(
+    analytics_env: dict[str, str], nc: NatsClient, tenant: str
+) -> None:
+    js = nc.jetstream()
+    await js.publish(s.EVALUATIONS_SUBMIT, b"{not json")
+    await js.publish(s.EVALUATIONS_SUBMIT, json.dumps({"tenant_id": tenant}).encode())
+    expired = request(tenant, deadline=datetime.now(UTC) - timedelta(seconds=1))
+    unknown = request(tenant, metrics=["no-such-metric"])
+    for job in (expired, unknown):
+        await submit(nc, job)
+
+    service = build(AnalyticsSettings())
+    async with running(service):
+        late = await outcome(nc, expired.evaluation_id)
+        assert (late.status, late.failure, late.error) == ("failed", "expired", FAILURES["expired"])
+        bad = await outcome(nc, unknown.evaluation_id)
+        assert bad.status == "failed" and bad.report is None
+        assert (bad.failure, bad.error) == ("unknown_metric", FAILURES["unknown_metric"])
+        assert "no-such-metric" not in (bad.error or "")  # the detail is only in the log
+
+        def counted() -> dict[str, float]:
+            return {
+                reason: service.rejects.value(s.EVALUATIONS_SUBMIT, reason)
+                for reason in ("invalid_json", "schema")
+            }
+
+        async def rejected() -> bool:
+            return counted() == {"invalid_json": 1, "schema": 1}
+
+        await eventually(rejected, what="both rejects counted")
+        await settled(nc)  # terminated, not left to redeliver
+
+        # An unreadable metrics request gets an ErrorReply, and the service goes on.
+        reply = await nc.request(s.EVALUATIONS_METRICS, b"[]", timeout=10)
+        assert ErrorReply.model_validate_json(reply.data).reason == "schema"
+        reply = await nc.request(
+            s.EVALUATIONS_METRICS,
+            EvaluationMetricsRequest(tenant_id=tenant).model_dump_json().encode(),
+            timeout=10,
+        )
+        assert EvaluationMetrics.model_validate_json(reply.data).metrics
+
+
+async def test_an_evaluation_whose_worker_died_is_redelivered_and_finished(
+    analytics_env: dict[str, str], nc: NatsClient, tenant: str
+) -> None:
+    """A worker took the item and died without acking (here: a pull that never acks); after the
+    consumer's ack wait another worker gets it and finishes it."""
+    js = nc.jetstream()
+    await js.publish(s.TELEMETRY_RUN_FINISHED, recorded(tenant, "r1"))
+    job = request(tenant, metrics=["conciseness"])
+    await submit(nc, job)
+    dead = await js.pull_subscribe(
+        s.EVALUATIONS_SUBMIT, durable=ANALYTICS_EVALUATIONS.durable, stream="EVALUATIONS"
+    )
+    taken = await dead.fetch(1, timeout=10)
+    assert [json.loads(m.data)["evaluation_id"] for m in taken] == [job.evaluation_id]
+
+    service = build(AnalyticsSettings())
+    async with running(service):
+        done = await outcome(nc, job.evaluation_id)
+        assert done.status == "done" and done.report is not None
+        assert [r["run_id"] for r in done.report["runs"]] == ["r1"]
+        await settled(nc)
