@@ -55,8 +55,17 @@ def check_documents(out: str) -> None:
     assert "Runbook: rolling back a deployment" in sources, out
 
 
+def cites_its_rows(out: str) -> None:
+    """Rows from the graph or analytics end with the number of the query that returned them,
+    listed under Sources."""
+    rows = re.findall(r"^- .* \[(\d+)\]$", out, flags=re.M)
+    listed = re.findall(r"^\[(\d+)\] \S", out.split("Sources:", 1)[-1], flags=re.M)
+    assert rows and set(rows) <= set(listed), out
+
+
 def check_graph(out: str) -> None:
     assert "Priya Nair" in out and "Tomas Ortega" in out, out
+    cites_its_rows(out)
     for not_rust in ("Mei Chen", "Jonas Berg", "Sofia Rossi", "Amara Okafor", "Lena Fischer"):
         assert not_rust not in out, out
 
@@ -65,6 +74,7 @@ def check_analytics(out: str) -> None:
     rows = dict(re.findall(r"^- (\S+) — .*?deployments per day ([\d.]+)", out, flags=re.M))
     assert {"checkout", "payments-api", "storefront", "inventory"} <= set(rows), out
     assert all(float(v) > 0 for v in rows.values()), out
+    cites_its_rows(out)
 
 
 def check_dora_api(out: str) -> None:

@@ -313,12 +313,23 @@ async def test_rows_errors_and_several_tools() -> None:
         ("query_metrics", error),
     )
     answer = (await litellm.acompletion(model=MODEL, messages=messages)).choices[0].message.content
-    # Rows answer the query the model chose: listed, not cited; passages are cited.
-    assert "- Alice Smith — skill Rust, events 2, weight 1.9\n" in answer
-    assert "- Bob Jones — skill Rust, events 1, weight 0.42\n" in answer
+    # Rows are listed, each cited by the query that returned it; passages by their document.
+    assert "- Alice Smith — skill Rust, events 2, weight 1.9 [2]\n" in answer
+    assert "- Bob Jones — skill Rust, events 1, weight 0.42 [2]\n" in answer
     assert "run deployctl rollback with the previous release tag. [1]" in answer
     assert "The query_metrics tool reported an error: analytics is not available" in answer
-    assert answer.endswith("Sources:\n[1] Deployment runbook, page 4 — document runbook, chunk 3")
+    assert answer.endswith(
+        "Sources:\n[1] Deployment runbook, page 4 — document runbook, chunk 3\n"
+        "[2] find_people_by_skill: people_by_skill"
+    )
+    # A tool that says where its rows come from is cited by that line.
+    messages = _after_tools(
+        "Who knows Rust?",
+        ("find_people_by_skill", {**rows, "source": "graph people_by_skill (USED)"}),
+    )
+    answer = (await litellm.acompletion(model=MODEL, messages=messages)).choices[0].message.content
+    assert answer.endswith("[1]\n\nSources:\n[1] graph people_by_skill (USED)"), answer
+    assert "source:" not in answer, answer
 
     messages = _after_tools("What is our deployment frequency?", ("query_metrics", error))
     answer = (await litellm.acompletion(model=MODEL, messages=messages)).choices[0].message.content

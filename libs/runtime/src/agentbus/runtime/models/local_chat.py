@@ -167,7 +167,9 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _SUBJECT_KEYS = (
     "person", "name", "title", "entity", "repository", "skill", "document_id", "metric", "id",
 )  # fmt: skip
-_BOOKKEEPING = frozenset({"tenant_id", "took_ms", "query", "mode", "error", "columns", "schema"})
+_BOOKKEEPING = frozenset(
+    {"tenant_id", "took_ms", "query", "mode", "error", "columns", "schema", "source"}
+)
 
 
 class LocalChatError(ValueError):
@@ -915,8 +917,14 @@ class ExtractiveChat:
                 continue
             if isinstance(data, list):
                 data = {"rows": data}
+            # Rows are cited by the query that produced them: the tool's own `source` line
+            # (e.g. "knowledge graph: people by skill") or its name.
+            described = data.get("source") if isinstance(data, dict) else None
+            named = data.get("name") if isinstance(data, dict) and "rows" in data else None
+            label = str(described or (f"{tool}: {named}" if named else f"{tool} (tool result)"))
+            row_source = source(("rows", tool, label), label)
             if not isinstance(data, dict):
-                pieces.append(_Piece("row", _fmt("", data)))
+                pieces.append(_Piece("row", _fmt("", data), row_source))
                 continue
             error = data.get("error")
             if isinstance(error, str) and error.strip():
@@ -940,11 +948,11 @@ class ExtractiveChat:
                         row = dict(zip((str(c) for c in columns), row, strict=False))
                     line = render_row(row) if isinstance(row, dict) else _fmt("", row)
                     if line:
-                        pieces.append(_Piece("row", line))
+                        pieces.append(_Piece("row", line, row_source))
             if not isinstance(hits, list) and not isinstance(rows, list):
                 rest = {k: v for k, v in data.items() if k not in _BOOKKEEPING}
                 if rest:
-                    pieces.append(_Piece("row", render_row(rest)))
+                    pieces.append(_Piece("row", render_row(rest), row_source))
 
         chosen = self._select(question, pieces)
         if not chosen:
@@ -974,7 +982,11 @@ class ExtractiveChat:
             for p in (pieces[i] for i in chosen)
             if p.kind == "prose" and p.source is not None
         ]
-        row_lines = [f"- {pieces[i].text}" for i in chosen if pieces[i].kind == "row"]
+        row_lines = [
+            f"- {p.text}" + (f" [{markers[p.source]}]" if p.source is not None else "")
+            for p in (pieces[i] for i in chosen)
+            if p.kind == "row"
+        ]
         first_is_row = pieces[min(chosen)].kind == "row"
         body = [" ".join(prose_lines), "\n".join(row_lines)]
         blocks = [b for b in (body[::-1] if first_is_row else body) if b]
@@ -1037,7 +1049,7 @@ class _Source:
 class _Piece:
     kind: Literal["prose", "row"]
     text: str
-    source: int | None = None  # rows are the answer of a query, not a passage: no source
+    source: int | None = None  # a passage's document, or the query that returned a row
     chunk: Any = None
     passage: str = ""  # the whole text the sentence came from
 
