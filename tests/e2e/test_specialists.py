@@ -216,6 +216,7 @@ async def test_anomalies_are_published_on_the_bus_and_read_back_as_alerts(
     # ones: the first question's own usage telemetry can make today's usage series stand out.
     again = await ask(nc, tenant, "Are there any anomalies in deployments?")
     repeat = first(again, "tool_end", tool="detect_anomalies")
+    assert repeat.data["ok"], repeat.data
     more = await next_alerts(repeat.data["alerts_published"])
     with pytest.raises(TimeoutError):
         await alerts.next_msg(timeout=2)

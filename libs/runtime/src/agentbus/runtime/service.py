@@ -202,6 +202,10 @@ class Service:
             if self.settings.ops_port:
                 self._ops = OpsServer(self.name, self.health, self.registry)
                 await self._ops.start(self.settings.ops_host, self.settings.ops_port)
+            # Subscriptions go to the server asynchronously: one round trip makes sure it has
+            # them all, so a request sent the moment we say ready finds its responder (a test
+            # saw "no responders" right after ready under load).
+            await self.connection.flush(timeout=10)
             log.info(
                 "service ready",
                 extra={"nats": self.settings.nats_url, "version": self.version},

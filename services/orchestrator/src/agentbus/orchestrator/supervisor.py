@@ -380,8 +380,9 @@ def _tools_node(spec: Specialist) -> Node:
                 "duration_ms": round(took, 2),
             }
             # The generated query is part of the step: shown, not hidden in the preview.
+            # A count is shown even when 0 (the repeated scan that publishes nothing new).
             for key in ("query", "queries", "translation", "sources", "alerts_published"):
-                if result.get(key):
+                if result.get(key) or result.get(key) == 0:
                     end[key] = result[key]
             await ctx.emit("tool_end", end, node="tools", namespace=ns)
             results.append(
