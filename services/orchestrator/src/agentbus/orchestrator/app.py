@@ -43,7 +43,7 @@ from .model_spans import capture_content
 from .models import ModelConfigError, attach_cache, cache_config, load_router
 from .runner import RunLimits, Runner
 from .settings import OrchestratorSettings
-from .store_ops import store_index, store_op
+from .store_ops import store_failure, store_index, store_op
 from .thread_ops import thread_update
 from .threads import thread_state
 
@@ -161,7 +161,7 @@ def build(settings: OrchestratorSettings) -> Service:
         StoreRequest,
         title="store.ops",
         description="StoreRequest -> StoreReply",
-        on_error=error_reply("store_error"),
+        on_error=store_failure,
     )
     async def on_store_op(req: StoreRequest) -> StoreReply | ErrorReply:
         return await store_op(req, engines.value.store)

@@ -14,6 +14,18 @@ from .hosted_run import to_json
 from .settings import OrchestratorSettings
 from .tenant_store import TenantStore
 
+# The store raises these for what the request asked (a label with a period, a filter operator
+# it does not know): their text is for the caller. Anything else is the store's own failure
+# (the database, a driver): logged by the replier, answered with a fixed sentence.
+REQUEST_ERRORS = (ValueError, TypeError, KeyError)
+
+
+def store_failure(_request: Any, exc: Exception) -> ErrorReply:
+    """The answer to a store operation that raised `exc`."""
+    if isinstance(exc, REQUEST_ERRORS):
+        return ErrorReply(error=str(exc)[:500] or type(exc).__name__, reason="store_error")
+    return ErrorReply(error="The store failed this operation", reason="store_unavailable")
+
 
 def embed_model(router: Any) -> str:
     """The first deployment of the `embed` model group (LiteLLM Router config)."""
