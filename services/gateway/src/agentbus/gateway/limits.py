@@ -8,7 +8,9 @@ the bus for them.
 from __future__ import annotations
 
 import json
-from collections import Counter
+import time
+from collections import Counter, deque
+from collections.abc import Callable
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -92,21 +94,60 @@ class TooManyStreams(HTTPException):
 
 class OpenStreams:
     """Open SSE streams per tenant on this replica. Each costs a JetStream consumer, and the
-    cluster has a fixed number of them: one tenant must not take them all."""
+    cluster has a fixed number of them: one tenant must not take them all.
 
-    def __init__(self, per_tenant: int) -> None:
+    Routes whose stream starts inside the response body `reserve()` a place before the
+    response starts (so a refusal is a clean 429) and their stream `claim()`s it later. A
+    reservation counts against the cap until claimed, so two requests at the same instant at
+    the cap cannot both pass; one whose stream never starts (a 404 after the check) lapses
+    after `hold_s`.
+    """
+
+    def __init__(
+        self, per_tenant: int, hold_s: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.per_tenant = per_tenant
+        self.hold_s = hold_s
+        self.clock = clock
         self.open: Counter[str] = Counter()
+        self.reserved: dict[str, deque[float]] = {}  # lapse times, oldest first
 
-    def check(self, tenant_id: str) -> None:
-        """Raise TooManyStreams if the tenant has no place left now, without taking one: for
-        routes whose stream claims its place only once the response has started."""
-        if self.open[tenant_id] >= self.per_tenant:
+    def _held(self, tenant_id: str) -> int:
+        pending = self.reserved.get(tenant_id)
+        if pending is None:
+            return self.open[tenant_id]
+        now = self.clock()
+        while pending and pending[0] <= now:
+            pending.popleft()
+        if not pending:
+            del self.reserved[tenant_id]
+        return self.open[tenant_id] + len(pending)
+
+    def reserve(self, tenant_id: str) -> None:
+        """Hold a place for a stream that starts once the response has, or raise TooManyStreams."""
+        if self._held(tenant_id) >= self.per_tenant:
             raise TooManyStreams(self.per_tenant)
+        self.reserved.setdefault(tenant_id, deque()).append(self.clock() + self.hold_s)
+
+    def unreserve(self, tenant_id: str) -> None:
+        """Give back the newest reservation: its request was refused before its stream began."""
+        pending = self.reserved.get(tenant_id)
+        if pending:
+            pending.pop()
+            if not pending:
+                del self.reserved[tenant_id]
 
     def claim(self, tenant_id: str) -> None:
-        """Take a place, or raise TooManyStreams. Every claim is released exactly once."""
-        if self.open[tenant_id] >= self.per_tenant:
+        """Take a place, or raise TooManyStreams. A reservation of the tenant's, if any, becomes
+        this stream (the oldest first: any of the tenant's streams may take it, the open count
+        never passes the cap). Every claim is released exactly once."""
+        self._held(tenant_id)  # drops lapsed reservations
+        pending = self.reserved.get(tenant_id)
+        if pending:
+            pending.popleft()
+            if not pending:
+                del self.reserved[tenant_id]
+        elif self.open[tenant_id] >= self.per_tenant:
             raise TooManyStreams(self.per_tenant)
         self.open[tenant_id] += 1
 

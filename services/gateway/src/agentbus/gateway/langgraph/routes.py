@@ -68,7 +68,7 @@ def service_of(request: Request) -> LangGraphRuns:
 Svc = Annotated[LangGraphRuns, Depends(service_of)]
 # Refused with 429 before the response starts at the tenant's stream cap (checked first: a
 # refused stream uses no rate-limit hit), and rate-limited.
-StreamLimit = [Depends(stream_room), Depends(per_tenant("stream"))]
+StreamLimit = [stream_room, Depends(per_tenant("stream"))]
 RunLimit = [Depends(per_tenant("chat"))]
 # Listing endpoints scan a tenant's rows: rate-limited, and their `limit` is capped.
 ListLimit = [Depends(per_tenant("list"))]
