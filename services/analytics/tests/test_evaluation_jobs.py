@@ -5,14 +5,20 @@ failures carry a fixed sentence. Real NATS and chDB (the session's NATS, a fresh
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from nats.aio.client import Client as NatsClient
+from nats.errors import NoRespondersError
 from nats.js.errors import NotFoundError
 
 from agentbus.analytics.app import build
+from agentbus.analytics.evals.runner import EvalReport, JudgeInfo, RunReport, ScoreEntry
+from agentbus.analytics.evaluation_jobs import fitted
 from agentbus.analytics.settings import AnalyticsSettings
 from agentbus.contracts import ErrorReply, RunFinished, new_id
 from agentbus.contracts import subjects as s
@@ -57,6 +63,24 @@ def request(tenant: str, **over: Any) -> EvaluationRequested:
         **over,
     }
     return EvaluationRequested(**fields)
+
+
+async def recorded_runs(nc: NatsClient, tenant: str) -> int:
+    """How many runs of the tenant analytics lists (0 while its query has no responder yet)."""
+    try:
+        return len(as_dicts(await ask(nc, tenant, "recorded_runs", since_hours=1)))
+    except NoRespondersError:
+        return 0
+
+
+async def runs_stored(nc: NatsClient, tenant: str, count: int) -> None:
+    """Telemetry taken by a pull request of a service stopped before (an earlier test's) comes
+    back after the consumer's 30 s ack wait, so this can take a while."""
+
+    async def stored() -> bool:
+        return await recorded_runs(nc, tenant) == count
+
+    await eventually(stored, timeout=150, what=f"{count} recorded runs")
 
 
 async def submit(nc: NatsClient, job: EvaluationRequested) -> None:
@@ -113,12 +137,7 @@ async def test_an_evaluation_runs_on_the_tenants_recorded_runs_and_publishes_its
 
     service = build(AnalyticsSettings())
     async with running(service):
-
-        async def stored() -> bool:
-            runs = as_dicts(await ask(nc, tenant, "recorded_runs", since_hours=1))
-            return len(runs) == 3
-
-        await eventually(stored, what="the recorded runs")
+        await runs_stored(nc, tenant, 3)
 
         # The metrics an evaluation can use, as the gateway asks before queueing one.
         reply = await nc.request(
@@ -152,7 +171,7 @@ async def test_an_evaluation_runs_on_the_tenants_recorded_runs_and_publishes_its
                 ("relevancy", 2),
             ]
 
-        await eventually(scored, what="the stored scores")
+        await eventually(scored, timeout=150, what="the stored scores")
         await settled(nc)
 
         # Progress went out before the outcome: the stream holds both, the outcome last.
@@ -215,6 +234,8 @@ async def test_an_evaluation_whose_worker_died_is_redelivered_and_finished(
     consumer's ack wait another worker gets it and finishes it."""
     js = nc.jetstream()
     await js.publish(s.TELEMETRY_RUN_FINISHED, recorded(tenant, "r1"))
+    async with running(build(AnalyticsSettings())):
+        await runs_stored(nc, tenant, 1)
     job = request(tenant, metrics=["conciseness"])
     await submit(nc, job)
     dead = await js.pull_subscribe(
@@ -229,3 +250,100 @@ async def test_an_evaluation_whose_worker_died_is_redelivered_and_finished(
         assert done.status == "done" and done.report is not None
         assert [r["run_id"] for r in done.report["runs"]] == ["r1"]
         await settled(nc)
+
+
+HANGING_MODELS = """
+model_list:
+  - model_name: deep
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: http://127.0.0.1:{port}/v1
+      api_key: sk-test
+router_settings: {{num_retries: 0}}
+"""
+
+
+async def test_an_evaluation_past_its_deadline_is_stopped_and_a_bad_judge_fails_at_once(
+    analytics_env: dict[str, str],
+    nc: NatsClient,
+    tenant: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The judge is an LLM whose server never answers: the evaluation ends `time_limit` at its
+    deadline (20 s: the first LLM judge imports LiteLLM) instead of running on. A judge model
+    that is not configured fails at once."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.read(65536)
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = tmp_path / "models.yaml"
+    config.write_text(HANGING_MODELS.format(port=port))
+    monkeypatch.setenv("AGENTBUS_MODELS_CONFIG", str(config))
+    await nc.jetstream().publish(s.TELEMETRY_RUN_FINISHED, recorded(tenant, "r1"))
+    try:
+        service = build(AnalyticsSettings())
+        async with running(service):
+            await runs_stored(nc, tenant, 1)
+            slow = request(
+                tenant, metrics=["relevancy"], deadline=datetime.now(UTC) + timedelta(seconds=20)
+            )
+            await submit(nc, slow)
+            stopped = await outcome(nc, slow.evaluation_id)
+            assert (stopped.status, stopped.failure) == ("failed", "time_limit")
+            assert stopped.error == FAILURES["time_limit"]
+            assert held, "the judge never called the model"
+            await settled(nc)
+
+        monkeypatch.setenv("AGENTBUS_EVAL_MODEL", "nomodel")
+        service = build(AnalyticsSettings())
+        async with running(service):
+            job = request(tenant)
+            await submit(nc, job)
+            bad = await outcome(nc, job.evaluation_id)
+            assert (bad.failure, bad.error) == (
+                "judge_misconfigured",
+                FAILURES["judge_misconfigured"],
+            )
+            await settled(nc)
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+def test_a_report_too_big_for_one_message_is_shortened_and_says_so() -> None:
+    judge = JudgeInfo(kind="heuristic", model="local/extractive", note="n")
+    runs = [
+        RunReport(
+            run_id=f"r{i}",
+            trace_id=None,
+            thread_id="t",
+            assistant_id="a",
+            status="success",
+            ts="2026-01-01T00:00:00Z",
+            question="q",
+            scores={
+                "relevancy": ScoreEntry(
+                    score=0.5, judge="heuristic", judge_model=None, reason="x" * 2000
+                )
+            },
+        )
+        for i in range(40)
+    ]
+    report = EvalReport(
+        evaluation_id="e", tenant_id="t", created_at="now", since_hours=1, judge=judge, runs=runs
+    )
+    size = len(report.model_dump_json())
+    assert fitted(report, size) is report
+    shorter = fitted(report, size // 4)
+    assert len(shorter.model_dump_json()) <= size // 4 and len(shorter.runs) == 40
+    assert shorter.truncated and "reasons shortened" in shorter.truncated
+    assert report.runs[0].scores["relevancy"].reason == "x" * 2000  # the original is kept
+    tiny = fitted(report, 2000)
+    assert tiny.runs == [] and tiny.truncated and "run_evaluations" in tiny.truncated

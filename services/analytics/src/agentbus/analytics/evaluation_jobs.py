@@ -212,8 +212,11 @@ class EvaluationJobs:
             log.error("evaluation metrics unusable", extra={**self._ids(job), "reason": str(exc)})
             raise Failed("unknown_metric", permanent=True) from None
         try:
-            judge = choose_judge(
-                settings.eval_model, settings.models_config or orchestrator_models_config()
+            # In a thread: the first LLM judge imports LiteLLM, seconds of work.
+            judge = await asyncio.to_thread(
+                choose_judge,
+                settings.eval_model,
+                settings.models_config or orchestrator_models_config(),
             )
         except JudgeError as exc:
             log.error("evaluation judge unusable", extra={**self._ids(job), "reason": str(exc)})
