@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faststream.nats import TestNatsBroker
 from nats.aio.client import Client as NatsClient
 from nats.errors import NoRespondersError
 from nats.js.errors import NotFoundError
@@ -347,3 +348,49 @@ def test_a_report_too_big_for_one_message_is_shortened_and_says_so() -> None:
     assert report.runs[0].scores["relevancy"].reason == "x" * 2000  # the original is kept
     tiny = fitted(report, 2000)
     assert tiny.runs == [] and tiny.truncated and "run_evaluations" in tiny.truncated
+
+
+async def test_the_handlers_under_faststreams_test_broker(
+    analytics_env: dict[str, str], nc: NatsClient, tenant: str
+) -> None:
+    """The same handlers under FastStream's TestNatsBroker, on the real NATS (`with_real`): the
+    subscriber's mock sees each work item, junk is rejected and counted, an unreadable metrics
+    request is answered with an ErrorReply."""
+    service = build(AnalyticsSettings())
+    for hook in service.on_startup:  # the ClickHouse store the handlers read
+        await hook()
+    try:
+        async with TestNatsBroker(service.broker, with_real=True) as broker:
+            (work,) = [
+                sub
+                for sub in service.broker.subscribers
+                if sub.subject.broker_address == s.EVALUATIONS_SUBMIT
+            ]
+            expired = request(tenant, deadline=datetime.now(UTC) - timedelta(minutes=1))
+            await broker.publish(b"{not json", s.EVALUATIONS_SUBMIT, stream="EVALUATIONS")
+            await broker.publish(
+                expired.model_dump_json(),
+                s.EVALUATIONS_SUBMIT,
+                stream="EVALUATIONS",
+                headers={"Nats-Msg-Id": expired.evaluation_id},
+            )
+            late = await outcome(nc, expired.evaluation_id)
+            assert (late.failure, late.error) == ("expired", FAILURES["expired"])
+            assert service.rejects.value(s.EVALUATIONS_SUBMIT, "invalid_json") >= 1
+            # The handler's mock saw both items, in order, as they travelled.
+            seen = [call.args[0] for call in work.calls[0].handler.mock.call_args_list]
+            as_bytes = [b if isinstance(b, bytes) else str(b).encode() for b in seen]
+            assert as_bytes == [b"{not json", expired.model_dump_json().encode()], seen
+
+            reply = await broker.request(b"[]", s.EVALUATIONS_METRICS, timeout=10)
+            assert ErrorReply.model_validate(await reply.decode()).reason == "schema"
+            reply = await broker.request(
+                EvaluationMetricsRequest(tenant_id=tenant).model_dump_json(),
+                s.EVALUATIONS_METRICS,
+                timeout=10,
+            )
+            assert EvaluationMetrics.model_validate(await reply.decode()).metrics
+        await settled(nc)
+    finally:
+        for hook in service.on_shutdown:
+            await hook()
