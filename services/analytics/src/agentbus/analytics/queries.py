@@ -132,6 +132,9 @@ class AnomaliesParams(Window):
     series: SeriesName = "all"
     baseline_days: int = Field(default=14, ge=3, le=90)
     threshold: float = Field(default=3.5, gt=0, le=100)
+    # Days of the baseline with data a series needs before one of its days can be unusual: a
+    # tenant's first days of usage are not "unusually high against 0".
+    min_history_days: int = Field(default=3, ge=0, le=90)
 
 
 class RecordedRunsParams(Params):
@@ -495,7 +498,8 @@ class Queries:
         z-score; 0.6745 makes MAD comparable with a standard deviation). When MAD is 0 (more than
         half the baseline days equal), the mean absolute deviation * 1.2533 stands in; when that
         is 0 too (a constant baseline), any different value is reported with z = null. A day is
-        reported when |z| >= threshold (default 3.5).
+        reported when |z| >= threshold (default 3.5) and the series has data on at least
+        `min_history_days` of its baseline days (default 3).
         """
         since, until = p.bounds(datetime.now(UTC))
         first_day, last_day = since.date(), (until - timedelta(microseconds=1)).date()
@@ -522,8 +526,11 @@ class Queries:
                     values.get(day - timedelta(days=k), 0.0) for k in range(1, p.baseline_days + 1)
                 ]
                 x = values.get(day, 0.0)
+                history = sum(
+                    1 for k in range(1, p.baseline_days + 1) if day - timedelta(days=k) in values
+                )
                 flagged, z, median, mad = robust_z(x, baseline, p.threshold)
-                if flagged:
+                if flagged and history >= p.min_history_days:
                     rows.append(
                         [
                             name,
