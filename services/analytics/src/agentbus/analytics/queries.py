@@ -133,8 +133,9 @@ class AnomaliesParams(Window):
     baseline_days: int = Field(default=14, ge=3, le=90)
     threshold: float = Field(default=3.5, gt=0, le=100)
     # Days of the baseline with data a series needs before one of its days can be unusual: a
-    # tenant's first days of usage are not "unusually high against 0".
-    min_history_days: int = Field(default=3, ge=0, le=90)
+    # tenant's first days of usage, or a new service's first deployments, are not "unusually
+    # high against 0" (half the default baseline).
+    min_history_days: int = Field(default=7, ge=0, le=90)
 
 
 class RecordedRunsParams(Params):
@@ -499,7 +500,7 @@ class Queries:
         half the baseline days equal), the mean absolute deviation * 1.2533 stands in; when that
         is 0 too (a constant baseline), any different value is reported with z = null. A day is
         reported when |z| >= threshold (default 3.5) and the series has data on at least
-        `min_history_days` of its baseline days (default 3).
+        `min_history_days` of its baseline days (default 7).
         """
         since, until = p.bounds(datetime.now(UTC))
         first_day, last_day = since.date(), (until - timedelta(microseconds=1)).date()
