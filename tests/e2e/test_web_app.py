@@ -3,7 +3,7 @@ platform: register and sign in, upload a PDF and watch its stages reach "indexed
 (routing, a tool step, streamed text, a citation that opens page 2), reload mid-answer and see
 it finish, dashboards drawn from published domain events, a run's trace as a waterfall. Every
 page is checked for console errors. Each test saves a screenshot: into the README's
-docs/screenshots with AGENTBUS_UPDATE_SCREENSHOTS=1, else into a temporary directory.
+docs/screenshots with UPDATE_SCREENSHOTS=1, else into a temporary directory.
 
 One browser for the module; the tests run in order on one signed-in page (each builds on the
 previous one: the document the chat cites, the run the trace shows).
@@ -102,9 +102,10 @@ def app(platform: Platform, browser: Browser, shots: Path) -> Iterator[tuple[Pag
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where screenshots go: the README's `docs/screenshots` with AGENTBUS_UPDATE_SCREENSHOTS=1,
-    else a temporary directory (a test run leaves the working tree as it was)."""
-    if os.environ.get("AGENTBUS_UPDATE_SCREENSHOTS") == "1":
+    """Where screenshots go: the README's `docs/screenshots` with UPDATE_SCREENSHOTS=1,
+    else a temporary directory (a test run leaves the working tree as it was). Not an
+    AGENTBUS_ variable: the root conftest drops those before any test reads them."""
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         return SHOTS
     return tmp_path_factory.mktemp("screenshots")
 
@@ -596,5 +597,5 @@ def test_the_sample_organisation_in_tenant_dev_signed_in_with_its_key(
 
 def test_screenshots_are_referenced_from_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
-    for name in ("sign-in", "documents", "chat", "dashboard", "trace"):
+    for name in ("sign-in", "documents", "chat", "dashboard", "trace", "runs", "pipeline-settings"):
         assert f"docs/screenshots/{name}.png" in readme, name
