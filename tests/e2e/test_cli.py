@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import queue
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -211,3 +215,50 @@ def test_invalid_settings_are_one_line(
     assert result.returncode == 2
     line = _one_clear_line(result.stderr)
     assert line.startswith("agentbus-ingest: invalid configuration:") and expected in line
+
+
+def test_up_with_the_sample_answers_the_quick_starts_question(tmp_path: Path) -> None:
+    """`make run` is `agentbus up --sample`: once it says the sample is in, the README's graph
+    question is answered from it, with the rows cited, and Ctrl-C still stops everything."""
+    data_dir = tmp_path / "var"
+    env = _env(AGENTBUS_DATA_DIR=str(data_dir), AGENTBUS_GATEWAY_PORT=str(free_port()))
+    up = subprocess.Popen(
+        [*CLI, "up", "--sample", "--timeout", "90"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    # Read in a thread: the launcher keeps printing while the test waits with a deadline.
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in up.stdout or []], daemon=True
+    ).start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 420
+        while not any("sample organisation is in tenant dev" in line for line in seen):
+            assert time.monotonic() < deadline, "".join(seen)
+            try:
+                seen.append(lines.get(timeout=5))
+            except queue.Empty:
+                assert up.poll() is None, "".join(seen)
+        assert not any("loading the sample failed" in line for line in seen), "".join(seen)
+        ask = subprocess.run(
+            [*CLI, "ask", "who knows Rust?"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert ask.returncode == 0, ask.stdout + ask.stderr
+        assert "Priya Nair" in ask.stdout and "Tomas Ortega" in ask.stdout, ask.stdout
+        assert re.search(r"^- .*Priya Nair.* \[\d+\]$", ask.stdout, flags=re.M), ask.stdout
+        assert "Sources:" in ask.stdout, ask.stdout
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=90)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 0
+    assert _processes_using(data_dir) == []
