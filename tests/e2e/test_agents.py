@@ -322,4 +322,4 @@ async def test_analytics_question_is_answered_from_domain_events(nc: NatsClient)
     assert tool_end.data["tool"] == "query_metrics" and tool_end.data["ok"] is True, tool_end
     assert seen[-1].status == "success"
     answer = seen[-1].data["answer"]
-    assert "billing" in answer and "not available" not in answer, answer
+    assert "billing" in answer and "could not be reached" not in answer, answer

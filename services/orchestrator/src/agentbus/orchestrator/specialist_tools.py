@@ -318,7 +318,7 @@ async def one_on_one_prep(box: ToolBox, tenant: str, arguments: dict[str, Any]) 
         "queries": [q for q in (recent.get("query"), incidents.get("query")) if q],
     }
     if errors:
-        out["error"] = "; ".join(errors)
+        out["error"] = "; ".join(dict.fromkeys(errors))  # each failure once
     return out
 
 
@@ -328,11 +328,17 @@ async def suggest_assignee(box: ToolBox, tenant: str, arguments: dict[str, Any])
     score: dict[str, float] = {}
     why: dict[str, list[str]] = {}
     if arguments.get("skill"):
-        for r in _rows(await graph(box, tenant, "people_by_skill", skill=str(arguments["skill"]))):
+        found = await graph(box, tenant, "people_by_skill", skill=str(arguments["skill"]))
+        if found.get("error"):
+            # The graph down is not "nobody knows it": say what failed instead.
+            return {"error": str(found["error"])}
+        for r in _rows(found):
             score[r["person"]] = score.get(r["person"], 0.0) + float(r.get("weight") or 0)
             why.setdefault(r["person"], []).append(f"knows {r['skill']}")
     if arguments.get("repository"):
         found = await graph(box, tenant, "owners_of", repository=str(arguments["repository"]))
+        if found.get("error"):
+            return {"error": str(found["error"])}
         for r in _rows(found):
             if r.get("person"):
                 score[r["person"]] = score.get(r["person"], 0.0) + float(r.get("weight") or 0)
@@ -385,10 +391,14 @@ async def graph_augmented_answer(box: ToolBox, tenant: str, arguments: dict[str,
         )
     candidates = [w for w, _ in counts.most_common(5)]
     people: list[dict[str, Any]] = []
+    graph_error = ""
     for name in candidates[:5]:
         owners = await graph(box, tenant, "owners_of", limit=3, repository=name)
+        if owners.get("error"):
+            graph_error = str(owners["error"])  # the same for every name: stop asking
+            break
         people += [{**r, "via": f"owners_of {name}"} for r in _rows(owners)]
-    return {
+    out: Result = {
         **found,
         "hits": hits,
         "rows": [
@@ -402,6 +412,10 @@ async def graph_augmented_answer(box: ToolBox, tenant: str, arguments: dict[str,
         ],
         "sources": ["retrieval.search", *sorted({p["via"] for p in people})],
     }
+    if graph_error:
+        # The passages still stand; the people around them are what could not be looked up.
+        out["error"] = "; ".join(x for x in (str(found.get("error") or ""), graph_error) if x)
+    return out
 
 
 async def recent_alerts(box: ToolBox, tenant: str, arguments: dict[str, Any]) -> Result:
@@ -465,7 +479,7 @@ async def cross_source_summary(box: ToolBox, tenant: str, arguments: dict[str, A
         out["sources"].append("retrieval.search")
     errors = [str(x["error"]) for x in (dora, incidents, anomalies) if x.get("error")]
     if errors:
-        out["error"] = "; ".join(errors)
+        out["error"] = "; ".join(dict.fromkeys(errors))  # each failure once
     return out
 
 

@@ -379,6 +379,8 @@ def _tools_node(spec: Specialist) -> Node:
                 "result_preview": preview(result),
                 "duration_ms": round(took, 2),
             }
+            if error is not None:
+                end["error"] = error  # what failed, as the answer will say it
             # The generated query is part of the step: shown, not hidden in the preview.
             # A count is shown even when 0 (the repeated scan that publishes nothing new).
             for key in ("query", "queries", "translation", "sources", "alerts_published"):

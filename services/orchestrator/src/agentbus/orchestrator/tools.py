@@ -1,7 +1,9 @@
 """The specialists' tools: each one is a request over the bus to another service.
 
 A tool never raises into the graph: a failure (no service answering, an error reply) becomes a
-result with an `error` the model can read and pass on, e.g. that analytics is not available.
+result with an `error` the model can read and pass on, a fixed sentence naming what is missing
+("analytics could not be reached: no service is answering"; the graph's own service answers
+"the graph could not be reached" when its database is down), never exception text or addresses.
 
 Document search keeps only hits whose meaning is close enough to the question (`min_relevance`,
 the cosine of the embedder's vectors): a passage below the bar is never offered to the model, so
@@ -150,12 +152,19 @@ class ToolBox:
                     subject, body.encode(), timeout=self.timeout, headers=headers
                 )
         except nats.errors.NoRespondersError:
-            return {"error": f"{unavailable} is not available (no service answers {subject})"}
+            # Nothing subscribed (the service is stopped): NATS says so at once, no timeout.
+            return {"error": f"{unavailable} could not be reached: no service is answering"}
         except nats.errors.TimeoutError:
-            return {"error": f"{unavailable} did not answer within {self.timeout:g}s"}
+            return {
+                "error": f"{unavailable} could not be reached: no answer within {self.timeout:g}s"
+            }
+        except nats.errors.ConnectionClosedError:
+            return {"error": f"{unavailable} could not be reached: the bus connection is closed"}
         try:
             data: dict[str, Any] = json.loads(reply.data)
         except ValueError:
+            return {"error": f"{unavailable} sent an unreadable reply"}
+        if not isinstance(data, dict):
             return {"error": f"{unavailable} sent an unreadable reply"}
         return data
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from neo4j.exceptions import ServiceUnavailable, SessionExpired
+
 from agentbus.contracts import GraphQuery, GraphResult, SearchRequest, SearchResult
 from agentbus.contracts import subjects as s
 from agentbus.runtime.late import Late
@@ -20,6 +22,12 @@ from .settings import RetrievalSettings
 
 log = logging.getLogger("agentbus.retrieval")
 
+GRAPH_RETRY_S = 5.0
+# What a graph query answers while the graph server is down: a fixed sentence the agent can pass
+# on (the driver's own message carries the server's address).
+GRAPH_UNREACHABLE = "the graph could not be reached"
+GRAPH_FAILED = "the graph query failed"
+
 
 def build(settings: RetrievalSettings) -> Service:
     service = new_service(
@@ -30,7 +38,14 @@ def build(settings: RetrievalSettings) -> Service:
     )
     service.checks.update(service.probes.checks("postgres", "graph"))
     driver = async_driver(
-        settings.graph_url, settings.graph_user, settings.graph_password.get_secret_value()
+        settings.graph_url,
+        settings.graph_user,
+        settings.graph_password.get_secret_value(),
+        # A graph query is retried on a lost server for this long (default 30 s): long enough
+        # for a restart, short enough that the agent's tool hears "unavailable", not its own
+        # request timeout.
+        max_transaction_retry_time=GRAPH_RETRY_S,
+        connection_timeout=GRAPH_RETRY_S,
     )
     graph = GraphQueries(driver)
     searcher: Late[Searcher] = Late("the searcher")
@@ -71,8 +86,9 @@ def build(settings: RetrievalSettings) -> Service:
         GraphQuery,
         title="graph.query",
         description="GraphQuery -> GraphResult: named, parameterised, tenant-scoped",
+        # Logged with its traceback by the replier; the requester gets a fixed sentence.
         on_error=lambda req, exc: GraphResult(
-            tenant_id=req.tenant_id, name=req.name, error=failure_text(exc, "graph query failed")
+            tenant_id=req.tenant_id, name=req.name, error=GRAPH_FAILED
         ),
     )
     async def on_graph(req: GraphQuery) -> GraphResult:
@@ -81,5 +97,8 @@ def build(settings: RetrievalSettings) -> Service:
         except BadGraphQuery as exc:
             service.rejects.count(s.GRAPH_QUERY, "bad_params")
             return GraphResult(tenant_id=req.tenant_id, name=req.name, error=str(exc))
+        except (ServiceUnavailable, SessionExpired, OSError) as exc:
+            log.warning("graph query %s: the graph server is unreachable: %s", req.name, exc)
+            return GraphResult(tenant_id=req.tenant_id, name=req.name, error=GRAPH_UNREACHABLE)
 
     return service
