@@ -1,5 +1,6 @@
 """Query history over HTTP (issue 17, RAG application): every question with its answer,
-citations, latency and the settings used; paged, per asker, and invisible to other tenants."""
+citations, latency and the settings used; paged, per asker, and invisible to other tenants; the
+questions of runs made through the LangGraph API (with the official `langgraph_sdk`) too."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from langgraph_sdk import get_client
 
+from agentbus.contracts import new_id
 from agentbus.contracts.evaluations import FAILURES
 from agentbus.runtime.platform import Platform
 
@@ -179,3 +182,72 @@ async def runs_and_evaluation(
     assert sorted(r["run_id"] for r in report["runs"]) == sorted(run_ids)
     assert report["metrics"] and all(m["runs"] == 2 for m in report["metrics"])
     assert (await http.get(url)).status_code == 404  # another tenant's evaluation
+
+
+async def test_langgraph_runs_join_the_history(owner: Tenant) -> None:
+    """A run made with `langgraph_sdk` whose input has a user message is a question of the key
+    that made it: listed with its answer, citations, status and latency; a run of another input
+    (the `steps` diagnostics) is not."""
+    _, secret = await owner.store.create_api_key(owner.id, f"sdk-{new_id()[:8]}", ("admin",))
+    sdk = get_client(url=owner.base_url, api_key=secret, timeout=120)
+    asker = httpx.AsyncClient(base_url=owner.base_url, headers={"x-api-key": secret}, timeout=120)
+    other_key = await owner.client()
+    try:
+        thread = await sdk.threads.create()
+        parts = [
+            part
+            async for part in sdk.runs.stream(
+                thread["thread_id"],
+                "agent",
+                input={"messages": [{"role": "user", "content": "Who knows Rust?"}]},
+                stream_mode="values",
+            )
+        ]
+        assert parts[0].event == "metadata" and "error" not in {p.event for p in parts}, parts
+        streamed = parts[0].data["run_id"]
+        final = [p.data for p in parts if p.event == "values"][-1]
+        answer = final["messages"][-1]["content"]
+        assert answer
+
+        # A background run on a new thread (stateless), LangChain's message form: completed
+        # from its end event when the history is read, as nobody followed it.
+        background = await sdk.runs.create(
+            None, "agent", input={"messages": [{"type": "human", "content": "Who knows Go?"}]}
+        )
+        deadline, status = time.monotonic() + 120, "pending"
+        while time.monotonic() < deadline:
+            status = (await sdk.runs.get(background["thread_id"], background["run_id"]))["status"]
+            if status not in ("pending", "running"):
+                break
+            await asyncio.sleep(0.2)
+        assert status == "success", status
+
+        # Not a question: the `steps` diagnostics' input has no messages.
+        steps_thread = await sdk.threads.create()
+        await sdk.runs.wait(steps_thread["thread_id"], "steps", input={"steps": 1, "delay": 0})
+        not_questions = [r["run_id"] for r in await sdk.runs.list(steps_thread["thread_id"])]
+        assert len(not_questions) == 1
+
+        page = (await asker.get("/api/v1/history")).json()
+        items = page["items"]
+        assert [e["id"] for e in items] == [background["run_id"], streamed], items
+        newest, entry = items
+        assert entry["question"] == "Who knows Rust?" and entry["answer"] == answer
+        assert entry["status"] == "success" and entry["latency_ms"] > 0 and entry["finished_at"]
+        assert entry["thread_id"] == thread["thread_id"]
+        run = await sdk.runs.get(thread["thread_id"], streamed)
+        assert entry["assistant_id"] == run["assistant_id"]
+        assert isinstance(entry["citations"], list)
+        assert entry["settings"]["revision"] == 0
+        assert (await asker.get(f"/api/v1/history/{streamed}")).json() == entry
+        assert newest["question"] == "Who knows Go?" and newest["status"] == "success"
+        assert newest["answer"] and newest["thread_id"] == background["thread_id"]
+        for run_id in not_questions:
+            assert (await asker.get(f"/api/v1/history/{run_id}")).status_code == 404
+
+        # Only the asker's: another key of the tenant sees none of it.
+        assert (await other_key.get("/api/v1/history")).json()["items"] == []
+    finally:
+        await sdk.aclose()
+        await asker.aclose()
+        await other_key.aclose()

@@ -9,7 +9,7 @@ import pytest
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
-from agentbus.gateway.history import decode_cursor, encode_cursor, question_of
+from agentbus.gateway.history import decode_cursor, encode_cursor, question_in, question_of
 from agentbus.gateway.routes_settings import PipelinePatch, _merge
 from agentbus.runtime.stores.pipeline_settings import PipelineSettings
 
@@ -57,3 +57,22 @@ def test_the_question_is_the_last_user_message_text() -> None:
     ]
     assert question_of(messages) == "second"
     assert question_of([{"role": "system", "content": "x"}]) == ""
+
+
+def test_a_langgraph_input_is_a_question_only_with_a_user_message() -> None:
+    """The LangGraph API's runs join the history when question_in finds a question."""
+    ask = {"messages": [{"role": "user", "content": "who knows Rust?"}]}
+    assert question_in(ask) == "who knows Rust?"
+    assert question_in({"messages": [["human", "pair"], ["ai", "reply"]]}) == "pair"
+    assert question_in({"messages": ["a bare string is a human message"]}) != ""
+    for not_a_question in (
+        None,
+        "text",
+        {"steps": 2, "delay": 0.1},
+        {"messages": "not a list"},
+        {"messages": []},
+        {"messages": [{"role": "assistant", "content": "only an answer"}]},
+        {"messages": [{"role": "user", "content": "  "}]},
+        {"messages": [{"role": "user", "content": {"odd": 1}}]},
+    ):
+        assert question_in(not_a_question) == "", not_a_question

@@ -90,7 +90,10 @@ def build(settings: GatewaySettings) -> Service:
         await start_auth(api, pool, settings, settings.data_dir, dev_tenant=settings.dev_tenant)
         # LangGraph crons: every replica's scheduler claims due ticks (exactly once per tick).
         langgraph = api.state.langgraph = LangGraphRuns(
-            api.state.runs, store, WebhookPolicy(tuple(settings.webhook_allowed_urls))
+            api.state.runs,
+            store,
+            WebhookPolicy(tuple(settings.webhook_allowed_urls)),
+            history=history,
         )
         scheduler = await start_scheduler(langgraph.crons)
         service.on_shutdown.insert(0, lambda: stop_scheduler(scheduler))

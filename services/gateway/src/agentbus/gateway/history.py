@@ -12,6 +12,15 @@ the analytics events, because:
 The row is written when the turn is submitted (`start_turn`) and completed from the run's `end`
 event: when a gateway follows the run (every chat API does), else on the first read (the event
 stays in RUN_EVENTS for an hour).
+
+Runs created through the LangGraph API (`/threads/{id}/runs`, `/runs/stream`, `/runs/wait`, the
+stateless `/runs...`, and MCP's graph tools, all `LangGraphRuns.create`) join the history too
+when their input is a question: a `messages` list holding a user (`human`) message, whose last
+one's text is the question (`question_in`). Any other input (the `steps` diagnostics, a graph of
+its own state such as `{"topic": ...}`, a `command` that resumes an interrupt, a user message
+without text) is not a question and is left out, as are a cron's ticks (nobody asked them then).
+A run is one row (the primary key), whichever API started it: a chat turn never goes through
+`LangGraphRuns.create`, and a LangGraph run never through `start_turn`.
 """
 
 from __future__ import annotations
@@ -72,15 +81,37 @@ def owner_of(principal: Principal) -> str:
     return f"api_key:{principal.api_key_id}"
 
 
-def question_of(messages: list[dict[str, Any]]) -> str:
+def question_of(messages: list[Any]) -> str:
+    """The text of the last user message: a dict with `role` user or `type` human, a
+    `[role, content]` pair or a bare string (LangChain reads both as messages); "" when none."""
     for message in reversed(messages):
-        if message.get("role", message.get("type")) in ("user", "human"):
-            content = message.get("content")
+        if isinstance(message, str):
+            return message
+        if isinstance(message, list | tuple) and len(message) == 2:
+            role, content = message
+        elif isinstance(message, dict):
+            role, content = message.get("role", message.get("type")), message.get("content")
+        else:
+            continue
+        if role in ("user", "human"):
             if isinstance(content, str):
                 return content
             if isinstance(content, list):
                 return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return ""
     return ""
+
+
+def question_in(input: Any) -> str:
+    """The question of a LangGraph run's input: its `messages` list's last user message's text;
+    "" when the input has none (it is then not a question and stays out of the history)."""
+    if not isinstance(input, dict):
+        return ""
+    messages = input.get("messages")
+    if not isinstance(messages, list):
+        return ""
+    question = question_of(messages)
+    return question if question.strip() else ""
 
 
 class HistoryStore:
@@ -96,7 +127,7 @@ class HistoryStore:
         run_id: str,
         thread_id: str,
         assistant_id: str,
-        messages: list[dict[str, Any]],
+        messages: list[Any],
     ) -> None:
         try:
             await self._record(principal, run_id, thread_id, assistant_id, messages)
@@ -110,7 +141,7 @@ class HistoryStore:
         run_id: str,
         thread_id: str,
         assistant_id: str,
-        messages: list[dict[str, Any]],
+        messages: list[Any],
     ) -> None:
         stored = await ps.load(self.pool, principal.tenant_id)
         used = {**stored.settings.model_dump(mode="json"), "revision": stored.revision}

@@ -405,6 +405,7 @@ class Crons:
                 run_id=cron["run_id"],
                 # A thread made for this tick goes when its run ends, unless the cron keeps it.
                 delete_thread=cron["thread_id"] is None and cron["on_run_completed"] == "delete",
+                asked=False,  # a tick: no one's question now (and the cron keeps no API key)
             )
         except asyncpg.UniqueViolationError:
             pass  # created before (a replica died after creating it): exactly once

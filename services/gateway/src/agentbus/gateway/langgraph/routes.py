@@ -61,7 +61,8 @@ def service_of(request: Request) -> LangGraphRuns:
         store: GatewayStore | None = getattr(request.app.state, "store", None)
         if runs is None or store is None:
             raise HTTPException(503, "The gateway is starting")
-        svc = request.app.state.langgraph = LangGraphRuns(runs, store)
+        history = getattr(request.app.state, "history", None)
+        svc = request.app.state.langgraph = LangGraphRuns(runs, store, history=history)
     return svc
 
 

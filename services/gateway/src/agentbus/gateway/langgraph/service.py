@@ -31,6 +31,7 @@ from agentbus.runtime.thread_runs import Admission, ThreadRuns, ThreadRunsKV
 from agentbus.runtime.traces import nats_span
 
 from ..auth.deps import Principal
+from ..history import HistoryStore, question_in
 from ..runs import RunGateway
 from ..store import GatewayStore
 from ..upstream import UpstreamError
@@ -76,10 +77,16 @@ class Created:
 
 class LangGraphRuns:
     def __init__(
-        self, gateway: RunGateway, store: GatewayStore, webhooks: WebhookPolicy | None = None
+        self,
+        gateway: RunGateway,
+        store: GatewayStore,
+        webhooks: WebhookPolicy | None = None,
+        history: HistoryStore | None = None,
     ) -> None:
         self.gateway = gateway
         self.store = store
+        # The askers' query history (history.py): runs whose input is a question join it.
+        self.history = history
         self.records = Records(store.pool)
         self.crons = Crons(store.pool, self)
         self.followups = Followups(store.pool, self, webhooks or WebhookPolicy())
@@ -209,9 +216,12 @@ class LangGraphRuns:
         *,
         run_id: str | None = None,
         delete_thread: bool = False,
+        asked: bool = True,
     ) -> Created:
         """Validate, record and admit a run; 404/409 before anything is published.
-        `delete_thread`: the thread goes when the run ends (a cron's `on_run_completed`)."""
+        `delete_thread`: the thread goes when the run ends (a cron's `on_run_completed`).
+        `asked`: the principal asked it now, so a question in its input joins their query
+        history (a cron's tick is not asked by anyone)."""
         tenant = principal.tenant_id
         webhook = self.followups.policy.check(body.webhook) if body.webhook else None
         assistant = await self.assistants.resolve(tenant, body.assistant_id)
@@ -257,13 +267,25 @@ class LangGraphRuns:
         if body.after_seconds:
             # Pending until then; the follow-up pass admits it (on any replica).
             await self.followups.delay(run, body.multitask_strategy, body.after_seconds)
+            await self._asked(principal, run, asked)
             return Created(run, Admission("queued"), modes)
         try:
             admission = await self.admit(run, body.multitask_strategy)
         except Exception:
             await self.records.drop_run(tenant, run.run_id)
             raise
+        await self._asked(principal, run, asked)
         return Created(run, admission, modes)
+
+    async def _asked(self, principal: Principal, run: RunRequested, asked: bool) -> None:
+        """A run admitted with a question in its input joins the asker's query history
+        (completed from its `end` event as a chat turn's); any other input stays out."""
+        if not asked or self.history is None or not question_in(run.input):
+            return
+        assert isinstance(run.input, dict)  # question_in found its messages
+        await self.history.record(
+            principal, run.run_id, run.thread_id, run.assistant_id, run.input["messages"]
+        )
 
     async def admit(self, run: RunRequested, strategy: MultitaskStrategy) -> Admission:
         """Admit a recorded run on its thread: started, queued (stopping the active run for
