@@ -45,7 +45,6 @@ from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import (
     ANALYTICS_DOMAIN_EVENTS,
     INGEST_DOMAIN_EVENTS,
-    INGEST_EVENTS,
 )
 
 from .clients.ingest import derive_document_id, follow, submit
@@ -254,17 +253,6 @@ async def load(
     try:
         docs = sample_documents(samples)
         echo(f"agentbus demo: loading {org.name} into tenant {tenant!r}")
-        # Ingest's progress events carry ids per document, bytes and stage: within the bus's
-        # duplicate window after --remove, a re-index would have its outcome dropped as a repeat.
-        if anchor.removed_at is not None:
-            left = (
-                anchor.removed_at
-                + timedelta(seconds=INGEST_EVENTS.duplicate_window_s)
-                - datetime.now(UTC)
-            ).total_seconds()
-            if left > 0:
-                echo(f"  waiting {left:.0f}s: the bus still remembers the removed documents")
-                await asyncio.sleep(left)
         echo(f"[1/3] {len(docs)} documents")
         failures = await _documents(nc, tenant, samples, anchor.generation, echo, timeout)
         echo(

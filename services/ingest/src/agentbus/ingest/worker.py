@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import logging
 import time
@@ -57,6 +58,11 @@ from .parsing import ParseError, parse
 from .store import ChunkStore, StagedChunk
 
 log = logging.getLogger("agentbus.ingest.worker")
+
+# The Nats-Msg-Id of the job being processed: its progress events' ids derive from it, so a
+# redelivery of the same job re-sends the same ids (dropped by JetStream) while a new submission
+# of the same bytes (a reload after a delete) is not mistaken for a repeat.
+_JOB_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_key", default=None)
 
 FailedStage = IngestStage | Literal["validate"]
 
@@ -134,6 +140,7 @@ class IngestWorker:
             self.rejects.count(subject, "tenant_mismatch")
             await msg.reject()
             return
+        _JOB_KEY.set((msg.raw_message.headers or {}).get("Nats-Msg-Id"))
         with log_context(tenant_id=job.tenant_id):
             async with heartbeat(msg, INGEST_JOBS):
                 try:
@@ -370,12 +377,13 @@ class IngestWorker:
     async def _publish(
         self, event: IngestProgress | DocumentIndexed | IngestFailed, job: IngestRequested, tag: str
     ) -> None:
-        # The id ties the event to this version of the document: a redelivered job re-sends the
-        # same ids and JetStream drops the duplicates.
+        # The id ties the event to this submission of this version of the document (see
+        # _JOB_KEY): a redelivered job re-sends the same ids and JetStream drops the duplicates.
+        key = _JOB_KEY.get() or f"{job.tenant_id}:{job.document_id}:{job.sha256[:16]}"
         await self.broker.publish(
             event,
             s.ingest_progress(job.document_id),
-            headers={"Nats-Msg-Id": f"{job.tenant_id}:{job.document_id}:{job.sha256[:16]}:{tag}"},
+            headers={"Nats-Msg-Id": f"{key}:{tag}"},
             stream="INGEST_EVENTS",
         )
 
