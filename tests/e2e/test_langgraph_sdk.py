@@ -18,8 +18,9 @@ from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 from nats.js.api import DeliverPolicy
 
-from agentbus.contracts import RunEvent
+from agentbus.contracts import RunEvent, RunRequested
 from agentbus.runtime.platform import Platform
+from agentbus.runtime.thread_runs import ThreadRuns, ThreadRunsKV, thread_runs_key
 
 from .support import dev_key, register
 
@@ -138,6 +139,34 @@ async def test_background_run_join_cancel_and_custom_events(client: LangGraphCli
     assert cancelled["status"] == "interrupted"  # LangGraph's status for a cancelled run
     with pytest.raises(ConflictError):
         await client.runs.cancel(thread["thread_id"], slow["run_id"])
+
+
+async def test_a_run_whose_end_is_out_cannot_be_cancelled_before_its_thread_is_free(
+    platform: Platform, client: LangGraphClient
+) -> None:
+    """The orchestrator publishes a run's `end`, then frees the thread's slot: in between the
+    slot still names the run as active. A cancel then is refused (409), as after the release.
+    The moment is made here by putting the ended run back in its slot (CI once hit it)."""
+    thread = await client.threads.create()
+    run = await client.runs.create(thread["thread_id"], "steps", input=steps(1, 0))
+    await client.runs.join(thread["thread_id"], run["run_id"])
+    nc = await nats.connect(platform.engines.urls()["nats"])
+    kv = await ThreadRunsKV.open(nc.jetstream())
+    try:
+        held = ThreadRuns(
+            active=RunRequested(
+                tenant_id="dev", run_id=run["run_id"], thread_id=thread["thread_id"]
+            )
+        )
+        await kv.kv.put(
+            thread_runs_key("dev", thread["thread_id"]), held.model_dump_json().encode()
+        )
+        with pytest.raises(ConflictError) as refused:
+            await client.runs.cancel(thread["thread_id"], run["run_id"])
+        assert "already ended (success)" in refused.value.response.json()["detail"]
+    finally:
+        await kv.kv.delete(thread_runs_key("dev", thread["thread_id"]))
+        await nc.close()
 
 
 async def test_double_texting_reject_refuses_the_second_run(client: LangGraphClient) -> None:

@@ -9,9 +9,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 import httpx
+import nats
 import pytest
+from nats.js.errors import NoKeysError
 from prometheus_client.parser import text_string_to_metric_families
 
+from agentbus.contracts.streams import RATE_LIMITS
 from agentbus.gateway.app import build
 from agentbus.gateway.settings import GatewaySettings
 from agentbus.runtime.testing import RAISED_RATE_LIMITS, running
@@ -28,16 +31,35 @@ async def start(monkeypatch: pytest.MonkeyPatch, **env: str) -> AsyncIterator[ht
         yield http
 
 
+async def forget_logins_by_address(nats_url: str) -> None:
+    """The per-address login counts live in NATS KV for the whole session, and every test's
+    client is 127.0.0.1: start this address's count from nothing."""
+    nc = await nats.connect(nats_url)
+    try:
+        kv = await nc.jetstream().key_value(RATE_LIMITS.name)
+        try:
+            keys = await kv.keys()
+        except NoKeysError:
+            keys = []
+        for key in keys:
+            if key.startswith("login."):
+                await kv.purge(key)
+    finally:
+        await nc.close()
+
+
 @pytest.fixture
 async def behind_other_proxy(
     service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The only trusted proxy is not us: our X-Forwarded-For must be ignored."""
+    """The only trusted proxy is not us: our X-Forwarded-For must be ignored. An hour's window,
+    since a minute's can turn over mid-test (the fourth login 401, not 429: CI saw it)."""
     async for http in start(
         monkeypatch,
         AGENTBUS_FORWARDED_ALLOW_IPS="10.255.0.1",
-        AGENTBUS_RATE_LIMITS=json.dumps({**RAISED_RATE_LIMITS, "login": "3/minute"}),
+        AGENTBUS_RATE_LIMITS=json.dumps({**RAISED_RATE_LIMITS, "login": "3/hour"}),
     ):
+        await forget_logins_by_address(service_env["AGENTBUS_NATS_URL"])
         yield http
 
 

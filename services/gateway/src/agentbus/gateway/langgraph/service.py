@@ -387,6 +387,9 @@ class LangGraphRuns:
         """Stop a run: a waiting one leaves the queue and ends `cancelled` at once; a running
         one is cancelled by its orchestrator (and rolled back on `rollback`)."""
         stop: Literal["cancel", "rollback"] = "cancel" if action == "interrupt" else "rollback"
+        # Its end event first: the orchestrator publishes `end` before it frees the thread's
+        # slot, so in between the slot still names the run as active.
+        await self._refuse_ended(run_id)
         if await self.followups.drop_delayed(tenant_id, run_id):
             where: Literal["active", "removed", "unknown"] = "removed"  # delayed, not started
         else:
@@ -408,11 +411,14 @@ class LangGraphRuns:
                 )
             await self.records.set_run_status(tenant_id, run_id, "cancelled")
             return
-        if where == "unknown":
-            last = await self.last_event(run_id)
-            if last is not None and last.type == "end":
-                raise HTTPException(409, f"Run {run_id!r} has already ended ({last.status})")
+        if where == "unknown":  # it may have ended since the look-up above
+            await self._refuse_ended(run_id)
         await self.gateway.cancel(tenant_id, run_id)
+
+    async def _refuse_ended(self, run_id: str) -> None:
+        last = await self.last_event(run_id)
+        if last is not None and last.type == "end":
+            raise HTTPException(409, f"Run {run_id!r} has already ended ({last.status})")
 
     async def outcome(self, tenant_id: str, row: dict[str, Any]) -> dict[str, Any]:
         """Wait for the run's end; its final values (with `__interrupt__`), or `__error__`."""
