@@ -121,6 +121,18 @@ async def test_assistants_api(client: LangGraphClient, http: httpx.AsyncClient) 
     with pytest.raises(NotFoundError):
         await client.assistants.create("no-such-graph")
 
+    # A graph that fails to build is a reason code; its own words stay in the log (issue 13,
+    # point 11).
+    refusing = await client.assistants.create(
+        "notes_factory", config={"configurable": {"refuse": True}}
+    )
+    drawn = await http.get(f"/assistants/{refusing['assistant_id']}/graph")
+    assert drawn.status_code == 424, drawn.text
+    assert drawn.json() == {
+        "detail": "Graph 'notes_factory' failed (graph_error)",
+        "reason": "graph_error",
+    }
+
     # Its config and context reach the graph at run time (the run's own go on top).
     result = await client.runs.wait(None, mine["assistant_id"], input=ask("hi"))
     assert isinstance(result, dict)

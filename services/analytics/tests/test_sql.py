@@ -13,7 +13,7 @@ from nats.aio.client import Client as NatsClient
 
 from agentbus.analytics.app import build
 from agentbus.analytics.settings import AnalyticsSettings
-from agentbus.analytics.sql_guard import Rejected, guard
+from agentbus.analytics.sql_guard import Rejected, guard, sql_failure
 from agentbus.contracts import DomainEvent, ErrorReply, utcnow
 from agentbus.contracts import subjects as s
 from agentbus.contracts.insights import ANALYTICS_SQL, AnalyticsSql, SqlResult
@@ -102,7 +102,38 @@ async def test_sql_reads_only_the_tenants_rows_bounded(
         refused = await sql(nc, tenant, "SELECT * FROM system.tables")
         assert refused.rejected and not refused.rows
 
+        # A query ClickHouse refuses: its reason and code, for the model to mend the query,
+        # without the rewritten query it quotes (the scoping subqueries, our SETTINGS).
+        unknown = await sql(nc, tenant, "SELECT nosuch FROM events")
+        assert unknown.error is not None and not unknown.rows
+        assert unknown.error.startswith("The query failed: ") and "nosuch" in unknown.error
+        assert unknown.error.endswith("(UNKNOWN_IDENTIFIER)"), unknown.error
+        assert "tenant" not in unknown.error and "SELECT" not in unknown.error
+
         # An unreadable request gets the error reply, and the service keeps answering.
         reply = await nc.request(ANALYTICS_SQL, b'{"tenant_id": "x"}', timeout=30)
         assert "sql" in ErrorReply.model_validate_json(reply.data).error
         assert (await sql(nc, other, "SELECT count() FROM events")).rows == [[3]]
+
+
+@pytest.mark.parametrize(
+    ("raised", "said"),
+    [
+        (
+            "Code: 60. DB::Exception: Unknown table expression identifier 'x'. In scope SELECT * "
+            "FROM (SELECT * FROM events FINAL WHERE tenant_id = 'acme') AS x. (UNKNOWN_TABLE)",
+            "The query failed: Unknown table expression identifier 'x' (UNKNOWN_TABLE)",
+        ),
+        (
+            "HTTPDriver for http://10.0.0.7:8123 received ClickHouse error code 159\n Code: 159. "
+            "DB::Exception: Timeout exceeded: elapsed 10.2 seconds: while processing query: "
+            "'SELECT ...', required columns: 'a'. Stack trace: 0. DB::X (TIMEOUT_EXCEEDED)",
+            "The query failed: Timeout exceeded: elapsed 10.2 seconds (TIMEOUT_EXCEEDED)",
+        ),
+        ("connection refused to 10.0.0.7:9000", "The query failed"),
+    ],
+)
+def test_a_failed_query_tells_its_reason_without_the_query_or_addresses(
+    raised: str, said: str
+) -> None:
+    assert sql_failure(RuntimeError(raised)) == said

@@ -82,6 +82,9 @@ graph = builder.compile()
 def make_graph(config: dict[str, Any]) -> Any:
     """A factory taking the run's config, as LangGraph's server calls it."""
     assert config["configurable"]["thread_id"]
+    if config["configurable"].get("refuse"):
+        # A factory failing with words that must stay in the orchestrator's log.
+        raise RuntimeError("cannot reach the secret store at 10.0.0.7:8200")
     return builder.compile()
 
 

@@ -4,8 +4,9 @@ A handler written with `replier` takes the request already parsed into its contr
 returns the reply model. The wrapper around it does what every handler did by hand before:
 - an unreadable request is rejected (logged, counted) and answered with an `ErrorReply`;
 - log lines inside the handler carry the request's tenant;
-- a failure of the work is logged and answered (with an `ErrorReply`, or the reply contract's own
-  error field where it has one), so a requester never waits out its timeout for nothing.
+- a failure of the work is logged with its traceback and answered with a fixed sentence (in an
+  `ErrorReply`, or the reply contract's own error field where it has one), so a requester never
+  waits out its timeout for nothing and never sees a driver's words.
 
 Failures the contract answers in its own words (bad parameters of a named query, say) are caught
 by the handler itself; what reaches the wrapper is what the handler did not expect.
@@ -34,17 +35,13 @@ OnError = Callable[[Any, Exception], BaseModel]
 Handler = Callable[[Req], Awaitable[BaseModel]]
 
 
-def failure_text(exc: Exception, what: str = "", limit: int = 500) -> str:
-    """`<what>: <ExceptionType>: <message>`, cut to `limit` characters."""
-    text = f"{type(exc).__name__}: {exc}"
-    return (f"{what}: {text}" if what else text)[:limit]
+def error_reply(reason: str, sentence: str) -> OnError:
+    """Answer a failure with an `ErrorReply`: `reason` and a fixed `sentence`. The exception's
+    own text (driver messages, addresses, SQL) stays in the log the wrapper writes: requesters
+    pass replies on to tenants (issue 13, point 11)."""
 
-
-def error_reply(reason: str, what: str = "", limit: int = 1000) -> OnError:
-    """Answer a failure with an `ErrorReply` whose reason is `reason`."""
-
-    def answer(_request: Any, exc: Exception) -> ErrorReply:
-        return ErrorReply(error=failure_text(exc, what, limit), reason=reason)
+    def answer(_request: Any, _exc: Exception) -> ErrorReply:
+        return ErrorReply(error=sentence, reason=reason)
 
     return answer
 

@@ -43,7 +43,6 @@ from agentbus.contracts.streams import (
 )
 from agentbus.runtime.consuming import Fetch, Subscribe, event_or_error, parse_or_error
 from agentbus.runtime.health import timed
-from agentbus.runtime.replies import failure_text
 from agentbus.runtime.service import Service, StartupError, new_service
 from agentbus.runtime.settings import ConfigError, load
 
@@ -56,7 +55,7 @@ from .migrations import migrate
 from .queries import BadParams, Queries, answer
 from .rows import Row, evaluation_row, event_row, ingest_row, run_row, tool_row, usage_row
 from .settings import AnalyticsSettings
-from .sql_guard import answer_sql
+from .sql_guard import answer_sql, sql_failure
 from .store import ClickHouseStore
 
 log = logging.getLogger("agentbus.analytics")
@@ -258,7 +257,7 @@ def build(settings: AnalyticsSettings) -> Service:
         title="analytics.query",
         description="AnalyticsQuery -> AnalyticsResult (or ErrorReply for an unreadable request)",
         on_error=lambda req, exc: AnalyticsResult(
-            tenant_id=req.tenant_id, name=req.name, error=failure_text(exc, "query failed")
+            tenant_id=req.tenant_id, name=req.name, error="The query failed"
         ),
     )
     async def on_query(req: AnalyticsQuery) -> AnalyticsResult:
@@ -276,9 +275,7 @@ def build(settings: AnalyticsSettings) -> Service:
         AnalyticsSql,
         title="analytics.sql",
         description="AnalyticsSql -> SqlResult: one SELECT, allow-listed and tenant-scoped here",
-        on_error=lambda req, exc: SqlResult(
-            tenant_id=req.tenant_id, error=failure_text(exc, "query failed")
-        ),
+        on_error=lambda req, exc: SqlResult(tenant_id=req.tenant_id, error=sql_failure(exc)),
     )
     async def on_sql(req: AnalyticsSql) -> SqlResult:
         with clickhouse_span("analytics.sql", req.tenant_id) as span:

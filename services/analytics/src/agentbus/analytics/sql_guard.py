@@ -13,6 +13,7 @@ query can only ever see its own tenant's rows, whatever its WHERE says; the whol
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 
@@ -160,6 +161,28 @@ def guard(sql: str, max_rows: int = 100, seconds: int = MAX_SECONDS) -> Guarded:
         f"max_result_rows = {rows + 1}, result_overflow_mode = 'break'"
     )
     return Guarded(sql=run, shown=shown, tables=tuple(dict.fromkeys(tables)))
+
+
+# "Code: 47. DB::Exception: Unknown expression identifier `x`. In scope SELECT .... (CODE)": the
+# sentence and the code, without the rewritten query ClickHouse quotes (scoping subqueries, our
+# SETTINGS) or, from a server, "while processing query" and its stack trace.
+_CLICKHOUSE = re.compile(
+    r"Code: \d+\. DB::Exception: (?P<what>.*?)\s*\((?P<code>[A-Z][A-Z0-9_]+)\)"
+)
+_QUOTES_QUERY = re.compile(
+    r"(\.?\s+In scope\b|:?\s+while processing query\b|\.\s+Stack trace\b).*", re.S
+)
+FAILED_SQL = "The query failed"
+
+
+def sql_failure(exc: Exception) -> str:
+    """What the asker (a model writing SQL) may read of a failed SELECT: ClickHouse's reason and
+    code, so it can mend its query; anything else a fixed sentence (the log has the rest)."""
+    found = _CLICKHOUSE.search(str(exc))
+    if found is None:
+        return FAILED_SQL
+    what = _QUOTES_QUERY.sub("", found["what"]).strip().rstrip(".")[:300]
+    return f"{FAILED_SQL}: {what} ({found['code']})" if what else f"{FAILED_SQL} ({found['code']})"
 
 
 async def answer_sql(store: ClickHouseStore, req: AnalyticsSql) -> SqlResult:

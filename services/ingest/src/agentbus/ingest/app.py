@@ -89,7 +89,7 @@ def build(settings: IngestSettings) -> Service:
         DeleteDocument,
         title="ingest.delete",
         description="DeleteDocument -> DocumentDeleted: chunks, graph links and stored bytes",
-        on_error=error_reply("delete_failed", "delete failed", limit=500),
+        on_error=error_reply("delete_failed", "The document could not be deleted"),
     )
     async def on_delete(req: DeleteDocument) -> DocumentDeleted:
         objects = await service.connection.jetstream().object_store(DOCUMENTS.name)

@@ -171,7 +171,7 @@ def build(settings: OrchestratorSettings) -> Service:
         ThreadUpdateRequest,
         title="threads.update",
         description="ThreadUpdateRequest -> ThreadUpdated",
-        on_error=error_reply("graph_error"),
+        on_error=error_reply("graph_error", "The thread could not be updated"),
     )
     async def on_thread_update(req: ThreadUpdateRequest) -> ThreadUpdated | ErrorReply:
         return await thread_update(req, engines.value.saver, hosted)
@@ -181,7 +181,7 @@ def build(settings: OrchestratorSettings) -> Service:
         GraphDescribeRequest,
         title="graphs.describe",
         description="GraphDescribeRequest -> GraphDescription",
-        on_error=error_reply("graph_error"),
+        on_error=error_reply("graph_error", "The graph could not be described"),
     )
     async def on_graphs_describe(req: GraphDescribeRequest) -> GraphDescription | ErrorReply:
         return await describe(req, hosted)
@@ -191,7 +191,7 @@ def build(settings: OrchestratorSettings) -> Service:
         ThreadStateRequest,
         title="threads.state",
         description="ThreadStateRequest -> ThreadState",
-        on_error=error_reply("graph_error"),
+        on_error=error_reply("graph_error", "The thread's state could not be read"),
     )
     async def on_thread_state(req: ThreadStateRequest) -> ThreadState:
         return await thread_state(req, engines.value.saver, hosted)

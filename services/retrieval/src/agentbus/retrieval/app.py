@@ -10,7 +10,6 @@ from agentbus.contracts import GraphQuery, GraphResult, SearchRequest, SearchRes
 from agentbus.contracts import subjects as s
 from agentbus.runtime.late import Late
 from agentbus.runtime.models.embeddings import warm_up
-from agentbus.runtime.replies import failure_text
 from agentbus.runtime.service import Service, StartupError, new_service
 from agentbus.runtime.stores.chunks import create_pool
 from agentbus.runtime.stores.graph import async_driver
@@ -75,7 +74,7 @@ def build(settings: RetrievalSettings) -> Service:
             tenant_id=req.tenant_id,
             query=req.query,
             mode=req.mode,
-            error=failure_text(exc, "search failed"),
+            error="The document search failed",
         ),
     )
     async def on_search(req: SearchRequest) -> SearchResult:

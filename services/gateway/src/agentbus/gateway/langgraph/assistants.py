@@ -31,6 +31,7 @@ from agentbus.runtime.stores.schema import LockKey
 from agentbus.runtime.traces import nats_span
 
 from ..store import _row
+from ..upstream import UpstreamError
 from .lazy_schema import LazySchema
 
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
@@ -138,7 +139,7 @@ class GraphCatalog:
             error = ErrorReply.model_validate_json(reply.data)
             if error.reason == "not_found":
                 raise HTTPException(404, f"Graph {graph_id!r} not found") from None
-            raise HTTPException(424, f"Graph {graph_id!r} failed: {error.error}") from None
+            raise UpstreamError(f"Graph {graph_id!r}", error.reason, error.error, 424) from None
 
     async def graphs(self, tenant_id: str, *, fresh: bool = False) -> dict[str, GraphInfo]:
         if not fresh and self._graphs and time.monotonic() - self._at < CATALOG_TTL_S:
