@@ -29,6 +29,12 @@ from . import __version__
 from .health import EngineProbes, Readiness, readiness
 from .platform import Platform, PlatformError, pid_alive, read_state, state_path
 from .service import StartupError, connect_once
+from .service_entry import (
+    CommandContext,
+    ServiceNotInstalled,
+    add_contributed_commands,
+    service_entry,
+)
 from .settings import ConfigError, Settings, load
 
 
@@ -534,40 +540,23 @@ def cmd_traces(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- eval -----------------------------------------------------------------------------------------
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Score recorded runs on the evaluation metrics; implemented by the analytics package."""
-    _settings(args)  # applies --data-dir
-    try:
-        from agentbus.analytics.evals.command import run_eval
-    except ImportError as exc:
-        print(f"agentbus: evaluations need agentbus-analytics installed ({exc})", file=sys.stderr)
-        return 2
-    return run_eval(args, _with_platform_urls)
-
-
 # -- asyncapi -------------------------------------------------------------------------------------
 
 
 def asyncapi_document(service: str) -> dict[str, Any]:
-    """The AsyncAPI document of a service, generated from its FastStream broker."""
-    import importlib
-    import json
-
-    app = importlib.import_module(f"agentbus.{service}.app")
-    settings_module = importlib.import_module(f"agentbus.{service}.settings")
-    settings_cls = getattr(settings_module, f"{service.capitalize()}Settings")
-    built = app.build(load(settings_cls))
-    document: dict[str, Any] = json.loads(built.asyncapi().to_specification().to_json())
-    return document
+    """The AsyncAPI document of an installed service, generated from its FastStream broker."""
+    return service_entry(service).asyncapi()
 
 
 def cmd_asyncapi(args: argparse.Namespace) -> int:
     import json
 
-    print(json.dumps(asyncapi_document(args.service), indent=2))
+    try:
+        document = asyncapi_document(args.service)
+    except ServiceNotInstalled as exc:
+        print(f"agentbus: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(document, indent=2))
     return 0
 
 
@@ -644,20 +633,8 @@ def build_parser() -> argparse.ArgumentParser:
     traces.add_argument("--json", action="store_true", help="the tree as JSON")
     traces.set_defaults(func=cmd_traces)
 
-    ev = sub.add_parser("eval", help="score recorded runs with the evaluation metrics (judge)")
-    ev.add_argument("--since", default="24h", help="runs of this last period: 90m, 24h, 7d")
-    ev.add_argument(
-        "--metric", action="extend", nargs="+", metavar="NAME", help="only these metrics"
-    )
-    ev.add_argument("--no-report", action="store_true", help="do not write the JSON report")
-    ev.add_argument("--out", type=Path, help="report file (default <data dir>/evals/...json)")
-    ev.add_argument("--json", action="store_true", help="print the report as JSON")
-    ev.add_argument("--tenant", default=tenant, help="tenant id (AGENTBUS_TENANT, dev)")
-    ev.add_argument("--limit", type=int, default=100, help="at most this many runs (1..1000)")
-    ev.add_argument("--model", help="judge model (AGENTBUS_EVAL_MODEL, default group deep)")
-    ev.add_argument("--evaluation-id", help="reuse an id to retry without double-storing")
-    ev.add_argument("--timeout", type=float, default=30.0)
-    ev.set_defaults(func=cmd_eval)
+    # Commands the installed service packages add (analytics: `eval`).
+    add_contributed_commands(sub, CommandContext(_settings, _with_platform_urls, tenant))
 
     spec = sub.add_parser("asyncapi", help="print a service's AsyncAPI document (from its code)")
     spec.add_argument("service", choices=list(SERVICES))

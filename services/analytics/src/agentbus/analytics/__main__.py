@@ -1,10 +1,13 @@
-"""`python -m agentbus.analytics`: run the analytics service."""
+"""`python -m agentbus.analytics`: run the analytics service. `SERVICE` is also the package's entry
+point in the group `agentbus.services` (see agentbus.runtime.service_entry)."""
 
-from agentbus.runtime.service import main
+from agentbus.runtime.service_entry import ServiceEntry
 
 from . import __version__
 from .app import build
 from .settings import AnalyticsSettings
 
+SERVICE = ServiceEntry("analytics", __version__, AnalyticsSettings, build)
+
 if __name__ == "__main__":
-    main("analytics", __version__, AnalyticsSettings, build)
+    SERVICE.run()

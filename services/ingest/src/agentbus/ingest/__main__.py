@@ -1,10 +1,13 @@
-"""`python -m agentbus.ingest`: run the ingest service."""
+"""`python -m agentbus.ingest`: run the ingest service. `SERVICE` is also the package's entry
+point in the group `agentbus.services` (see agentbus.runtime.service_entry)."""
 
-from agentbus.runtime.service import main
+from agentbus.runtime.service_entry import ServiceEntry
 
 from . import __version__
 from .app import build
 from .settings import IngestSettings
 
+SERVICE = ServiceEntry("ingest", __version__, IngestSettings, build)
+
 if __name__ == "__main__":
-    main("ingest", __version__, IngestSettings, build)
+    SERVICE.run()

@@ -1,10 +1,13 @@
-"""`python -m agentbus.orchestrator`: run the orchestrator service."""
+"""`python -m agentbus.orchestrator`: run the orchestrator service. `SERVICE` is also the
+package's entry point in the group `agentbus.services` (see agentbus.runtime.service_entry)."""
 
-from agentbus.runtime.service import main
+from agentbus.runtime.service_entry import ServiceEntry
 
 from . import __version__
 from .app import build
 from .settings import OrchestratorSettings
 
+SERVICE = ServiceEntry("orchestrator", __version__, OrchestratorSettings, build)
+
 if __name__ == "__main__":
-    main("orchestrator", __version__, OrchestratorSettings, build)
+    SERVICE.run()

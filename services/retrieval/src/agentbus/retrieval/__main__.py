@@ -1,10 +1,13 @@
-"""`python -m agentbus.retrieval`: run the retrieval service."""
+"""`python -m agentbus.retrieval`: run the retrieval service. `SERVICE` is also the package's entry
+point in the group `agentbus.services` (see agentbus.runtime.service_entry)."""
 
-from agentbus.runtime.service import main
+from agentbus.runtime.service_entry import ServiceEntry
 
 from . import __version__
 from .app import build
 from .settings import RetrievalSettings
 
+SERVICE = ServiceEntry("retrieval", __version__, RetrievalSettings, build)
+
 if __name__ == "__main__":
-    main("retrieval", __version__, RetrievalSettings, build)
+    SERVICE.run()
