@@ -66,10 +66,6 @@ def thread_key(tenant_id: str, thread_id: str) -> str:
     return f"{tenant_id}:{thread_id}"
 
 
-class RunRejected(Exception):
-    pass
-
-
 # A run past its time limit whose task ignores cancellation is left behind after this long: its
 # `end` is published and its slot freed all the same.
 CANCEL_GRACE_S = 5.0
