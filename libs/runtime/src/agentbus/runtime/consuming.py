@@ -27,6 +27,7 @@ from agentbus.contracts import DomainEvent, ErrorReply
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import ConsumerSpec
 
+from . import pull_fetch
 from .broker import pull_inbox
 from .provisioning import consumer_config
 
@@ -176,6 +177,7 @@ def durable_subscriber(
     spec at start-up, so never declared here). Handlers ack, nak or reject themselves."""
     if spec.service != service:
         raise ValueError(f"consumer {spec.durable} belongs to {spec.service}, not {service}")
+    pull_fetch.install()
     options: dict[str, Any] = {} if decoder is None else {"decoder": decoder}
     subscriber: Subscribe = broker.subscriber(
         spec.filter_subject,
