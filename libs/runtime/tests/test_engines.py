@@ -200,7 +200,10 @@ def test_graph_answers_bolt_and_keeps_nodes(tmp_path: Path) -> None:
     engine.start(timeout=120)
     with engine:
         assert engine.url.startswith("bolt://127.0.0.1:")
-        assert engine.env() == {"AGENTBUS_GRAPH_URL": engine.url}
+        assert engine.env() == {
+            "AGENTBUS_GRAPH_URL": engine.url,
+            "AGENTBUS_GRAPH_SERVER": "falkordb",
+        }
         assert _graph_round(engine.url, create=True) == 1
         pids = engine.pids()
     assert_gone(pids)
@@ -399,6 +402,7 @@ def test_engine_set_starts_and_stops_all_four(tmp_path: Path) -> None:
             "AGENTBUS_NATS_URL",
             "AGENTBUS_POSTGRES_DSN",
             "AGENTBUS_GRAPH_URL",
+            "AGENTBUS_GRAPH_SERVER",
             "AGENTBUS_CLICKHOUSE_DSN",
         }
         assert engines.is_running()

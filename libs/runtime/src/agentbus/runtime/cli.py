@@ -57,6 +57,8 @@ def _with_platform_urls(settings: Settings) -> Settings:
     ):
         if env_name not in os.environ and engine in state.engines:
             overrides[env_name.removeprefix("AGENTBUS_").lower()] = state.engines[engine]
+    if "graph_url" in overrides and "AGENTBUS_GRAPH_SERVER" not in os.environ:
+        overrides["graph_server"] = "falkordb"  # the platform's graph is the embedded one
     return settings.model_copy(update=overrides)
 
 

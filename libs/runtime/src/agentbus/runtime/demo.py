@@ -314,7 +314,10 @@ async def _remove_graph(settings: Settings, tenant: str, org: Organisation) -> N
     from .stores.graph import async_driver, inline_parameters
 
     driver = async_driver(
-        settings.graph_url, settings.graph_user, settings.graph_password.get_secret_value()
+        settings.graph_url,
+        settings.graph_user,
+        settings.graph_password.get_secret_value(),
+        falkordb=settings.graph_server == "falkordb",
     )
     params = {
         "t": tenant,

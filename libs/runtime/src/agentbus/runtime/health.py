@@ -68,8 +68,11 @@ class GraphProbe:
     the churn, and a retry on a new connection gets past a stalled one.
     """
 
-    def __init__(self, url: str, user: str, password: str, timeout: float) -> None:
+    def __init__(
+        self, url: str, user: str, password: str, timeout: float, *, falkordb: bool = False
+    ) -> None:
         self.url = url
+        self.falkordb = falkordb
         self.auth = (user, password) if user else None
         self.timeout = timeout
         self._driver: AsyncDriver | None = None
@@ -78,6 +81,7 @@ class GraphProbe:
         return async_driver(
             self.url,
             *(self.auth or ("", "")),
+            falkordb=self.falkordb,
             connection_timeout=self.timeout,
             max_connection_pool_size=2,
         )
@@ -129,6 +133,7 @@ class EngineProbes:
             settings.graph_user,
             settings.graph_password.get_secret_value(),
             settings.health_timeout_s,
+            falkordb=settings.graph_server == "falkordb",
         )
 
     def checks(self, *names: str) -> dict[str, HealthCheck]:

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     graph_url: str = Field(default="bolt://127.0.0.1:7687", pattern=r"^(bolt|neo4j)(\+s|\+ssc)?://")
     graph_user: str = ""
     graph_password: SecretStr = SecretStr("")
+    graph_server: Literal["neo4j", "falkordb"] = Field(
+        default="neo4j",
+        description="falkordb for the embedded graph: its drivers close without Bolt GOODBYE",
+    )
     clickhouse_dsn: str = Field(
         default="", description="http(s)://... for a server; empty = embedded chDB under data_dir"
     )

@@ -43,7 +43,10 @@ def build(settings: IngestSettings) -> Service:
     except PipelineConfigError as exc:
         raise StartupError(str(exc)) from None
     graph = GraphWriter(
-        settings.graph_url, settings.graph_user, settings.graph_password.get_secret_value()
+        settings.graph_url,
+        settings.graph_user,
+        settings.graph_password.get_secret_value(),
+        falkordb=settings.graph_server == "falkordb",
     )
     worker: Late[IngestWorker] = Late("the ingest worker")
     stages = StageMetrics(service.registry)

@@ -76,8 +76,10 @@ class Cooccurrence:
 
 
 class GraphWriter:
-    def __init__(self, url: str, user: str = "", password: str = "") -> None:
-        self.driver: AsyncDriver = async_driver(url, user, password)
+    def __init__(
+        self, url: str, user: str = "", password: str = "", *, falkordb: bool = False
+    ) -> None:
+        self.driver: AsyncDriver = async_driver(url, user, password, falkordb=falkordb)
 
     async def close(self) -> None:
         await self.driver.close()

@@ -40,6 +40,7 @@ def build(settings: RetrievalSettings) -> Service:
         settings.graph_url,
         settings.graph_user,
         settings.graph_password.get_secret_value(),
+        falkordb=settings.graph_server == "falkordb",
         # A graph query is retried on a lost server for this long (default 30 s): long enough
         # for a restart, short enough that the agent's tool hears "unavailable", not its own
         # request timeout.

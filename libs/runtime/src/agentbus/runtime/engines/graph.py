@@ -155,6 +155,10 @@ class GraphEngine(ProcessEngine):
             raise EngineError("graph: no bolt port chosen yet; start the engine first")
         return f"bolt://{HOST}:{self.bolt_port}"
 
+    def env(self) -> dict[str, str]:
+        # Services close their connections to it without Bolt GOODBYE (see stores/graph.py).
+        return {self.env_var: self.url, "AGENTBUS_GRAPH_SERVER": "falkordb"}
+
     def _choose_ports(self) -> None:
         port = self._pick_port(self.requested_port, HOST)
         if self._keep_ports and self.bolt_port:
@@ -205,7 +209,10 @@ class GraphEngine(ProcessEngine):
             with (
                 # Short timeouts: a hung handshake must not outlast the start-up deadline by much.
                 sync_driver(
-                    self.url, connection_timeout=2.0, connection_acquisition_timeout=3.0
+                    self.url,
+                    falkordb=True,
+                    connection_timeout=2.0,
+                    connection_acquisition_timeout=3.0,
                 ) as driver,
                 driver.session() as session,
             ):

@@ -3,8 +3,12 @@ way we send it values: as Cypher literals in the statement, never as Bolt parame
 
 Why every process gets its driver here: FalkorDB's Bolt listener, on a client's GOODBYE, closes
 the socket but keeps its descriptor registered, so the next connection that reuses that number
-is never served (seen with strace; it makes restarts and tests hang at random). Our drivers
-therefore close connections without GOODBYE, which Neo4j treats exactly like a clean close.
+is never served (seen with strace; it makes restarts and tests hang at random). So connections
+to a FalkorDB server close without GOODBYE: a driver made with `falkordb=True` (services pass
+`settings.graph_server == "falkordb"`, which `agentbus up` sets) marks its server's address,
+and so does the embedded engine when it starts. FalkorDB calls itself "Neo4j/5.13.0" in its
+HELLO answer, so the driver cannot tell by itself. Connections to any other server (a real
+Neo4j) keep the driver's own close, GOODBYE included.
 
 Why no Bolt parameters: FalkorDB 4.16 (and every release with Bolt; 4.20 dropped Bolt) turns a
 RUN's parameters into a text prefix, ``CYPHER name=value ... <query>``, with sprintf into a
@@ -26,26 +30,54 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from neo4j import AsyncDriver, AsyncGraphDatabase, Driver, GraphDatabase
 
+# (host, port) of the Bolt servers known to be FalkorDB, as a connection names its server.
+_FALKORDB: set[tuple[str, int]] = set()
 _patched = False
 
 
-def _close_without_goodbye() -> None:
+def _address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return (parts.hostname or "localhost", parts.port or 7687)
+
+
+def mark_falkordb(url: str) -> None:
+    """Connections to the server at `url` close without GOODBYE from now on (this process)."""
+    _FALKORDB.add(_address(url))
+    _patch_close()
+
+
+def closes_without_goodbye(connection: Any) -> bool:
+    address = connection.unresolved_address
+    return (str(address[0]), int(address[1])) in _FALKORDB
+
+
+def _patch_close() -> None:
     global _patched
     if _patched:
         return
     from neo4j._async.io._bolt._base import AsyncBolt
     from neo4j._sync.io._bolt._base import Bolt
 
+    async_close: Callable[[Any], Awaitable[None]] = AsyncBolt.close
+    sync_close: Callable[[Any], None] = Bolt.close
+
     async def aclose(self: Any) -> None:
-        self.kill()
+        if closes_without_goodbye(self):
+            self.kill()
+        else:
+            await async_close(self)
 
     def close(self: Any) -> None:
-        self.kill()
+        if closes_without_goodbye(self):
+            self.kill()
+        else:
+            sync_close(self)
 
     AsyncBolt.close = aclose  # type: ignore[method-assign]
     Bolt.close = close  # type: ignore[method-assign]
@@ -56,13 +88,19 @@ def _auth(user: str, password: str) -> tuple[str, str] | None:
     return (user, password) if user else None
 
 
-def async_driver(url: str, user: str = "", password: str = "", **options: Any) -> AsyncDriver:
-    _close_without_goodbye()
+def async_driver(
+    url: str, user: str = "", password: str = "", *, falkordb: bool = False, **options: Any
+) -> AsyncDriver:
+    if falkordb:
+        mark_falkordb(url)
     return AsyncGraphDatabase.driver(url, auth=_auth(user, password), **options)
 
 
-def sync_driver(url: str, user: str = "", password: str = "", **options: Any) -> Driver:
-    _close_without_goodbye()
+def sync_driver(
+    url: str, user: str = "", password: str = "", *, falkordb: bool = False, **options: Any
+) -> Driver:
+    if falkordb:
+        mark_falkordb(url)
     return GraphDatabase.driver(url, auth=_auth(user, password), **options)
 
 
