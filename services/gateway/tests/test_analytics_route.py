@@ -25,7 +25,7 @@ from agentbus.contracts import subjects as s
 from agentbus.gateway.api import _http_error, _validation_error
 from agentbus.gateway.auth import Principal
 from agentbus.gateway.auth.deps import current_principal
-from agentbus.gateway.routes_analytics import router
+from agentbus.gateway.routes.analytics import router
 from agentbus.runtime.engines import NatsEngine
 
 

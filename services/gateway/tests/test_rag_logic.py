@@ -9,8 +9,8 @@ import pytest
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
-from agentbus.gateway.history import decode_cursor, encode_cursor, question_in, question_of
-from agentbus.gateway.routes_settings import PipelinePatch, _merge
+from agentbus.gateway.routes.history import decode_cursor, encode_cursor, question_in, question_of
+from agentbus.gateway.routes.pipeline import PipelinePatch, _merge
 from agentbus.runtime.stores.pipeline_settings import PipelineSettings
 
 

@@ -31,7 +31,7 @@ from agentbus.gateway.api import _http_error, _validation_error
 from agentbus.gateway.auth import Principal
 from agentbus.gateway.auth.deps import current_principal
 from agentbus.gateway.langgraph.encode import Encoder
-from agentbus.gateway.routes_web import jaeger_url, mount_web, router
+from agentbus.gateway.routes.web import jaeger_url, mount_web, router
 from agentbus.gateway.store import GatewayStore
 from agentbus.runtime.engines import NatsEngine, PostgresEngine
 from agentbus.runtime.provisioning import ensure_bucket

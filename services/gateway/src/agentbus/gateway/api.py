@@ -1,4 +1,6 @@
-"""The gateway's HTTP API: health and readiness now; threads, runs and documents grow here."""
+"""The gateway's FastAPI app: health and readiness, error bodies, middlewares, and the routers
+of auth, the protocol adapters, chat, documents and analytics (app.py adds the RAG application's
+and the web app's, then the web app itself, whose fallback route must come last)."""
 
 from __future__ import annotations
 
@@ -26,9 +28,9 @@ from .limits import BodyLimits
 from .mcp import McpEndpoint
 from .openai import router as openai_router
 from .readiness import CachedReadiness, may_see_detail
-from .routes_analytics import router as analytics_router
-from .routes_documents import router as documents_router
-from .routes_native import router as native_router
+from .routes.analytics import router as analytics_router
+from .routes.documents import router as documents_router
+from .routes.native import router as native_router
 from .settings import GatewaySettings
 from .upstream import UpstreamError
 

@@ -12,25 +12,25 @@ from . import __version__
 from .a2a.push import PushConfigs, start_push, stop_push
 from .api import create_api
 from .auth import start_auth
-from .evaluations import ensure_schema as ensure_evaluations_schema
-from .evaluations import router as evaluations_router
-from .history import HistoryStore
-from .history import router as history_router
 from .langgraph.crons import start_scheduler, stop_scheduler
 from .langgraph.followups import WebhookPolicy, start_followups, stop_followups
 from .langgraph.service import LangGraphRuns
 from .limits import OpenStreams
 from .ratelimit import open_limiter
-from .routes_documents import StorageQuota
-from .routes_settings import ensure_schema as ensure_settings_schema
-from .routes_settings import router as settings_router
-from .routes_web import mount_web
-from .routes_web import router as web_router
+from .routes.documents import StorageQuota
+from .routes.evaluations import ensure_schema as ensure_evaluations_schema
+from .routes.evaluations import router as evaluations_router
+from .routes.history import HistoryStore
+from .routes.history import router as history_router
+from .routes.pipeline import ensure_schema as ensure_settings_schema
+from .routes.pipeline import router as settings_router
+from .routes.versions import ensure_schema as ensure_versions_schema
+from .routes.versions import router as versions_router
+from .routes.web import mount_web
+from .routes.web import router as web_router
 from .runs import RunGateway
 from .settings import GatewaySettings
 from .store import GatewayStore
-from .versions import ensure_schema as ensure_versions_schema
-from .versions import router as versions_router
 
 
 def build(settings: GatewaySettings) -> Service:

@@ -31,7 +31,7 @@ from agentbus.runtime.thread_runs import Admission, ThreadRuns, ThreadRunsKV
 from agentbus.runtime.traces import nats_span
 
 from ..auth.deps import Principal
-from ..history import HistoryStore, question_in
+from ..routes.history import HistoryStore, question_in
 from ..runs import RunGateway
 from ..store import GatewayStore
 from ..upstream import UpstreamError

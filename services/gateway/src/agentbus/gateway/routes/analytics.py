@@ -20,9 +20,9 @@ from agentbus.contracts import AnalyticsQuery, AnalyticsQueryName, AnalyticsResu
 from agentbus.contracts import subjects as s
 from agentbus.runtime.traces import nats_span
 
-from .auth.deps import CurrentPrincipal
-from .ratelimit import per_tenant
-from .upstream import UpstreamError
+from ..auth.deps import CurrentPrincipal
+from ..ratelimit import per_tenant
+from ..upstream import UpstreamError
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
 

@@ -28,7 +28,7 @@ from agentbus.contracts.streams import DOCUMENTS
 from agentbus.runtime.stores import pipeline_settings as ps
 from agentbus.runtime.traces import nats_span
 
-from .auth.deps import AdminPrincipal, CurrentPrincipal
+from ..auth.deps import AdminPrincipal, CurrentPrincipal
 
 log = logging.getLogger("agentbus.gateway.settings")
 

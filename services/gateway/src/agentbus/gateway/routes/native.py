@@ -14,12 +14,12 @@ from agentbus.contracts import RunEvent, ThreadState, ThreadStateRequest, new_id
 from agentbus.contracts import subjects as s
 from agentbus.runtime.traces import nats_span
 
-from .auth.deps import CurrentPrincipal, Principal
-from .ratelimit import per_tenant
-from .runs import RunGateway, StreamUnavailable
-from .sse import HEARTBEAT, native_frames, sse_response
-from .store import GatewayStore
-from .turns import start_turn
+from ..auth.deps import CurrentPrincipal, Principal
+from ..ratelimit import per_tenant
+from ..runs import RunGateway, StreamUnavailable
+from ..sse import HEARTBEAT, native_frames, sse_response
+from ..store import GatewayStore
+from ..turns import start_turn
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
 

@@ -26,7 +26,7 @@ from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import DOCUMENTS
 from agentbus.runtime.trace_view import Span, TraceViewError, find_run, load_spans
 
-from .auth.deps import CurrentPrincipal
+from ..auth.deps import CurrentPrincipal
 from .history import decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/api/v1", tags=["web"])
@@ -60,7 +60,7 @@ async def _settle_open_runs(request: Request, tenant: str) -> None:
     """Record how the tenant's recent open runs ended when no gateway followed them to the end
     (their `end` event stays in RUN_EVENTS for an hour), so a status filter and the duration
     are right. The run's end time is the event's, not now."""
-    from .turns import last_event  # turns imports the routers' modules
+    from ..turns import last_event  # turns imports the routers' modules
 
     pool = request.app.state.store.pool
     rows = await pool.fetch(
@@ -272,7 +272,7 @@ API_PREFIXES = (
 
 def default_web_dir() -> Path:
     """`web/dist` of the repository this package is installed from (editable install)."""
-    return Path(__file__).resolve().parents[5] / "web" / "dist"
+    return Path(__file__).resolve().parents[6] / "web" / "dist"
 
 
 def mount_web(api: FastAPI, web_dir: Path | None, traces_dir: Path) -> None:

@@ -33,11 +33,11 @@ from agentbus.contracts.streams import INGEST_EVENTS
 from agentbus.runtime.clients.ingest import submit
 from agentbus.runtime.traces import nats_span
 
+from ..auth.deps import AuthService, CurrentPrincipal
+from ..ratelimit import per_tenant
+from ..sse import HEARTBEAT, frame, sse_response
+from ..upstream import UpstreamError
 from . import versions
-from .auth.deps import AuthService, CurrentPrincipal
-from .ratelimit import per_tenant
-from .sse import HEARTBEAT, frame, sse_response
-from .upstream import UpstreamError
 
 router = APIRouter(prefix="/api/v1", tags=["documents"])
 Auth = CurrentPrincipal

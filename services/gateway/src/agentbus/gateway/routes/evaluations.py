@@ -53,9 +53,9 @@ from agentbus.contracts.streams import EVALUATION_EVENTS
 from agentbus.runtime.stores.schema import LockKey, create_under_lock
 from agentbus.runtime.traces import nats_span
 
-from .auth.deps import AdminPrincipal, CurrentPrincipal
-from .ratelimit import per_tenant
-from .upstream import UpstreamError
+from ..auth.deps import AdminPrincipal, CurrentPrincipal
+from ..ratelimit import per_tenant
+from ..upstream import UpstreamError
 
 log = logging.getLogger("agentbus.gateway.evaluations")
 

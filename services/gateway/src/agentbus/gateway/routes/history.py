@@ -39,7 +39,7 @@ from agentbus.contracts import RunEvent
 from agentbus.runtime.stores import pipeline_settings as ps
 from agentbus.runtime.stores.schema import LockKey, create_under_lock
 
-from .auth.deps import CurrentPrincipal, Principal
+from ..auth.deps import CurrentPrincipal, Principal
 
 log = logging.getLogger("agentbus.gateway.history")
 
@@ -259,7 +259,7 @@ def history_of(request: Request) -> HistoryStore:
 
 async def _fresh(request: Request, tenant_id: str, rows: list[asyncpg.Record]) -> bool:
     """Complete entries whose run ended while no gateway followed it; whether any changed."""
-    from .turns import last_event  # turns imports this module
+    from ..turns import last_event  # turns imports this module
 
     changed = False
     for row in rows:

@@ -21,8 +21,8 @@ from nats.js.errors import NotFoundError
 from agentbus.contracts.streams import DOCUMENTS
 from agentbus.runtime.stores.schema import LockKey, create_under_lock
 
-from .auth.deps import CurrentPrincipal, Principal
-from .ratelimit import per_tenant
+from ..auth.deps import CurrentPrincipal, Principal
+from ..ratelimit import per_tenant
 
 router = APIRouter(prefix="/api/v1", tags=["documents"])
 Auth = CurrentPrincipal
@@ -208,7 +208,7 @@ async def add_version(
         principal.tenant_id, document_id
     ):
         raise HTTPException(404, "Document not found")
-    from .routes_documents import upload  # routes_documents imports this module
+    from .documents import upload  # documents imports this module
 
     request.state.version_of = document_id
     result: dict[str, Any] = await upload(request, principal, file, title, tags)
