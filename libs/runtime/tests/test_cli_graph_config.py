@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agentbus.runtime.cli import _use_graph_config, build_parser
+from agentbus.runtime.cli import build_parser
+from agentbus.runtime.cli.lifecycle import use_graph_config
 
 
 def parse(*argv: str) -> object:
@@ -22,7 +23,7 @@ def test_explicit_config_becomes_an_absolute_env_path(
     monkeypatch.delenv("AGENTBUS_LANGGRAPH_CONFIG")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mine.json").write_text("{}")
-    assert _use_graph_config(parse("--config", "mine.json")) is None  # type: ignore[arg-type]
+    assert use_graph_config(parse("--config", "mine.json")) is None  # type: ignore[arg-type]
     assert os.environ["AGENTBUS_LANGGRAPH_CONFIG"] == str(tmp_path / "mine.json")
 
 
@@ -33,10 +34,10 @@ def test_default_is_langgraph_json_when_present_else_builtin(
     monkeypatch.setenv("AGENTBUS_LANGGRAPH_CONFIG", "")
     monkeypatch.delenv("AGENTBUS_LANGGRAPH_CONFIG")
     monkeypatch.chdir(tmp_path)
-    assert _use_graph_config(parse()) is None  # type: ignore[arg-type]
+    assert use_graph_config(parse()) is None  # type: ignore[arg-type]
     assert "AGENTBUS_LANGGRAPH_CONFIG" not in os.environ
     (tmp_path / "langgraph.json").write_text("{}")
-    assert _use_graph_config(parse()) is None  # type: ignore[arg-type]
+    assert use_graph_config(parse()) is None  # type: ignore[arg-type]
     assert os.environ["AGENTBUS_LANGGRAPH_CONFIG"] == str(tmp_path / "langgraph.json")
 
 
@@ -45,6 +46,6 @@ def test_missing_config_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AGENTBUS_LANGGRAPH_CONFIG", "")
     monkeypatch.delenv("AGENTBUS_LANGGRAPH_CONFIG")
     monkeypatch.chdir(tmp_path)
-    problem = _use_graph_config(parse("--config", "nope.json"))  # type: ignore[arg-type]
+    problem = use_graph_config(parse("--config", "nope.json"))  # type: ignore[arg-type]
     assert problem == "graph config nope.json does not exist"
     assert "AGENTBUS_LANGGRAPH_CONFIG" not in os.environ
