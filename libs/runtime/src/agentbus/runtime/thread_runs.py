@@ -13,17 +13,28 @@ replicas never both win, and a release never loses a run queued at the same mome
   becomes active and is published (`Nats-Msg-Id` = run id, so a repeated publish is dropped).
 - A key whose active run ended without a release (its orchestrator died between the final event
   and the release) is released by the next admission that finds it; see `ThreadRunsKV.admit`.
+- A run JetStream refuses to take (a stream or storage limit reached, no quorum, no answer) is
+  not left active on its thread: the admission is undone and `RunNotAccepted` tells the caller,
+  which answers 503 instead of leaving a thread busy with a run no orchestrator will ever see.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.client import JetStreamContext
-from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    APIError,
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+)
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
@@ -37,8 +48,13 @@ from .traces import nats_span, with_trace_context
 StopAction = Literal["interrupt", "cancel", "rollback"]
 Outcome = Literal["started", "queued", "rejected"]
 
+log = logging.getLogger("agentbus.thread_runs")
+
 # Compare-and-set retries before giving up (only under heavy contention on one thread).
 MAX_ATTEMPTS = 50
+# What a refused or unconfirmed JetStream publish raises: the stream said no (a limit reached,
+# storage full), nobody answered, or the answer did not come in time.
+PUBLISH_REFUSED = (APIError, NoRespondersError, NatsTimeoutError)
 
 
 class ThreadRuns(BaseModel):
@@ -69,6 +85,10 @@ class Admission:
 
 class ContentionError(RuntimeError):
     """The key changed under us MAX_ATTEMPTS times in a row."""
+
+
+class RunNotAccepted(RuntimeError):
+    """JetStream did not take the run (see PUBLISH_REFUSED); its admission was undone."""
 
 
 def thread_runs_key(tenant_id: str, thread_id: str) -> str:
@@ -137,7 +157,11 @@ class ThreadRunsKV:
             if value.active is None and not value.queue:
                 new = ThreadRuns(active=run)
                 if await self._write(run.tenant_id, run.thread_id, new, revision):
-                    await self.publish(run)
+                    try:
+                        await self.publish(run)
+                    except PUBLISH_REFUSED as exc:
+                        await self._undo_start(run)
+                        raise RunNotAccepted(f"run {run.run_id} not accepted: {exc!r}") from exc
                     return Admission("started")
                 continue
             active_id = value.active.run_id if value.active else None
@@ -154,6 +178,15 @@ class ThreadRunsKV:
             if await self._write(run.tenant_id, run.thread_id, new, revision):
                 return Admission("queued", active_id, position)
         raise ContentionError(f"thread {run.thread_id} is changing too fast to admit a run")
+
+    async def _undo_start(self, run: RunRequested) -> None:
+        """Free the thread a refused run was made active on. A run queued behind it meanwhile
+        is started as usual; if JetStream refuses that one too, it stays active and the next
+        admission's staleness check republishes it."""
+        try:
+            await self.release(run.tenant_id, run.thread_id, run.run_id)
+        except (*PUBLISH_REFUSED, ContentionError):
+            log.warning("undoing a refused run's admission", exc_info=True)
 
     async def mark_stop(
         self, tenant_id: str, thread_id: str, run_id: str, stop: StopAction

@@ -20,10 +20,12 @@ from agentbus.contracts import subjects as s
 from agentbus.contracts.runs import MultitaskStrategy, StreamMode
 from agentbus.contracts.streams import RUN_EVENTS
 from agentbus.runtime.metrics import StreamMetrics
+from agentbus.runtime.thread_runs import PUBLISH_REFUSED, RunNotAccepted
 from agentbus.runtime.traces import nats_span
 
 from .limits import OpenStreams
 from .store import GatewayStore
+from .upstream import runs_unavailable
 
 HEARTBEAT_S = 15.0
 
@@ -86,11 +88,17 @@ class RunGateway:
         trace.get_current_span().set_attributes(
             {"agentbus.run_id": run.run_id, "agentbus.tenant_id": tenant_id}
         )
-        if admit is not None:
-            await admit(run)
-            return run
-        with nats_span(s.RUNS_SUBMIT, headers={"Nats-Msg-Id": run.run_id}) as headers:
-            await self.js.publish(s.RUNS_SUBMIT, run.model_dump_json().encode(), headers=headers)
+        try:
+            if admit is not None:
+                await admit(run)
+                return run
+            with nats_span(s.RUNS_SUBMIT, headers={"Nats-Msg-Id": run.run_id}) as headers:
+                await self.js.publish(
+                    s.RUNS_SUBMIT, run.model_dump_json().encode(), headers=headers
+                )
+        except (RunNotAccepted, *PUBLISH_REFUSED) as exc:
+            await self.store.finish_run(tenant_id, run.run_id, "error")
+            raise runs_unavailable(repr(exc)) from None
         return run
 
     async def cancel(self, tenant_id: str, run_id: str) -> None:

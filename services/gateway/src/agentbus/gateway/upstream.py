@@ -16,10 +16,25 @@ _CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 class UpstreamError(HTTPException):
     """502 `{"detail": "<what> failed", "reason": "<code>"}` (see api._http_error)."""
 
-    def __init__(self, what: str, reason: str, internal: str = "", status: int = 502) -> None:
+    def __init__(
+        self,
+        what: str,
+        reason: str,
+        internal: str = "",
+        status: int = 502,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.reason = reason if _CODE.fullmatch(reason) else "upstream_error"
-        super().__init__(status, f"{what} failed ({self.reason})")
+        super().__init__(status, f"{what} failed ({self.reason})", headers=headers)
         log.warning(
             "upstream failure",
             extra={"what": what, "reason": self.reason, "upstream_error": internal[:2000]},
         )
+
+
+def runs_unavailable(internal: str) -> UpstreamError:
+    """JetStream did not take a run (a stream or storage limit, no quorum): 503, retry later.
+    The run was not admitted; nothing of it is left running or queued."""
+    return UpstreamError(
+        "Submitting the run", "runs_unavailable", internal, 503, headers={"Retry-After": "5"}
+    )

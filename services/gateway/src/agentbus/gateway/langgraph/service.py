@@ -27,14 +27,14 @@ from agentbus.contracts import (
 from agentbus.contracts import subjects as s
 from agentbus.contracts.runs import MultitaskStrategy
 from agentbus.contracts.streams import RUN_EVENTS
-from agentbus.runtime.thread_runs import Admission, ThreadRuns, ThreadRunsKV
+from agentbus.runtime.thread_runs import Admission, RunNotAccepted, ThreadRuns, ThreadRunsKV
 from agentbus.runtime.traces import nats_span
 
 from ..auth.deps import Principal
 from ..routes.history import HistoryStore, question_in
 from ..runs import RunGateway
 from ..store import GatewayStore
-from ..upstream import UpstreamError
+from ..upstream import UpstreamError, runs_unavailable
 from .assistants import Assistants, GraphCatalog, merge_config
 from .crons import Crons
 from .encode import Encoder, with_message_roles, with_message_types
@@ -291,7 +291,11 @@ class LangGraphRuns:
         """Admit a recorded run on its thread: started, queued (stopping the active run for
         interrupt/rollback), or refused with a 409 (its records dropped)."""
         tenant, thread_id = run.tenant_id, run.thread_id
-        admission = await (await self.kv()).admit(run, strategy, self._is_stale)
+        try:
+            admission = await (await self.kv()).admit(run, strategy, self._is_stale)
+        except RunNotAccepted as exc:
+            await self.store.finish_run(tenant, run.run_id, "error")
+            raise runs_unavailable(str(exc)) from None
         if admission.outcome == "rejected":
             await self.records.drop_run(tenant, run.run_id)
             raise HTTPException(
