@@ -54,6 +54,19 @@ async def test_healthz_readyz_and_error_shape(service_env: dict[str, str]) -> No
             ("/api/v1/api-keys", "post"),
         ):
             assert method in spec["paths"].get(path, {}), (path, method)
+        # The native chat and document routes document their answers, not a bare object.
+        for path, method, status, model in (
+            ("/api/v1/chat", "post", "200", "ChatAnswer"),
+            ("/api/v1/threads", "get", "200", "ThreadPage"),
+            ("/api/v1/threads/{thread_id}", "get", "200", "Thread"),
+            ("/api/v1/threads/{thread_id}/messages", "get", "200", "ThreadMessages"),
+            ("/api/v1/documents", "post", "202", "UploadAccepted"),
+            ("/api/v1/documents", "get", "200", "DocumentPage"),
+            ("/api/v1/documents/{document_id}", "get", "200", "Document"),
+        ):
+            answer = spec["paths"][path][method]["responses"][status]["content"]
+            ref = answer["application/json"]["schema"]["$ref"]
+            assert ref == f"#/components/schemas/{model}", (path, method, ref)
         # Tokens and API keys are documented as security schemes, so /docs can authorize.
         assert spec["components"]["securitySchemes"], spec.get("components")
     assert service.broker._connection is None

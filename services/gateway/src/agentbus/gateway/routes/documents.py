@@ -38,6 +38,7 @@ from ..ratelimit import per_tenant
 from ..sse import HEARTBEAT, frame, sse_response
 from ..upstream import UpstreamError
 from . import versions
+from .responses import Document, DocumentPage, UploadAccepted
 
 router = APIRouter(prefix="/api/v1", tags=["documents"])
 Auth = CurrentPrincipal
@@ -82,6 +83,7 @@ def _content_type(upload: UploadFile) -> str:
     status_code=202,
     summary="Upload a document for indexing",
     dependencies=[Depends(per_tenant("upload"))],
+    response_model=UploadAccepted,
 )
 async def upload(
     request: Request,
@@ -154,7 +156,7 @@ def _pool(request: Request) -> Any:
     return request.app.state.store.pool
 
 
-@router.get("/documents", summary="List documents")
+@router.get("/documents", summary="List documents", response_model=DocumentPage)
 async def list_documents(
     request: Request,
     principal: Auth,
@@ -171,7 +173,7 @@ async def list_documents(
     return {"items": [dict(r) for r in rows], "limit": limit, "offset": offset}
 
 
-@router.get("/documents/{document_id}", summary="A document's status")
+@router.get("/documents/{document_id}", summary="A document's status", response_model=Document)
 async def get_document(document_id: str, request: Request, principal: Auth) -> dict[str, Any]:
     row = await _pool(request).fetchrow(
         "SELECT document_id, title, filename, content_type, status, chunk_count, page_count,"

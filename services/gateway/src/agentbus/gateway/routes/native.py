@@ -20,6 +20,7 @@ from ..runs import RunGateway, StreamUnavailable
 from ..sse import HEARTBEAT, native_frames, sse_response
 from ..store import GatewayStore
 from ..turns import start_turn
+from .responses import ChatAnswer, Thread, ThreadMessages, ThreadPage
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
 
@@ -138,6 +139,7 @@ async def chat_stream(
 @router.post(
     "/chat",
     summary="Ask and wait for the whole answer",
+    response_model=ChatAnswer,
     dependencies=[Depends(per_tenant("chat"))],
 )
 async def chat(
@@ -180,14 +182,14 @@ async def run_stream(
     )
 
 
-@router.post("/threads", status_code=201, summary="Create a thread")
+@router.post("/threads", status_code=201, summary="Create a thread", response_model=Thread)
 async def create_thread(req: ThreadCreate, principal: Auth, store: Store) -> dict[str, Any]:
     return await store.create_thread(
         principal.tenant_id, req.thread_id or new_id(), req.title, req.metadata
     )
 
 
-@router.get("/threads", summary="List threads, newest first")
+@router.get("/threads", summary="List threads, newest first", response_model=ThreadPage)
 async def list_threads(
     principal: Auth,
     store: Store,
@@ -198,12 +200,16 @@ async def list_threads(
     return {"items": items, "limit": limit, "offset": offset}
 
 
-@router.get("/threads/{thread_id}", summary="Get a thread")
+@router.get("/threads/{thread_id}", summary="Get a thread", response_model=Thread)
 async def get_thread(thread_id: str, principal: Auth, store: Store) -> dict[str, Any]:
     return await _thread_or_404(store, principal.tenant_id, thread_id)
 
 
-@router.patch("/threads/{thread_id}", summary="Update a thread's title or metadata")
+@router.patch(
+    "/threads/{thread_id}",
+    summary="Update a thread's title or metadata",
+    response_model=Thread,
+)
 async def update_thread(
     thread_id: str, req: ThreadUpdate, principal: Auth, store: Store
 ) -> dict[str, Any]:
@@ -219,7 +225,11 @@ async def delete_thread(thread_id: str, principal: Auth, store: Store) -> None:
         raise HTTPException(404, "Thread not found")
 
 
-@router.get("/threads/{thread_id}/messages", summary="The thread's messages")
+@router.get(
+    "/threads/{thread_id}/messages",
+    summary="The thread's messages",
+    response_model=ThreadMessages,
+)
 async def thread_messages(
     thread_id: str, principal: Auth, store: Store, runs: Runs
 ) -> dict[str, Any]:
