@@ -372,17 +372,6 @@ async def remove(settings: Settings, tenant: str, samples: Path, echo: Echo) -> 
 # -- command ----------------------------------------------------------------------------------
 
 
-def add_parser(sub: Any, tenant: str) -> argparse.ArgumentParser:
-    demo: argparse.ArgumentParser = sub.add_parser(
-        "demo", help="load the sample organisation (documents and events)"
-    )
-    demo.add_argument("--remove", action="store_true", help="take the sample out again")
-    demo.add_argument("--tenant", default=tenant, help="tenant id (AGENTBUS_TENANT, dev)")
-    demo.add_argument("--samples", type=Path, help="sample directory (default samples/acme)")
-    demo.add_argument("--timeout", type=float, default=300.0)
-    return demo
-
-
 def run(args: argparse.Namespace, settings: Settings) -> int:
     samples = args.samples or default_samples_dir()
 

@@ -14,12 +14,18 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from agentbus.contracts import ServiceName
 
-from .service import S, Service, main
 from .settings import Settings, load
+
+if TYPE_CHECKING:
+    from .service import Service
+
+# A service's settings class (what `service.main` takes); the chassis itself is imported only
+# when a service runs, so the CLI starts without it.
+S = TypeVar("S", bound=Settings)
 
 SERVICES_GROUP = "agentbus.services"
 COMMANDS_GROUP = "agentbus.commands"
@@ -38,6 +44,8 @@ class ServiceEntry(Generic[S]):
 
     def run(self) -> None:
         """`python -m agentbus.<name>`."""
+        from .service import main
+
         main(self.name, self.version, self.settings, self.build)
 
     def asyncapi(self) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import asyncio
 import sys
 from pathlib import Path
 
-from ..service import StartupError, connect_once
 from ..settings import Settings
 from .context import settings_of, with_platform_urls
 
@@ -63,6 +62,8 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     if not files:
         print("agentbus: no supported files (.txt .md .html .pdf) found", file=sys.stderr)
         return 2
+    from ..service import connect_once
+
     nc = await connect_once(settings)
     failures = 0
     try:
@@ -99,6 +100,8 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from ..service import StartupError  # the chassis only when the command runs
+
     settings = with_platform_urls(settings_of(args))
     try:
         return asyncio.run(_ingest(settings, args))
@@ -112,6 +115,8 @@ async def _search(settings: Settings, args: argparse.Namespace) -> tuple[int, st
     from agentbus.contracts import subjects as s
 
     request = SearchRequest(tenant_id=args.tenant, query=args.query, mode=args.mode, top_k=args.k)
+    from ..service import connect_once
+
     nc = await connect_once(settings)
     try:
         reply = await nc.request(
@@ -141,6 +146,8 @@ async def _search(settings: Settings, args: argparse.Namespace) -> tuple[int, st
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from ..service import StartupError  # the chassis only when the command runs
+
     settings = with_platform_urls(settings_of(args))
     try:
         code, text = asyncio.run(_search(settings, args))

@@ -13,15 +13,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..health import EngineProbes, Readiness, readiness
 from ..platform import Platform, PlatformError, pid_alive, read_state, state_path
-from ..service import StartupError, connect_once
 from ..settings import Settings
 from .context import gateway_url, settings_of, with_platform_urls
+
+if TYPE_CHECKING:
+    from ..health import Readiness
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -214,6 +215,10 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 async def _status(settings: Settings) -> tuple[Readiness | None, str]:
+    # Imported here: the chassis and the engine probes cost a second at every CLI start.
+    from ..health import EngineProbes, readiness
+    from ..service import StartupError, connect_once
+
     try:
         nc = await connect_once(settings, timeout=settings.health_timeout_s)
     except StartupError as exc:
