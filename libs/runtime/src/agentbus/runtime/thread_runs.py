@@ -13,7 +13,7 @@ replicas never both win, and a release never loses a run queued at the same mome
   becomes active and is published (`Nats-Msg-Id` = run id, so a repeated publish is dropped).
 - A key whose active run ended without a release (its orchestrator died between the final event
   and the release) is released by the next admission that finds it; see `ThreadRunsKV.admit`.
-- A run JetStream refuses to take (a stream or storage limit reached, no quorum, no answer) is
+- A run JetStream refuses to take (a stream or storage limit reached, no quorum, no stream) is
   not left active on its thread: the admission is undone and `RunNotAccepted` tells the caller,
   which answers 503 instead of leaving a thread busy with a run no orchestrator will ever see.
 """
@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.client import JetStreamContext
 from nats.js.errors import (
     APIError,
@@ -52,9 +51,11 @@ log = logging.getLogger("agentbus.thread_runs")
 
 # Compare-and-set retries before giving up (only under heavy contention on one thread).
 MAX_ATTEMPTS = 50
-# What a refused or unconfirmed JetStream publish raises: the stream said no (a limit reached,
-# storage full), nobody answered, or the answer did not come in time.
-PUBLISH_REFUSED = (APIError, NoRespondersError, NatsTimeoutError)
+# What a JetStream publish raises when the run was surely not stored: the stream said no (a
+# limit reached, storage full, no quorum) or no stream listens. Not a timeout: the run may have
+# been stored and only its ack lost, so its admission stands and the staleness check republishes
+# it (Nats-Msg-Id makes that idempotent).
+PUBLISH_REFUSED = (APIError, NoRespondersError)
 
 
 class ThreadRuns(BaseModel):
