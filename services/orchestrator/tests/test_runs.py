@@ -207,3 +207,39 @@ async def test_redelivered_finished_run_is_not_executed_again(orchestrator: Nats
     assert info.state.messages >= len(first)
     again = await collect(orchestrator, run.run_id)
     assert [e.seq for e in again] == [e.seq for e in first]
+
+
+async def test_an_event_the_bus_refuses_retries_the_run_instead_of_failing_it(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One run event refused by JetStream (as while a stream elects a new leader): the run goes
+    back to the stream and resumes from its checkpoint; it does not end as the graph's error,
+    and its readers see every step once, with no gap in the sequence."""
+    from nats.js.errors import ServiceUnavailableError
+
+    from agentbus.orchestrator.runner import Runner
+
+    publish = Runner.publish
+    refused: list[str] = []
+
+    async def refuse_once(self: Runner, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        event = json.loads(data) if subject.startswith("agentbus.v1.runs.events.") else {}
+        if event.get("type") == "custom" and event["data"]["step"] == 2 and not refused:
+            refused.append(subject)
+            raise ServiceUnavailableError(description="JetStream system temporarily unavailable")
+        await publish(self, subject, data, headers)
+
+    monkeypatch.setattr(Runner, "publish", refuse_once)
+    service = build(OrchestratorSettings())
+    async with running(service):
+        nc = await nats.connect(service_env["AGENTBUS_NATS_URL"])
+        try:
+            run = await submit(nc, assistant_id="steps", input={"steps": 3, "delay": 0.2})
+            got = await collect(nc, run.run_id)
+        finally:
+            await nc.close()
+    assert refused, "the fault was not injected"
+    assert not [e for e in got if e.type == "error"], got
+    assert got[-1].status == "success", got[-1]
+    assert [e.data["step"] for e in got if e.type == "custom"] == [1, 2, 3]
+    assert [e.seq for e in got] == list(range(len(got)))

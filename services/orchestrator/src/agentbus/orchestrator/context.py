@@ -14,6 +14,7 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats.errors
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -37,6 +38,12 @@ _NODE_SPAN: ContextVar[tuple[Span, Token[Context]] | None] = ContextVar(
 
 class RunCancelled(Exception):
     """Raised at the next event of a run whose cancellation was requested."""
+
+
+class BusUnavailable(RuntimeError):
+    """A run event could not be published (the stream lost its leader, or NATS is away). The
+    run is not over: it goes back to the stream and resumes from its checkpoint, rather than
+    ending as the graph's error (which the bus might accept a second later)."""
 
 
 @dataclass
@@ -71,6 +78,9 @@ class RunContext:
     native: bool = True
     # The state at the run's end, for the RunFinished record.
     final_values: Any = None
+    # An event could not be published: whatever the graph library makes of the exception, the
+    # runner retries the run instead of ending it.
+    bus_failed: bool = False
 
     @property
     def tenant_id(self) -> str:
@@ -145,6 +155,9 @@ class RunContext:
             if not sending.cancelled() and sending.exception() is None:
                 self.next_seq += 1
             raise
+        except nats.errors.Error as exc:  # JetStream's API errors and timeouts included
+            self.bus_failed = True
+            raise BusUnavailable(f"event {event.seq} not published: {exc!r}") from exc
         self.next_seq += 1
         if type_ == "end":
             self.ended = True

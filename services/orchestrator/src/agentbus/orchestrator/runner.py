@@ -42,7 +42,7 @@ from agentbus.runtime.metrics import RunMetrics
 from agentbus.runtime.slots import WorkSlots
 from agentbus.runtime.traces import nats_span, tracer
 
-from .context import RunCancelled, RunContext
+from .context import BusUnavailable, RunCancelled, RunContext
 from .graphs import Graphs, is_native
 from .hosted_run import (
     NATIVE_MODES,
@@ -256,8 +256,17 @@ class Runner:
                 "agentbus.tenant_id": run.tenant_id,
             },
         ) as span:
-            async with heartbeat(msg, ORCHESTRATOR_RUNS):
-                status = await self.execute(run)
+            try:
+                async with heartbeat(msg, ORCHESTRATOR_RUNS):
+                    status = await self.execute(run)
+            except BusUnavailable:
+                # Not the graph's failure: back to the stream, resumed from its checkpoint by
+                # whichever replica takes it (its events so far are kept; seq goes on).
+                log.warning("run events could not be published; the run is retried")
+                span.set_attribute("agentbus.run_status", "retried")
+                with contextlib.suppress(Exception):  # unacked, it comes back after ack_wait
+                    await msg.nack(delay=nak_delay(msg, ORCHESTRATOR_RUNS))
+                return
             span.set_attribute("agentbus.run_status", status)
             # Carries the trace, span, run and tenant ids like every line of the run.
             log.info("run finished", extra={"status": status})
@@ -336,7 +345,7 @@ class Runner:
             with model_scope(scope):
                 async with self.graphs.open(graph_id, config, run.tenant_id) as graph:
                     return await self._drive_graph(graph, config, run, ctx, resuming=resuming)
-        except (RunCancelled, asyncio.CancelledError):
+        except (RunCancelled, asyncio.CancelledError, BusUnavailable):
             raise
         except Exception:  # a factory that fails: the run's error, not the replica's
             if ctx.ended:
@@ -405,7 +414,9 @@ class Runner:
             return "cancelled"
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            if ctx.bus_failed:
+                raise BusUnavailable("the run's events could not be published") from exc
             if ctx.cancel_requested:
                 await ctx.emit("end", {"reason": "cancelled"}, status="cancelled")
                 return "cancelled"
