@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -38,6 +39,20 @@ _NODE_SPAN: ContextVar[tuple[Span, Token[Context]] | None] = ContextVar(
 
 class RunCancelled(Exception):
     """Raised at the next event of a run whose cancellation was requested."""
+
+
+# What an event publish raises while the bus is away for a while: no answer, no stream leader,
+# a connection being re-made. Not a refusal that would repeat (an event over the size limit):
+# that one still ends the run as an error rather than being retried until max_deliver.
+BUS_AWAY = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
+)
 
 
 class BusUnavailable(RuntimeError):
@@ -155,7 +170,7 @@ class RunContext:
             if not sending.cancelled() and sending.exception() is None:
                 self.next_seq += 1
             raise
-        except nats.errors.Error as exc:  # JetStream's API errors and timeouts included
+        except BUS_AWAY as exc:
             self.bus_failed = True
             raise BusUnavailable(f"event {event.seq} not published: {exc!r}") from exc
         self.next_seq += 1
