@@ -346,6 +346,11 @@ def test_a_failed_run_shows_an_error_with_retry_and_retry_runs_again(
     toast = page.get_by_role("alert").filter(has=page.get_by_role("button", name="Retry"))
     expect(toast).to_be_visible()
     failed = str(page.get_by_test_id("run").get_attribute("href")).rsplit("/", 1)[-1]
+    # The toast comes with the run's `error` event; its record is settled from the `end` after.
+    for _ in range(100):
+        if run_status(page, failed) == "error":
+            break
+        page.wait_for_timeout(200)
     assert run_status(page, failed) == "error"
     console.shot("chat-error")
     # Retry sends the same message again. The thread's state kept the bad delay (the steps
