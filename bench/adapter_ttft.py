@@ -96,6 +96,9 @@ class Sample:
         return (self.submitted - self.t0) + (self.first_token - self.bus_first_token)
 
 
+PATHS = ("native", "aisdk", "openai", "a2a")
+
+
 # What each path POSTs, and how its stream shows the run id and the first token.
 def request_of(path: str, assistant: str) -> tuple[str, dict[str, Any]]:
     if path == "native":
@@ -337,7 +340,7 @@ async def measure(
     await tap.start()
     submits = Submissions()
     await submits.start(nc)
-    paths = ["native", "aisdk", "openai", "a2a"]
+    paths: list[str] = args.paths
     calls: dict[str, Callable[[], Awaitable[Sample]]] = {}
     samples: dict[str, list[Sample]] = {p: [] for p in paths}
     try:
@@ -371,11 +374,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=200, help="requests per path (default 200)")
     parser.add_argument("--warmup", type=int, default=10, help="uncounted requests per path")
     parser.add_argument("--assistant", default="echo", help="assistant of every run (echo)")
+    parser.add_argument(
+        "--paths",
+        default=",".join(PATHS),
+        help=f"comma-separated paths to compare, native first (default {','.join(PATHS)})",
+    )
     parser.add_argument("--keep", action="store_true", help="keep engine data and logs")
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be >= 1 and --warmup >= 0")
+    args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if not args.paths or args.paths[0] != "native" or not set(args.paths) <= set(PATHS):
+        parser.error(f"--paths: native first, then any of {', '.join(PATHS[1:])}")
     return args
 
 

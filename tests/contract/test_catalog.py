@@ -13,6 +13,7 @@ PARTIES = {*c.SERVICES, EXTERNAL, OPERATOR}
 STREAM_NAMES = {x.name for x in c.STREAMS}
 # Models only ever nested inside another message.
 NESTED = {
+    "Passage",
     "SearchHit",
     "SearchFilters",
     "ThreadCheckpoint",

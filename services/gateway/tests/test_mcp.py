@@ -1,9 +1,11 @@
 """MCP at /mcp with the official `mcp` SDK client (streamable HTTP), unmodified, against the real
-platform: tools/list (each assistant plus search_documents), tools/call answering with citations,
-threads, the gateway's API keys, bad input as tool errors."""
+platform: tools/list (each assistant plus search_documents), tools/call answering with citations
+and reporting progress, threads, the documents as resources, the prompts, the gateway's API keys,
+bad input as tool errors."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from agentbus.contracts import new_id
+from agentbus.gateway.mcp.resources import document_uri
 from agentbus.runtime.platform import Platform
 
 pytestmark = pytest.mark.e2e
@@ -27,14 +30,24 @@ DOC = (
 )
 
 
+KILN = (
+    "# Kiln safety\n\nThe studio kiln fires stoneware at up to 1260 degrees Celsius. "
+    "Never open the lid above 200 degrees.\n\nLoad shelves from the bottom up and leave "
+    "two fingers between pots."
+)
+PASSWORD = "Correct-Horse-9"
+
+
 def dev_key(platform: Platform) -> str:
     return (platform.data_dir / "dev-api-key").read_text().strip()
 
 
 @asynccontextmanager
-async def connect(platform: Platform) -> AsyncIterator[ClientSession]:
+async def connect(
+    platform: Platform, headers: dict[str, str] | None = None
+) -> AsyncIterator[ClientSession]:
     """Entered and left in the test's own task (the SDK's task groups require it)."""
-    headers = {"Authorization": f"Bearer {dev_key(platform)}"}
+    headers = headers or {"Authorization": f"Bearer {dev_key(platform)}"}
     async with (
         httpx2.AsyncClient(headers=headers, timeout=120) as http,
         streamable_http_client(f"{platform.gateway_url}/mcp", http_client=http) as (read, write),
@@ -129,14 +142,116 @@ async def test_search_and_the_agent_answer_with_citations(platform: Platform) ->
         hits: list[dict[str, Any]] = found.structured_content["hits"]
         assert hits[0]["document_id"] == document_id and "covered bay" in hits[0]["text"]
 
-        answer = await session.call_tool("agent", {"message": "Where do cargo bikes park?"})
+        steps: list[tuple[float, str | None]] = []
+
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            steps.append((done, message))
+
+        answer = await session.call_tool(
+            "agent", {"message": "Where do cargo bikes park?"}, progress_callback=progress
+        )
         assert not answer.is_error, text_of(answer)
         assert "covered bay" in text_of(answer).lower()
-        links = [c for c in answer.content if isinstance(c, types.ResourceLink)]
-        assert any(f"/api/v1/documents/{document_id}" in str(link.uri) for link in links)
         assert isinstance(answer.structured_content, dict)
         cited = {c["document_id"] for c in answer.structured_content["citations"]}
         assert document_id in cited
+        # The run's steps arrived as progress before the answer, in order.
+        said = [m for _, m in steps]
+        assert "calling search_documents" in said and said[-1] == "run success", said
+        assert [d for d, _ in steps] == sorted({d for d, _ in steps})
+        # Each cited page is a resource the client can read.
+        links = [c for c in answer.content if isinstance(c, types.ResourceLink)]
+        assert document_uri(document_id) in {str(link.uri) for link in links}
+        read = await session.read_resource(document_uri(document_id))
+        (content,) = read.contents
+        assert isinstance(content, types.TextResourceContents)
+        assert content.text == DOC and content.mime_type == "text/plain"
+        listed = (await session.list_resources()).resources
+        mine = next(r for r in listed if str(r.uri) == document_uri(document_id))
+        assert mine.title == "Bicycle shed rules" and mine.name == document_id
+        templates = (await session.list_resource_templates()).resource_templates
+        assert {t.uri_template for t in templates} == {
+            "agentbus://documents/{document_id}",
+            "agentbus://documents/{document_id}/pages/{page}",
+        }
+
+
+async def test_resources_are_the_tenants_own(platform: Platform) -> None:
+    async with connect(platform) as session:
+        for uri in (
+            document_uri("no-such-document"),
+            "agentbus://documents/../etc",
+            "file:///etc/passwd",
+            "agentbus://documents/x/pages/0",
+        ):
+            with pytest.raises(MCPError) as missing:
+                await session.read_resource(uri)
+            assert missing.value.error.code == types.INVALID_PARAMS, uri
+            assert "Resource not found" in missing.value.error.message
+        dev_documents = {str(r.uri) for r in (await session.list_resources()).resources}
+    async with httpx.AsyncClient(base_url=platform.gateway_url) as http:
+        body = {"email": f"mcp-{uuid.uuid4().hex[:10]}@example.com", "password": PASSWORD}
+        assert (await http.post("/api/v1/auth/register", json=body)).status_code == 201
+        token = (await http.post("/api/v1/auth/login", json=body)).json()["access_token"]
+    async with connect(platform, {"Authorization": f"Bearer {token}"}) as other:
+        assert (await other.list_resources()).resources == []
+        for uri in sorted(dev_documents)[:3]:  # the dev tenant's, if any: not found
+            with pytest.raises(MCPError) as hidden:
+                await other.read_resource(uri)
+            assert "Resource not found" in hidden.value.error.message
+
+
+async def test_prompts_pack_the_tenants_passages(platform: Platform) -> None:
+    async with connect(platform) as session:
+        async with httpx.AsyncClient(
+            base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}, timeout=120
+        ) as http:
+            response = await http.post(
+                "/api/v1/documents",
+                files={"file": ("kiln.md", KILN.encode(), "text/markdown")},
+                data={"title": "Kiln safety"},
+            )
+            assert response.status_code == 202, response.text
+            doc = response.json()
+            async with http.stream("GET", doc["events"]) as events:
+                assert "event: indexed" in (await events.aread()).decode()
+        prompts = {p.name: p for p in (await session.list_prompts()).prompts}
+        assert set(prompts) == {"answer_from_documents", "summarize_document"}
+        packed = await session.get_prompt(
+            "answer_from_documents", {"question": "How hot does the kiln get?", "top_k": "3"}
+        )
+        *passages, question = packed.messages
+        assert passages and len(passages) <= 3
+        first = passages[0].content
+        assert isinstance(first, types.EmbeddedResource)
+        assert isinstance(first.resource, types.TextResourceContents)
+        assert first.resource.text.startswith("[1] Kiln safety") and "1260" in first.resource.text
+        assert str(first.resource.uri) == document_uri(doc["document_id"])
+        assert isinstance(question.content, types.TextContent)
+        assert question.content.text.endswith("Question: How hot does the kiln get?")
+        assert "[n]" in question.content.text
+
+        summary = await session.get_prompt(
+            "summarize_document", {"document_id": doc["document_id"]}
+        )
+        embedded, ask = summary.messages
+        assert isinstance(embedded.content, types.EmbeddedResource)
+        assert isinstance(embedded.content.resource, types.TextResourceContents)
+        assert "1260" in embedded.content.resource.text
+        assert isinstance(ask.content, types.TextContent) and ask.content.text.startswith(
+            "Summarize"
+        )
+
+        for name, arguments in (
+            ("answer_from_documents", {}),
+            ("answer_from_documents", {"question": "kiln", "top_k": "500"}),
+            ("summarize_document", {"document_id": "no-such-document"}),
+            ("summarize_document", {"document_id": doc["document_id"], "page": "x"}),
+            ("nope", {}),
+        ):
+            with pytest.raises(MCPError) as refused:
+                await session.get_prompt(name, arguments)
+            assert refused.value.error.code == types.INVALID_PARAMS, (name, arguments)
 
 
 async def test_bad_calls_are_tool_errors(platform: Platform) -> None:

@@ -13,6 +13,8 @@ from agentbus.contracts import (
     ErrorReply,
     GraphQuery,
     GraphResult,
+    Passages,
+    PassagesRequest,
     SearchFilters,
     SearchRequest,
     SearchResult,
@@ -146,6 +148,48 @@ async def test_bad_requests_get_a_clear_error_reply(retrieval, body: bytes, reas
     reply = await retrieval.request(s.RETRIEVAL_SEARCH, body, timeout=10)
     error = ErrorReply.model_validate_json(reply.data)
     assert error.reason == reason and error.error.startswith("invalid SearchRequest")
+
+
+async def read(nc: nats.NATS, req: PassagesRequest) -> Passages:
+    reply = await nc.request(s.RETRIEVAL_PASSAGES, req.model_dump_json().encode(), timeout=30)
+    return Passages.model_validate_json(reply.data)
+
+
+async def test_passages_read_a_document_in_order_within_the_tenant(retrieval) -> None:
+    whole = await read(retrieval, PassagesRequest(tenant_id="t1", document_id="doc-a"))
+    assert whole.found and whole.title == "Rollback guide" and not whole.truncated
+    assert [(p.chunk_index, p.page) for p in whole.passages] == [(0, 1), (1, 2)]
+    assert whole.passages[1].text == "Confirm the rollback on the release dashboard."
+    page = await read(retrieval, PassagesRequest(tenant_id="t1", document_id="doc-a", page=2))
+    assert [p.chunk_index for p in page.passages] == [1]
+    # A page past the end: the document exists, the page has nothing.
+    past = await read(retrieval, PassagesRequest(tenant_id="t1", document_id="doc-a", page=9))
+    assert past.found and past.passages == []
+    cut = await read(retrieval, PassagesRequest(tenant_id="t1", document_id="doc-a", max_chars=60))
+    assert cut.truncated and sum(len(p.text) for p in cut.passages) == 60
+    assert [p.chunk_index for p in cut.passages] == [0, 1]
+    # Another tenant's document is the same answer as no document.
+    for req in (
+        PassagesRequest(tenant_id="t1", document_id="doc-c"),
+        PassagesRequest(tenant_id="t1", document_id="doc-c", page=1),
+        PassagesRequest(tenant_id="t1", document_id="nothing"),
+    ):
+        other = await read(retrieval, req)
+        assert not other.found and other.passages == [] and other.title is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"tenant_id": "t1"}',
+        b'{"tenant_id": "t1", "document_id": "doc-a", "page": 0}',
+        b'{"tenant_id": "t1", "document_id": "doc-a", "max_chars": 10000000}',
+    ],
+)
+async def test_bad_passage_requests_get_a_clear_error_reply(retrieval, body: bytes) -> None:
+    reply = await retrieval.request(s.RETRIEVAL_PASSAGES, body, timeout=10)
+    error = ErrorReply.model_validate_json(reply.data)
+    assert error.reason == "schema" and error.error.startswith("invalid PassagesRequest")
 
 
 async def test_graph_queries_are_named_and_tenant_scoped(retrieval, service_env) -> None:

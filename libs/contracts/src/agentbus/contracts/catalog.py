@@ -37,7 +37,14 @@ from .insights import (
     AnomalyDetected,
     SqlResult,
 )
-from .retrieval import GraphQuery, GraphResult, SearchRequest, SearchResult
+from .retrieval import (
+    GraphQuery,
+    GraphResult,
+    Passages,
+    PassagesRequest,
+    SearchRequest,
+    SearchResult,
+)
 from .runs import RunControl, RunEvent, RunRequested, ThreadState, ThreadStateRequest
 from .store import STORE_OPS, StoreReply, StoreRequest
 from .streams import BUCKETS, DEAD_LETTERS, STREAMS, BucketSpec, StreamSpec, consumers_of
@@ -142,6 +149,17 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         reply=SearchResult,
         queue_group="retrieval",
         description="Vector, keyword or hybrid search over a tenant's chunks",
+    ),
+    SubjectSpec(
+        s.RETRIEVAL_PASSAGES,
+        "request",
+        # MCP's resources/read: a document's text, not a search.
+        producers=("gateway",),
+        consumers=("retrieval",),
+        payloads=(PassagesRequest,),
+        reply=Passages,
+        queue_group="retrieval",
+        description="A document's indexed passages in reading order, whole or one page",
     ),
     SubjectSpec(
         s.GRAPH_QUERY,

@@ -48,6 +48,39 @@ class SearchResult(TenantContract):
     error: str | None = None
 
 
+# Enough for a long manual, and well under NATS's 1 MB message limit even in 4-byte UTF-8.
+PASSAGES_MAX_CHARS = 200_000
+
+
+class PassagesRequest(TenantContract):
+    """A document's indexed text in reading order (all of it, or one page): for reading a
+    document, e.g. an MCP resource, where search would pick passages by meaning."""
+
+    document_id: str = Field(min_length=1, max_length=128)
+    page: int | None = Field(default=None, ge=1, description="1-based; None for the whole document")
+    max_chars: int = Field(default=PASSAGES_MAX_CHARS, ge=1, le=PASSAGES_MAX_CHARS)
+
+
+class Passage(Contract):
+    chunk_index: int = Field(ge=0)
+    page: int | None = None
+    text: str
+
+
+class Passages(TenantContract):
+    """The passages of one of the tenant's documents; `found` is False for an id the tenant does
+    not have (another tenant's document is the same answer), `truncated` when `max_chars` cut
+    the text short."""
+
+    document_id: str
+    found: bool = False
+    title: str | None = None
+    page_count: int | None = None
+    passages: list[Passage] = Field(default_factory=list)
+    truncated: bool = False
+    error: str | None = None
+
+
 GraphQueryName = Literal[
     "entity_neighbourhood",
     "people_by_skill",

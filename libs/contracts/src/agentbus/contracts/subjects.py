@@ -12,6 +12,7 @@ RUN_EVENTS_ALL: Final = f"{PREFIX}.runs.events.>"
 RUN_CONTROL_ALL: Final = f"{PREFIX}.runs.control.*"
 THREADS_STATE: Final = f"{PREFIX}.threads.state"
 RETRIEVAL_SEARCH: Final = f"{PREFIX}.retrieval.search"
+RETRIEVAL_PASSAGES: Final = f"{PREFIX}.retrieval.passages"
 GRAPH_QUERY: Final = f"{PREFIX}.graph.query"
 ANALYTICS_QUERY: Final = f"{PREFIX}.analytics.query"
 # Removing what an outside system loaded (the sample organisation's events), by id prefix.

@@ -6,7 +6,14 @@ import logging
 
 from neo4j.exceptions import ServiceUnavailable, SessionExpired
 
-from agentbus.contracts import GraphQuery, GraphResult, SearchRequest, SearchResult
+from agentbus.contracts import (
+    GraphQuery,
+    GraphResult,
+    Passages,
+    PassagesRequest,
+    SearchRequest,
+    SearchResult,
+)
 from agentbus.contracts import subjects as s
 from agentbus.runtime.late import Late
 from agentbus.runtime.models.embeddings import warm_up
@@ -16,6 +23,7 @@ from agentbus.runtime.stores.graph import async_driver
 
 from . import __version__
 from .graph_queries import BadGraphQuery, GraphQueries
+from .passages import passages
 from .search import Searcher
 from .settings import RetrievalSettings
 
@@ -80,6 +88,20 @@ def build(settings: RetrievalSettings) -> Service:
     )
     async def on_search(req: SearchRequest) -> SearchResult:
         return await searcher.value.search(req)
+
+    @service.replier(
+        s.RETRIEVAL_PASSAGES,
+        PassagesRequest,
+        title="retrieval.passages",
+        description="PassagesRequest -> Passages: a document's text in reading order",
+        on_error=lambda req, exc: Passages(
+            tenant_id=req.tenant_id,
+            document_id=req.document_id,
+            error="The document's passages could not be read",
+        ),
+    )
+    async def on_passages(req: PassagesRequest) -> Passages:
+        return await passages(searcher.value.pool, req)
 
     @service.replier(
         s.GRAPH_QUERY,

@@ -13,12 +13,13 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mcp_types as types
 from fastapi import HTTPException, Request
 
-from agentbus.contracts import ErrorReply, SearchRequest, SearchResult
+from agentbus.contracts import ErrorReply, RunEvent, SearchRequest, SearchResult
 from agentbus.contracts import subjects as s
 from agentbus.runtime.traces import nats_span
 
@@ -29,6 +30,7 @@ from ..langgraph.routes import service_of
 from ..langgraph.service import new_uuid
 from ..ratelimit import per_tenant
 from ..turns import follow, runs_of, start_turn
+from .resources import document_uri
 
 SEARCH = "search_documents"
 
@@ -127,18 +129,57 @@ def error(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
 
 
-def _link(base_url: str, cite: dict[str, Any]) -> types.ResourceLink:
+# Reports a step of a run to a caller that asked for progress (`_meta.progressToken`); the
+# endpoint passes a no-op otherwise.
+Progress = Callable[[float, str], Awaitable[None]]
+
+
+def progress_line(event: RunEvent) -> str | None:
+    """What a person following the run would read for `event`; None for tokens and values."""
+    data = event.data
+    if event.type == "routing":
+        names = data.get("specialists") or []
+        return f"routed to {', '.join(map(str, names))}" if names else "answering"
+    if event.type == "model_selection":
+        return f"model {data.get('model') or data.get('group') or '?'} ({data.get('group', '?')})"
+    if event.type == "tool_start":
+        return f"calling {data.get('tool', 'a tool')}"
+    if event.type == "tool_end":
+        return f"{data.get('tool', 'a tool')} {'done' if data.get('ok', True) else 'failed'}"
+    if event.type == "node_start" and event.node:
+        return f"step {event.node}"
+    if event.type == "citations":
+        return f"{len(data.get('citations') or [])} sources cited"
+    if event.type == "end":
+        return f"run {event.status}"
+    return None
+
+
+async def report(progress: Progress, event: RunEvent) -> None:
+    line = progress_line(event)
+    if line is not None:
+        # The event's sequence number only grows, as MCP requires of progress values.
+        await progress(float(event.seq), line)
+
+
+def _link(cite: dict[str, Any]) -> types.ResourceLink:
+    """A citation or hit as a link to its page, readable with resources/read."""
     doc, page = str(cite["document_id"]), cite.get("page")
     title = str(cite.get("title") or doc)
     return types.ResourceLink(
-        uri=f"{base_url}api/v1/documents/{doc}" + (f"#page={page}" if page is not None else ""),
+        uri=document_uri(doc, page if isinstance(page, int) and page >= 1 else None),
         name=doc,
         title=title + (f", page {page}" if page is not None else ""),
+        mime_type="text/plain",
     )
 
 
 async def ask(
-    request: Request, principal: Principal, assistant_id: str, arguments: dict[str, Any]
+    request: Request,
+    principal: Principal,
+    assistant_id: str,
+    arguments: dict[str, Any],
+    progress: Progress,
 ) -> types.CallToolResult:
     message = arguments.get("message")
     thread_id = arguments.get("thread_id")
@@ -160,6 +201,7 @@ async def ask(
     async for event in await follow(runs_of(request), principal.tenant_id, turn.run_id):
         if event is None:
             continue
+        await report(progress, event)
         if event.type == "error":
             errors.append(str(event.data.get("message", "")))
         if event.type != "end":
@@ -169,7 +211,7 @@ async def ask(
             return error(f"The run ended {event.status}: {'; '.join(errors) or 'no answer'}")
         answer = str(event.data.get("answer") or "")
         citations = [c for c in event.data.get("citations") or [] if isinstance(c, dict)]
-        links = [_link(str(request.base_url), c) for c in citations if c.get("document_id")]
+        links = [_link(c) for c in citations if c.get("document_id")]
         return types.CallToolResult(
             content=[types.TextContent(text=answer), *links],
             structured_content={**outcome, "answer": answer, "citations": citations},
@@ -188,7 +230,11 @@ def _answer(values: dict[str, Any]) -> str:
 
 
 async def run_graph(
-    request: Request, principal: Principal, assistant_id: str, arguments: dict[str, Any]
+    request: Request,
+    principal: Principal,
+    assistant_id: str,
+    arguments: dict[str, Any],
+    progress: Progress,
 ) -> types.CallToolResult:
     """Run the assistant's graph on `arguments` (its input) through the LangGraph API's path:
     the same admission on the thread, events and final values as `/threads/{id}/runs/wait`."""
@@ -212,6 +258,7 @@ async def run_graph(
     status = None
     async for event in svc.events(principal.tenant_id, row):
         if event is not None:
+            await report(progress, event)
             encoder.parts(event)
             status = event.status if event.type == "end" else status
     result = encoder.result()
@@ -228,17 +275,10 @@ async def run_graph(
     )
 
 
-async def search(
-    request: Request, principal: Principal, arguments: dict[str, Any]
-) -> types.CallToolResult:
-    try:
-        req = SearchRequest(
-            tenant_id=principal.tenant_id,
-            query=arguments.get("query"),  # type: ignore[arg-type]
-            top_k=arguments.get("top_k", 8),
-        )
-    except ValueError as exc:
-        return error(f"Bad arguments: {exc}")
+async def find(request: Request, principal: Principal, query: Any, top_k: Any) -> SearchResult:
+    """The tenant's passages for `query` (retrieval's hybrid search); a ValueError for bad
+    arguments, an HTTPException when retrieval cannot answer."""
+    req = SearchRequest(tenant_id=principal.tenant_id, query=query, top_k=top_k)
     await per_tenant("chat")(request, principal)
     nc = runs_of(request).nc
     try:
@@ -251,10 +291,15 @@ async def search(
     try:
         found = SearchResult.model_validate_json(reply.data)
     except ValueError:
-        return error(f"Search refused: {ErrorReply.model_validate_json(reply.data).error}")
+        error = ErrorReply.model_validate_json(reply.data).error
+        raise HTTPException(502, f"Search refused: {error}") from None
     if found.error:
-        return error(f"Search failed: {found.error}")
-    hits = [
+        raise HTTPException(502, f"Search failed: {found.error}")
+    return found
+
+
+def hits_of(found: SearchResult) -> list[dict[str, Any]]:
+    return [
         {
             "document_id": h.document_id,
             "title": h.title,
@@ -265,8 +310,18 @@ async def search(
         }
         for h in found.hits
     ]
+
+
+async def search(
+    request: Request, principal: Principal, arguments: dict[str, Any]
+) -> types.CallToolResult:
+    try:
+        found = await find(request, principal, arguments.get("query"), arguments.get("top_k", 8))
+    except ValueError as exc:
+        return error(f"Bad arguments: {exc}")
+    hits = hits_of(found)
     text = json.dumps(hits, ensure_ascii=False) if hits else "No passage matches the query."
-    links = [_link(str(request.base_url), h) for h in hits]
+    links = [_link(h) for h in hits]
     return types.CallToolResult(
         content=[types.TextContent(text=text), *links],
         structured_content={"query": found.query, "hits": hits},
