@@ -57,6 +57,23 @@ async def connect(
         yield client
 
 
+async def upload(platform: Platform, filename: str, text: str, title: str) -> str:
+    """Upload a document as the dev tenant and wait until it is indexed; its id."""
+    async with httpx.AsyncClient(
+        base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}, timeout=120
+    ) as http:
+        response = await http.post(
+            "/api/v1/documents",
+            files={"file": (filename, text.encode(), "text/plain")},
+            data={"title": title},
+        )
+        assert response.status_code == 202, response.text
+        doc = response.json()
+        async with http.stream("GET", doc["events"]) as events:
+            assert "event: indexed" in (await events.aread()).decode()
+    return str(doc["document_id"])
+
+
 def text_of(result: types.CallToolResult) -> str:
     return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
 
@@ -122,19 +139,7 @@ async def test_call_an_assistant_on_a_thread(platform: Platform) -> None:
 
 async def test_search_and_the_agent_answer_with_citations(platform: Platform) -> None:
     async with connect(platform) as session:
-        async with httpx.AsyncClient(
-            base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}, timeout=120
-        ) as http:
-            response = await http.post(
-                "/api/v1/documents",
-                files={"file": ("bikes.txt", DOC.encode(), "text/plain")},
-                data={"title": "Bicycle shed rules"},
-            )
-            assert response.status_code == 202, response.text
-            doc = response.json()
-            async with http.stream("GET", doc["events"]) as events:
-                assert "event: indexed" in (await events.aread()).decode()
-        document_id = doc["document_id"]
+        document_id = await upload(platform, "bikes.txt", DOC, "Bicycle shed rules")
 
         found = await session.call_tool("search_documents", {"query": "where do cargo bikes park"})
         assert not found.is_error
@@ -177,6 +182,7 @@ async def test_search_and_the_agent_answer_with_citations(platform: Platform) ->
 
 
 async def test_resources_are_the_tenants_own(platform: Platform) -> None:
+    mine = await upload(platform, "shed.txt", "The shed key hangs by the door.", "Shed key")
     async with connect(platform) as session:
         for uri in (
             document_uri("no-such-document"),
@@ -188,33 +194,21 @@ async def test_resources_are_the_tenants_own(platform: Platform) -> None:
                 await session.read_resource(uri)
             assert missing.value.error.code == types.INVALID_PARAMS, uri
             assert "Resource not found" in missing.value.error.message
-        dev_documents = {str(r.uri) for r in (await session.list_resources()).resources}
+        assert (await session.read_resource(document_uri(mine))).contents
     async with httpx.AsyncClient(base_url=platform.gateway_url) as http:
         body = {"email": f"mcp-{uuid.uuid4().hex[:10]}@example.com", "password": PASSWORD}
         assert (await http.post("/api/v1/auth/register", json=body)).status_code == 201
         token = (await http.post("/api/v1/auth/login", json=body)).json()["access_token"]
     async with connect(platform, {"Authorization": f"Bearer {token}"}) as other:
         assert (await other.list_resources()).resources == []
-        for uri in sorted(dev_documents)[:3]:  # the dev tenant's, if any: not found
-            with pytest.raises(MCPError) as hidden:
-                await other.read_resource(uri)
-            assert "Resource not found" in hidden.value.error.message
+        with pytest.raises(MCPError) as hidden:
+            await other.read_resource(document_uri(mine))
+        assert "Resource not found" in hidden.value.error.message
 
 
 async def test_prompts_pack_the_tenants_passages(platform: Platform) -> None:
     async with connect(platform) as session:
-        async with httpx.AsyncClient(
-            base_url=platform.gateway_url, headers={"x-api-key": dev_key(platform)}, timeout=120
-        ) as http:
-            response = await http.post(
-                "/api/v1/documents",
-                files={"file": ("kiln.md", KILN.encode(), "text/markdown")},
-                data={"title": "Kiln safety"},
-            )
-            assert response.status_code == 202, response.text
-            doc = response.json()
-            async with http.stream("GET", doc["events"]) as events:
-                assert "event: indexed" in (await events.aread()).decode()
+        document_id = await upload(platform, "kiln.md", KILN, "Kiln safety")
         prompts = {p.name: p for p in (await session.list_prompts()).prompts}
         assert set(prompts) == {"answer_from_documents", "summarize_document"}
         packed = await session.get_prompt(
@@ -226,14 +220,12 @@ async def test_prompts_pack_the_tenants_passages(platform: Platform) -> None:
         assert isinstance(first, types.EmbeddedResource)
         assert isinstance(first.resource, types.TextResourceContents)
         assert first.resource.text.startswith("[1] Kiln safety") and "1260" in first.resource.text
-        assert str(first.resource.uri) == document_uri(doc["document_id"])
+        assert str(first.resource.uri) == document_uri(document_id)
         assert isinstance(question.content, types.TextContent)
         assert question.content.text.endswith("Question: How hot does the kiln get?")
         assert "[n]" in question.content.text
 
-        summary = await session.get_prompt(
-            "summarize_document", {"document_id": doc["document_id"]}
-        )
+        summary = await session.get_prompt("summarize_document", {"document_id": document_id})
         embedded, ask = summary.messages
         assert isinstance(embedded.content, types.EmbeddedResource)
         assert isinstance(embedded.content.resource, types.TextResourceContents)
@@ -246,7 +238,7 @@ async def test_prompts_pack_the_tenants_passages(platform: Platform) -> None:
             ("answer_from_documents", {}),
             ("answer_from_documents", {"question": "kiln", "top_k": "500"}),
             ("summarize_document", {"document_id": "no-such-document"}),
-            ("summarize_document", {"document_id": doc["document_id"], "page": "x"}),
+            ("summarize_document", {"document_id": document_id, "page": "x"}),
             ("nope", {}),
         ):
             with pytest.raises(MCPError) as refused:
