@@ -89,16 +89,26 @@ async def _native_stream(
 
 
 async def _native_frames(events: AsyncIterator[RunEvent | None]) -> AsyncIterator[bytes]:
+    """`stream_end` goes out once the events end, after the gateway has settled the run (its
+    record, the history): as with the adapters' last frames, a client that reads the run on
+    `stream_end` finds it ended, and a client that leaves at `stream_end` has not left that work
+    to run under its next request."""
     started = time.monotonic()
     tokens = 0
+    last: bytes | None = None
     async for event in events:
         if event is None:
             yield HEARTBEAT
             continue
         if event.type == "token":
             tokens += 1
-        for chunk in native_frames(event, tokens, (time.monotonic() - started) * 1e3):
+        frames = native_frames(event, tokens, (time.monotonic() - started) * 1e3)
+        if event.type == "end":
+            *frames, last = frames
+        for chunk in frames:
             yield chunk
+    if last is not None:
+        yield last
 
 
 def _sse(body: AsyncIterator[bytes], run_id: str) -> StreamingResponse:
