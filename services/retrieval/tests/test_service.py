@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import nats
 import pytest
@@ -50,4 +52,18 @@ async def test_ops_port_serves_probes_and_metrics(
         assert metrics.status_code == 200
         assert "text/plain" in metrics.headers["content-type"]
         assert (await http.get("/nope")).status_code == 404
-        assert (await http.post("/healthz")).status_code == 405
+        refused = await http.post("/healthz")
+        assert refused.status_code == 405 and refused.headers["allow"] == "GET"
+        # Probes on one keep-alive connection (Kubernetes' kubelet reuses them).
+        for _ in range(3):
+            assert (await http.get("/healthz?verbose=1")).status_code == 200
+        # Not HTTP at all: uvicorn answers 400 and the port keeps serving.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\x16\x03\x01 not http\r\n\r\n")
+        await writer.drain()
+        assert (await asyncio.wait_for(reader.read(), 10)).startswith(b"HTTP/1.1 400")
+        writer.close()
+        assert (await http.get("/healthz")).status_code == 200
+    # Stopped with the service: the port no longer answers.
+    with pytest.raises(httpx.ConnectError):
+        await httpx.AsyncClient().get(f"http://127.0.0.1:{port}/healthz")

@@ -1,7 +1,8 @@
-"""A tiny HTTP server for a bus service's probes and metrics: /healthz, /readyz, /metrics.
+"""A bus service's probes and metrics over HTTP: /healthz, /readyz, /metrics.
 
-Bus services have no web framework; Kubernetes probes and Prometheus still need plain HTTP.
-It understands just enough HTTP/1.1 for GET and closes each connection after one response.
+Bus services have no web framework; Kubernetes probes and Prometheus still need plain HTTP. The
+three routes are a bare ASGI app served by uvicorn (which the gateway already runs), so HTTP
+parsing, keep-alive and slow clients are uvicorn's, not ours.
 """
 
 from __future__ import annotations
@@ -9,13 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from agentbus.contracts import ServiceHealth
 
 Response = tuple[int, str, bytes]
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class OpsServer:
@@ -28,21 +34,37 @@ class OpsServer:
         self.service = service
         self.health = health
         self.registry = registry
-        self._server: asyncio.Server | None = None
+        self._server: Any = None  # uvicorn.Server, imported when started
+        self._task: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int) -> int:
-        self._server = await asyncio.start_server(self._handle, host, port)
-        return int(self._server.sockets[0].getsockname()[1])
+    async def start(self, sock: socket.socket) -> int:
+        """Serve on a bound socket; its port, once uvicorn serves it."""
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            # The service owns SIGTERM/SIGINT and stops this server itself; uvicorn would
+            # otherwise swap the process's handlers while it serves.
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        config = uvicorn.Config(self, log_config=None, access_log=False, lifespan="off")
+        self._server = Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="ops-http")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises what stopped it
+            await asyncio.sleep(0.01)
+        return int(sock.getsockname()[1])
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
             with contextlib.suppress(Exception):
-                await self._server.wait_closed()
-            self._server = None
+                await self._task
+        self._server = self._task = None
 
     async def respond(self, method: str, path: str) -> Response:
-        path = path.split("?", 1)[0]
         if method != "GET":
             return 405, "application/json", b'{"detail": "Method not allowed"}'
         if path == "/healthz":
@@ -59,32 +81,12 @@ class OpsServer:
             return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
         return 404, "application/json", b'{"detail": "Not Found"}'
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request_line = await asyncio.wait_for(reader.readline(), 10)
-            while (await asyncio.wait_for(reader.readline(), 10)) not in (b"\r\n", b"\n", b""):
-                pass  # headers are not needed
-            parts = request_line.decode("latin-1").split()
-            if len(parts) < 2:
-                status, ctype, body = 400, "application/json", b'{"detail": "Bad request"}'
-            else:
-                status, ctype, body = await self.respond(parts[0], parts[1])
-            reason = {
-                200: "OK",
-                400: "Bad Request",
-                404: "Not Found",
-                405: "Method Not Allowed",
-                503: "Service Unavailable",
-            }[status]
-            head = (
-                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(head.encode("latin-1") + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError, UnicodeDecodeError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        status, ctype, body = await self.respond(scope["method"], scope["path"])
+        headers = [(b"content-type", ctype.encode("latin-1"))]
+        if status == 405:
+            headers.append((b"allow", b"GET"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -201,7 +201,7 @@ class Service:
             # The gateway too: its metrics can then leave the public port (public_metrics).
             if self.settings.ops_port:
                 self._ops = OpsServer(self.name, self.health, self.registry)
-                await self._ops.start(self.settings.ops_host, self.settings.ops_port)
+                await self._ops.start(_bind(self.settings.ops_host, self.settings.ops_port))
             # Subscriptions go to the server asynchronously: one round trip makes sure it has
             # them all, so a request sent the moment we say ready finds its responder (a test
             # saw "no responders" right after ready under load).
