@@ -24,6 +24,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     """Stream an answer through the gateway with the dev key, as a browser would."""
     import json
 
+    from httpx_sse import EventSource
+
     settings = settings_of(args)
     key_file = settings.data_dir / "dev-api-key"
     key = os.environ.get("AGENTBUS_API_KEY") or (
@@ -39,7 +41,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.thread:
         body["thread_id"] = args.thread
     url = f"{gateway_url(settings)}/api/v1/chat/stream"
-    event, data_lines, code = "", [], 0
+    code = 0
     try:
         with httpx.stream(
             "POST",
@@ -54,34 +56,28 @@ def cmd_ask(args: argparse.Namespace) -> int:
                     f"agentbus: gateway answered {response.status_code}: {detail}", file=sys.stderr
                 )
                 return 2
-            for line in response.iter_lines():
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: "):
-                    data_lines.append(line[6:])
-                elif line == "" and event:
-                    data = json.loads("".join(data_lines) or "null")
-                    if args.json:
-                        print(json.dumps({"event": event, "data": data}), flush=True)
-                    elif event == "token":
-                        print(data["text"], end="", flush=True)
-                    elif event == "response":
-                        cites = data.get("citations") or []
-                        print("\n\nSources:" if cites else "")
-                        for i, c in enumerate(cites, 1):
-                            # The number the answer's [n] markers use, and where it points.
-                            page = f", page {c['page']}" if c.get("page") is not None else ""
-                            where = c.get("url") or f"document {c.get('document_id')}"
-                            print(
-                                f"[{c.get('ref', i)}] {c.get('title') or c.get('document_id')}"
-                                f"{page} — {where}"
-                            )
-                        if data.get("status") != "success":
-                            code = 1
-                    elif event == "error":
-                        print(f"\nagentbus: {data.get('message', data)}", file=sys.stderr)
+            for sse in EventSource(response).iter_sse():
+                data = json.loads(sse.data or "null")
+                if args.json:
+                    print(json.dumps({"event": sse.event, "data": data}), flush=True)
+                elif sse.event == "token":
+                    print(data["text"], end="", flush=True)
+                elif sse.event == "response":
+                    cites = data.get("citations") or []
+                    print("\n\nSources:" if cites else "")
+                    for i, c in enumerate(cites, 1):
+                        # The number the answer's [n] markers use, and where it points.
+                        page = f", page {c['page']}" if c.get("page") is not None else ""
+                        where = c.get("url") or f"document {c.get('document_id')}"
+                        print(
+                            f"[{c.get('ref', i)}] {c.get('title') or c.get('document_id')}"
+                            f"{page} — {where}"
+                        )
+                    if data.get("status") != "success":
                         code = 1
-                    event, data_lines = "", []
+                elif sse.event == "error":
+                    print(f"\nagentbus: {data.get('message', data)}", file=sys.stderr)
+                    code = 1
     except httpx.HTTPError as exc:
         print(f"agentbus: cannot reach the gateway at {url}: {type(exc).__name__}", file=sys.stderr)
         return 2
