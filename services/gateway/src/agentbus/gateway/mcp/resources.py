@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import asyncpg
 import mcp_types as types
 from fastapi import HTTPException, Request
 from mcp.shared.exceptions import MCPError
@@ -22,6 +21,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from agentbus.contracts import ErrorReply, Passages, PassagesRequest
 from agentbus.contracts import subjects as s
+from agentbus.runtime.stores import documents
 from agentbus.runtime.traces import nats_span
 
 from ..turns import runs_of
@@ -96,17 +96,7 @@ async def list_resources(
     """The tenant's indexed documents, newest first, PAGE_SIZE at a time (the cursor is the
     offset)."""
     offset = int(cursor) if cursor and cursor.isdigit() else 0
-    try:
-        rows = await request.app.state.store.pool.fetch(
-            "SELECT document_id, title, filename, page_count, chunk_count FROM documents"
-            " WHERE tenant_id = $1 AND status = 'indexed'"
-            " ORDER BY updated_at DESC, document_id LIMIT $2 OFFSET $3",
-            tenant_id,
-            PAGE_SIZE + 1,
-            offset,
-        )
-    except asyncpg.UndefinedTableError:  # ingest has not started yet: no documents
-        rows = []
+    rows = await documents.indexed(request.app.state.store.pool, tenant_id, PAGE_SIZE + 1, offset)
     resources = [
         types.Resource(
             uri=document_uri(r["document_id"]),

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import (
     APIRouter,
     Depends,
@@ -31,6 +29,7 @@ from agentbus.contracts import DeleteDocument, DocumentDeleted, ErrorReply
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import INGEST_EVENTS
 from agentbus.runtime.clients.ingest import submit
+from agentbus.runtime.stores import documents
 from agentbus.runtime.traces import nats_span
 
 from ..auth.deps import AuthService, CurrentPrincipal
@@ -163,28 +162,16 @@ async def list_documents(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    rows = await _pool(request).fetch(
-        "SELECT document_id, title, filename, status, chunk_count, page_count, error, updated_at"
-        " FROM documents WHERE tenant_id = $1 ORDER BY updated_at DESC LIMIT $2 OFFSET $3",
-        principal.tenant_id,
-        limit,
-        offset,
-    )
-    return {"items": [dict(r) for r in rows], "limit": limit, "offset": offset}
+    items = await documents.page(_pool(request), principal.tenant_id, limit, offset)
+    return {"items": items, "limit": limit, "offset": offset}
 
 
 @router.get("/documents/{document_id}", summary="A document's status", response_model=Document)
 async def get_document(document_id: str, request: Request, principal: Auth) -> dict[str, Any]:
-    row = await _pool(request).fetchrow(
-        "SELECT document_id, title, filename, content_type, status, chunk_count, page_count,"
-        " entity_count, error, created_at, updated_at FROM documents"
-        " WHERE tenant_id = $1 AND document_id = $2",
-        principal.tenant_id,
-        document_id,
-    )
+    row = await documents.one(_pool(request), principal.tenant_id, document_id)
     if row is None:
         raise HTTPException(404, "Document not found")
-    return dict(row)
+    return row
 
 
 @router.delete(
@@ -256,14 +243,8 @@ async def _known(request: Request, tenant_id: str, document_id: str) -> bool:
     exist" are the same answer."""
     if await request.app.state.store.uploaded(tenant_id, document_id):
         return True
-    with contextlib.suppress(asyncpg.UndefinedTableError):  # ingest has not started yet
-        row = await _pool(request).fetchval(
-            "SELECT 1 FROM documents WHERE tenant_id = $1 AND document_id = $2",
-            tenant_id,
-            document_id,
-        )
-        if row is not None:
-            return True
+    if await documents.exists(_pool(request), tenant_id, document_id):
+        return True
     try:
         last = await request.app.state.runs.nc.jetstream().get_last_msg(
             INGEST_EVENTS.name, s.ingest_progress(document_id)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agentbus.contracts import IngestRequested
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import DOCUMENTS
+from agentbus.runtime.stores import documents
 from agentbus.runtime.stores import pipeline_settings as ps
 from agentbus.runtime.traces import nats_span
 
@@ -167,14 +168,7 @@ async def start_reindex(request: Request, tenant: str, stored: ps.StoredSettings
     wait for thousands of publishes."""
     pool = _pool(request)
     fingerprint = ps.settings_fingerprint(stored.settings, await dimensions(pool))
-    try:
-        docs = await pool.fetch(
-            "SELECT document_id, sha256, filename, content_type, title, source, tags"
-            " FROM documents WHERE tenant_id = $1 AND sha256 <> '' ORDER BY document_id",
-            tenant,
-        )
-    except asyncpg.UndefinedTableError:
-        docs = []
+    docs = await documents.with_bytes(pool, tenant)
     await pool.execute(
         "INSERT INTO tenant_reindex (tenant_id, revision, fingerprint, document_ids)"
         " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id) DO UPDATE SET"

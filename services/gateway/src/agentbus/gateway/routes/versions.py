@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 from nats.js.errors import NotFoundError
 
 from agentbus.contracts.streams import DOCUMENTS
+from agentbus.runtime.stores import documents
 from agentbus.runtime.stores.schema import LockKey, create_under_lock
 
 from ..auth.deps import CurrentPrincipal, Principal
@@ -62,24 +63,24 @@ async def target(request: Request, tenant_id: str, by_name: str, title: str | No
         return str(forced)
     if not title:
         return by_name
+    pool = _pool(request)
+    if await documents.exists(pool, tenant_id, by_name):
+        return by_name
+    # The title a version was uploaded with, or the one ingest keeps for the document.
+    found: list[tuple[Any, str]] = []
     with contextlib.suppress(asyncpg.UndefinedTableError):
-        exists = await _pool(request).fetchval(
-            "SELECT 1 FROM documents WHERE tenant_id = $1 AND document_id = $2",
+        row = await pool.fetchrow(
+            "SELECT document_id, uploaded_at FROM document_versions"
+            " WHERE tenant_id = $1 AND title = $2 ORDER BY uploaded_at DESC LIMIT 1",
             tenant_id,
-            by_name,
+            title,
         )
-        if exists is None:
-            # The title a version was uploaded with, or the one ingest keeps for the document.
-            same_title = await _pool(request).fetchval(
-                "SELECT document_id FROM (SELECT document_id, uploaded_at AS at"
-                " FROM document_versions WHERE tenant_id = $1 AND title = $2"
-                " UNION ALL SELECT document_id, updated_at FROM documents"
-                " WHERE tenant_id = $1 AND title = $2) t ORDER BY at DESC LIMIT 1",
-                tenant_id,
-                title,
-            )
-            if same_title is not None:
-                return str(same_title)
+        if row is not None:
+            found.append((row["uploaded_at"], str(row["document_id"])))
+    if (kept := await documents.latest_titled(pool, tenant_id, title)) is not None:
+        found.append((kept[1], kept[0]))
+    if found:
+        return max(found, key=lambda f: f[0])[1]
     return by_name
 
 

@@ -24,6 +24,7 @@ from nats.js.errors import NotFoundError
 from agentbus.contracts import AnalyticsQuery, AnalyticsResult
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import DOCUMENTS
+from agentbus.runtime.stores import documents
 from agentbus.runtime.trace_view import Span, TraceViewError, find_run, load_spans
 
 from ..auth.deps import CurrentPrincipal
@@ -224,26 +225,24 @@ async def run_trace(run_id: str, request: Request, principal: Auth) -> dict[str,
     responses={404: {"description": "No such document for this tenant"}},
 )
 async def document_file(document_id: str, request: Request, principal: Auth) -> Response:
-    row = await request.app.state.store.pool.fetchrow(
-        "SELECT sha256, filename, content_type FROM documents"
-        " WHERE tenant_id = $1 AND document_id = $2",
-        principal.tenant_id,
-        document_id,
+    stored = await documents.stored_file(
+        request.app.state.store.pool, principal.tenant_id, document_id
     )
-    if row is None or not row["sha256"]:
+    if stored is None:
         raise HTTPException(404, "Document not found")
+    sha256, filename, content_type = stored
     js = request.app.state.runs.nc.jetstream()
     try:
         store = await js.object_store(DOCUMENTS.name)
-        result = await store.get(f"{principal.tenant_id}/{document_id}/{row['sha256']}")
+        result = await store.get(f"{principal.tenant_id}/{document_id}/{sha256}")
     except NotFoundError:
         raise HTTPException(404, "Document not found") from None
-    filename = json.dumps(str(row["filename"] or "document"))
+    quoted = json.dumps(str(filename or "document"))
     return Response(
         result.data or b"",
-        media_type=str(row["content_type"] or "application/octet-stream"),
+        media_type=str(content_type or "application/octet-stream"),
         headers={
-            "Content-Disposition": f"inline; filename={filename}",
+            "Content-Disposition": f"inline; filename={quoted}",
             "Cache-Control": "private, no-store",
             "X-Content-Type-Options": "nosniff",
         },
