@@ -243,3 +243,56 @@ async def test_an_event_the_bus_refuses_retries_the_run_instead_of_failing_it(
     assert got[-1].status == "success", got[-1]
     assert [e.data["step"] for e in got if e.type == "custom"] == [1, 2, 3]
     assert [e.seq for e in got] == list(range(len(got)))
+
+
+async def test_a_run_on_its_last_delivery_waits_out_the_bus_instead_of_being_dropped(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bus refuses the run's events on its first delivery and twice more on what the
+    orchestrator counts as the last one (max_deliver 2 here): a NAK then would leave the run to
+    no one, so that delivery keeps it and retries in place. It ends `success` with every step
+    once, delivered twice, never a third time."""
+    import dataclasses
+
+    from nats.js.errors import ServiceUnavailableError
+
+    from agentbus.orchestrator import runner as runner_module
+    from agentbus.orchestrator.runner import Runner
+    from agentbus.runtime.consuming import delivery_count
+
+    spec = dataclasses.replace(runner_module.ORCHESTRATOR_RUNS, max_deliver=2, nak_delays_s=(0.2,))
+    monkeypatch.setattr(runner_module, "ORCHESTRATOR_RUNS", spec)
+    publish = Runner.publish
+    refused: list[str] = []
+
+    async def refuse_thrice(
+        self: Runner, subject: str, data: bytes, headers: dict[str, str]
+    ) -> None:
+        event = json.loads(data) if subject.startswith("agentbus.v1.runs.events.") else {}
+        if event.get("type") == "custom" and event["data"]["step"] == 2 and len(refused) < 3:
+            refused.append(subject)
+            raise ServiceUnavailableError(description="insufficient resources")
+        await publish(self, subject, data, headers)
+
+    monkeypatch.setattr(Runner, "publish", refuse_thrice)
+    execute = Runner._execute_through_outage
+    deliveries: list[int] = []
+
+    async def counted(self: Runner, msg: Any, run: Any) -> Any:
+        deliveries.append(delivery_count(msg))
+        return await execute(self, msg, run)
+
+    monkeypatch.setattr(Runner, "_execute_through_outage", counted)
+    service = build(OrchestratorSettings())
+    async with running(service):
+        nc = await nats.connect(service_env["AGENTBUS_NATS_URL"])
+        try:
+            run = await submit(nc, assistant_id="steps", input={"steps": 3, "delay": 0.1})
+            got = await collect(nc, run.run_id)
+        finally:
+            await nc.close()
+    assert len(refused) == 3, refused
+    assert deliveries == [1, 2], deliveries
+    assert got[-1].status == "success", got[-1]
+    assert [e.data["step"] for e in got if e.type == "custom"] == [1, 2, 3]
+    assert [e.seq for e in got] == list(range(len(got)))

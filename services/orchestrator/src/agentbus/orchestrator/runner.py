@@ -42,7 +42,7 @@ from agentbus.runtime.metrics import RunMetrics
 from agentbus.runtime.slots import WorkSlots
 from agentbus.runtime.traces import nats_span, tracer
 
-from .context import BusUnavailable, RunCancelled, RunContext
+from .context import BUS_AWAY, BusUnavailable, RunCancelled, RunContext
 from .graphs import Graphs, is_native
 from .hosted_run import (
     NATIVE_MODES,
@@ -258,7 +258,7 @@ class Runner:
         ) as span:
             try:
                 async with heartbeat(msg, ORCHESTRATOR_RUNS):
-                    status = await self.execute(run)
+                    status = await self._execute_through_outage(msg, run)
             except BusUnavailable:
                 # Not the graph's failure: back to the stream, resumed from its checkpoint by
                 # whichever replica takes it (its events so far are kept; seq goes on).
@@ -287,6 +287,30 @@ class Runner:
         if span.is_valid:
             ctx.trace_id = format(span.trace_id, "032x")
         return ctx
+
+    async def _execute_through_outage(self, msg: NatsMessage, run: RunRequested) -> RunStatus:
+        """`execute`, and on the consumer's last delivery its retries while the bus is away.
+
+        A run whose events the bus does not take goes back to the stream (BusUnavailable, NAK
+        with the consumer's delays) so any replica resumes it. On the last delivery a NAK would
+        leave it to no one: JetStream delivers it no more, and its readers wait for an `end`
+        that never comes. So the last delivery stays here, kept alive by the heartbeat, and
+        resumes from its checkpoint at the longest NAK delay until the bus takes its events.
+        """
+        while True:
+            try:
+                return await self.execute(run)
+            except (BusUnavailable, *BUS_AWAY) as exc:
+                if not is_last_delivery(msg, ORCHESTRATOR_RUNS):
+                    if isinstance(exc, BusUnavailable):
+                        raise
+                    raise BusUnavailable(f"the bus is away: {exc!r}") from exc
+                wait = (ORCHESTRATOR_RUNS.nak_delays_s or (1.0,))[-1]
+                log.warning(
+                    "run events not published on the run's last delivery; retried here",
+                    extra={"retry_in_s": wait},
+                )
+                await asyncio.sleep(wait)
 
     async def execute(self, run: RunRequested) -> RunStatus:
         last = await self.last_event(run.run_id)
