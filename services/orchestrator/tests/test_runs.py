@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -296,3 +297,46 @@ async def test_a_run_on_its_last_delivery_waits_out_the_bus_instead_of_being_dro
     assert got[-1].status == "success", got[-1]
     assert [e.data["step"] for e in got if e.type == "custom"] == [1, 2, 3]
     assert [e.seq for e in got] == list(range(len(got)))
+
+
+async def test_telemetry_the_bus_refuses_is_sent_later_and_the_run_succeeds(
+    service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's RunFinished refused twice (TELEMETRY out of storage): the run still ends
+    `success` at once, and the record reaches the bus later, once (it used to be dropped)."""
+    from nats.js.errors import ServiceUnavailableError
+
+    from agentbus.contracts import RunFinished
+    from agentbus.orchestrator.runner import Runner
+
+    publish = Runner.publish
+    refused: list[str] = []
+
+    async def refuse_twice(
+        self: Runner, subject: str, data: bytes, headers: dict[str, str]
+    ) -> None:
+        if subject == s.TELEMETRY_RUN_FINISHED and len(refused) < 2:
+            refused.append(subject)
+            raise ServiceUnavailableError(description="insufficient resources")
+        await publish(self, subject, data, headers)
+
+    monkeypatch.setattr(Runner, "publish", refuse_twice)
+    service = build(OrchestratorSettings())
+    async with running(service):
+        nc = await nats.connect(service_env["AGENTBUS_NATS_URL"])
+        try:
+            finished = await nc.subscribe(s.TELEMETRY_RUN_FINISHED)
+            run = await submit(nc, assistant_id="steps", input={"steps": 2, "delay": 0})
+            got = await collect(nc, run.run_id)
+            assert got[-1].status == "success", got[-1]
+            records: list[RunFinished] = []
+            with contextlib.suppress(TimeoutError):
+                while True:  # the outbox's first retries: 0.5 s, then 1 s
+                    msg = await finished.next_msg(timeout=5)
+                    record = RunFinished.model_validate_json(msg.data)
+                    if record.run_id == run.run_id:
+                        records.append(record)
+        finally:
+            await nc.close()
+    assert len(refused) == 2, refused
+    assert [r.status for r in records] == ["success"]

@@ -122,6 +122,7 @@ def build(settings: OrchestratorSettings) -> Service:
             metrics=RunMetrics(service.registry),
             limits=RunLimits(settings.run_timeout, settings.max_runs_per_tenant),
             slots=slots,
+            registry=service.registry,
         )
         engines.set(Engines(pool, saver, store, runner))
 
@@ -129,6 +130,7 @@ def build(settings: OrchestratorSettings) -> Service:
         # Runs in flight finish (and ack) before their checkpointer's pool closes.
         await slots.drain(settings.shutdown_timeout_s)
         if (made := engines.get()) is not None:
+            await made.runner.telemetry.close(min(5.0, settings.shutdown_timeout_s))
             if made.store._task is not None:
                 made.store._task.cancel()  # its batching loop; no run uses it any more
             await made.pool.close()

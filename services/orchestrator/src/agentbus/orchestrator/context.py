@@ -79,6 +79,9 @@ class RunContext:
     started: float = field(default_factory=time.perf_counter)
     trace_id: str | None = None
     metrics: RunMetrics | None = None
+    # The replica's telemetry outbox (telemetry_outbox.py): a record the bus does not take is
+    # sent later, never the run's failure. Without one (tests of a bare context), published.
+    telemetry: Callable[[str, bytes], Awaitable[None]] | None = None
     # LangGraph node spans started and not yet ended (node_start .. node_end).
     _spans: list[Span] = field(default_factory=list)
     # Emits take turns: two in flight at once (a node's event and the cancel path's `end`) would
@@ -278,7 +281,13 @@ class RunContext:
         )
         from agentbus.contracts import subjects as s
 
-        await self.publish(s.TELEMETRY_LLM_USAGE, usage.model_dump_json().encode(), {})
+        await self.send_telemetry(s.TELEMETRY_LLM_USAGE, usage.model_dump_json().encode())
+
+    async def send_telemetry(self, subject: str, data: bytes) -> None:
+        if self.telemetry is not None:
+            await self.telemetry(subject, data)
+        else:
+            await self.publish(subject, data, {})
 
     async def tool_used(self, tool: str, duration_ms: float, error: str | None) -> None:
         self.tool_calls += 1
@@ -293,4 +302,4 @@ class RunContext:
         )
         from agentbus.contracts import subjects as s
 
-        await self.publish(s.TELEMETRY_TOOL_CALLED, called.model_dump_json().encode(), {})
+        await self.send_telemetry(s.TELEMETRY_TOOL_CALLED, called.model_dump_json().encode())

@@ -25,6 +25,7 @@ from langgraph.types import Command
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from agentbus.contracts import RunControl, RunEvent, RunFinished, RunRequested
 from agentbus.contracts import subjects as s
@@ -56,6 +57,7 @@ from .hosted_run import (
 from .models import ModelScope, model_scope
 from .multitask import Multitask
 from .run_errors import run_failure
+from .telemetry_outbox import TelemetryOutbox
 from .tools import ToolBox
 
 log = logging.getLogger("agentbus.orchestrator.runner")
@@ -95,6 +97,7 @@ class Runner:
         metrics: RunMetrics | None = None,
         limits: RunLimits | None = None,
         slots: WorkSlots | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.limits = limits or RunLimits()
         # The work slots the runs take (their consumer's): lent back while a run waits.
@@ -114,6 +117,7 @@ class Runner:
         self.active: dict[str, tuple[asyncio.Task[Any], RunContext]] = {}
         # One run at a time per thread (thread_runs KV); the graphs share one checkpointer.
         self.multitask = Multitask(self.js, graphs.checkpointer)
+        self.telemetry = TelemetryOutbox(self.publish, registry)
 
     async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
         # Every event and telemetry message carries the trace context (analytics joins the trace),
@@ -282,6 +286,7 @@ class Runner:
             next_seq=(last.seq + 1) if last else 0,
             resume_pending=run.command is not None and "resume" in run.command,
             metrics=self.metrics,
+            telemetry=self.telemetry.send,
         )
         span = trace.get_current_span().get_span_context()
         if span.is_valid:
@@ -516,8 +521,7 @@ class Runner:
             answer=answer,
             contexts=contexts,
         )
-        with contextlib.suppress(Exception):
-            await self.publish(s.TELEMETRY_RUN_FINISHED, finished.model_dump_json().encode(), {})
+        await self.telemetry.send(s.TELEMETRY_RUN_FINISHED, finished.model_dump_json().encode())
 
     # -- one run per thread ----------------------------------------------------------------------
 
