@@ -54,6 +54,7 @@ class OpsServer:
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # raises what stopped it
+                raise RuntimeError("the ops HTTP server stopped before it served")
             await asyncio.sleep(0.01)
         return int(sock.getsockname()[1])
 

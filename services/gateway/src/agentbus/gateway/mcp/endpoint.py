@@ -68,9 +68,7 @@ def _progress(ctx: ServerRequestContext[Any, Any]) -> Progress:
 async def _list_tools(
     ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
 ) -> types.ListToolsResult:
-    request = ctx.request
-    assert isinstance(request, Request)
-    principal: Principal = request.state.principal
+    request, principal = _request(ctx)
     served = await assistants(request, principal.tenant_id)
     schemas = await input_schemas(request, principal.tenant_id, served)
     return types.ListToolsResult(tools=list_tools(served, schemas))
@@ -79,9 +77,7 @@ async def _list_tools(
 async def _call_tool(
     ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
 ) -> types.CallToolResult:
-    request = ctx.request
-    assert isinstance(request, Request)
-    principal: Principal = request.state.principal
+    request, principal = _request(ctx)
     arguments = dict(params.arguments or {})
     try:
         if params.name == SEARCH:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +32,8 @@ from ..langgraph.service import new_uuid
 from ..ratelimit import per_tenant
 from ..turns import follow, runs_of, start_turn
 from .resources import document_uri
+
+log = logging.getLogger("agentbus.gateway.mcp")
 
 SEARCH = "search_documents"
 
@@ -130,7 +133,7 @@ def error(text: str) -> types.CallToolResult:
 
 
 # Reports a step of a run to a caller that asked for progress (`_meta.progressToken`); the
-# endpoint passes a no-op otherwise.
+# SDK sends nothing for a caller that did not.
 Progress = Callable[[float, str], Awaitable[None]]
 
 
@@ -157,9 +160,15 @@ def progress_line(event: RunEvent) -> str | None:
 
 async def report(progress: Progress, event: RunEvent) -> None:
     line = progress_line(event)
-    if line is not None:
+    if line is None:
+        return
+    try:
         # The event's sequence number only grows, as MCP requires of progress values.
         await progress(float(event.seq), line)
+    except Exception:
+        # A notification that cannot be sent (the caller went away) does not stop the call:
+        # the run goes on and the answer is still returned or recorded.
+        log.debug("MCP progress not sent", exc_info=True)
 
 
 def _link(cite: dict[str, Any]) -> types.ResourceLink:
