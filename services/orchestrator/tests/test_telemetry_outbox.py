@@ -67,3 +67,10 @@ async def test_close_drops_what_the_bus_still_refuses() -> None:
     await outbox.send("s", b"a")
     await outbox.close(0.05)
     assert not outbox.waiting and outcome(registry, "dropped") == 1
+
+
+def test_the_retries_fit_the_streams_duplicate_window() -> None:
+    from agentbus.contracts.streams import TELEMETRY
+    from agentbus.orchestrator.telemetry_outbox import DELAYS_S
+
+    assert sum(DELAYS_S) < TELEMETRY.duplicate_window_s

@@ -25,6 +25,8 @@ log = logging.getLogger("agentbus.orchestrator.telemetry")
 
 Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
 
+# 108.5 s in all: inside TELEMETRY's 2-minute duplicate window, so a copy whose first ack was
+# lost is still recognised by its id.
 DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 MAX_WAITING = 10_000
 
