@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TypeVar
 
 from fastapi import HTTPException
+from nats.aio.client import Client as NatsClient
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from pydantic import BaseModel
+
+from agentbus.contracts import Contract, ErrorReply
+from agentbus.runtime.traces import nats_span
 
 log = logging.getLogger("agentbus.gateway.upstream")
 
@@ -30,6 +38,33 @@ class UpstreamError(HTTPException):
             "upstream failure",
             extra={"what": what, "reason": self.reason, "upstream_error": internal[:2000]},
         )
+
+
+Reply = TypeVar("Reply", bound=BaseModel)
+
+
+async def request_reply(
+    nc: NatsClient, subject: str, req: Contract, reply: type[Reply], what: str, timeout: float = 30
+) -> Reply:
+    """One traced request to a service behind the gateway and its typed reply: 503 with
+    Retry-After when no one answers, a 502 with the service's reason code for an ErrorReply."""
+    try:
+        with nats_span(subject, "request") as headers:
+            msg = await nc.request(
+                subject, req.model_dump_json().encode(), timeout=timeout, headers=headers
+            )
+    except (NoRespondersError, NatsTimeoutError):
+        raise HTTPException(
+            503, f"{what}: the service is not available; try again", headers={"Retry-After": "1"}
+        ) from None
+    try:
+        return reply.model_validate_json(msg.data)
+    except ValueError:
+        try:
+            error = ErrorReply.model_validate_json(msg.data)
+        except ValueError:
+            raise UpstreamError(what, "unreadable_reply") from None
+        raise UpstreamError(what, error.reason, error.error) from None
 
 
 def runs_unavailable(internal: str) -> UpstreamError:

@@ -13,18 +13,16 @@ import re
 from typing import Any
 
 import mcp_types as types
-from fastapi import HTTPException, Request
+from fastapi import Request
 from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import INVALID_PARAMS
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 
-from agentbus.contracts import ErrorReply, Passages, PassagesRequest
+from agentbus.contracts import Passages, PassagesRequest
 from agentbus.contracts import subjects as s
 from agentbus.runtime.stores import documents
-from agentbus.runtime.traces import nats_span
 
 from ..turns import runs_of
+from ..upstream import request_reply
 
 PREFIX = "agentbus://documents/"
 TEMPLATES = (
@@ -123,18 +121,7 @@ def _describe(row: Any) -> str:
 
 async def passages(request: Request, req: PassagesRequest) -> Passages:
     nc = runs_of(request).nc
-    try:
-        with nats_span(s.RETRIEVAL_PASSAGES, "request") as headers:
-            reply = await nc.request(
-                s.RETRIEVAL_PASSAGES, req.model_dump_json().encode(), timeout=30, headers=headers
-            )
-    except (NoRespondersError, NatsTimeoutError):
-        raise HTTPException(503, "The retrieval service did not answer") from None
-    try:
-        return Passages.model_validate_json(reply.data)
-    except ValueError:
-        error = ErrorReply.model_validate_json(reply.data)
-        raise HTTPException(502, f"Reading the document failed: {error.error}") from None
+    return await request_reply(nc, s.RETRIEVAL_PASSAGES, req, Passages, "Reading the document")
 
 
 async def read_resource(request: Request, tenant_id: str, uri: str) -> types.ReadResourceResult:

@@ -20,9 +20,8 @@ from typing import Any
 import mcp_types as types
 from fastapi import HTTPException, Request
 
-from agentbus.contracts import ErrorReply, RunEvent, SearchRequest, SearchResult
+from agentbus.contracts import RunEvent, SearchRequest, SearchResult
 from agentbus.contracts import subjects as s
-from agentbus.runtime.traces import nats_span
 
 from ..auth.deps import Principal
 from ..langgraph.encode import Encoder
@@ -31,6 +30,7 @@ from ..langgraph.routes import service_of
 from ..langgraph.service import new_uuid
 from ..ratelimit import per_tenant
 from ..turns import follow, runs_of, start_turn
+from ..upstream import UpstreamError, request_reply
 from .resources import document_uri
 
 log = logging.getLogger("agentbus.gateway.mcp")
@@ -290,20 +290,11 @@ async def find(request: Request, principal: Principal, query: Any, top_k: Any) -
     req = SearchRequest(tenant_id=principal.tenant_id, query=query, top_k=top_k)
     await per_tenant("chat")(request, principal)
     nc = runs_of(request).nc
-    try:
-        with nats_span(s.RETRIEVAL_SEARCH, "request") as headers:
-            reply = await nc.request(
-                s.RETRIEVAL_SEARCH, req.model_dump_json().encode(), timeout=30, headers=headers
-            )
-    except Exception:
-        raise HTTPException(503, "The retrieval service did not answer") from None
-    try:
-        found = SearchResult.model_validate_json(reply.data)
-    except ValueError:
-        error = ErrorReply.model_validate_json(reply.data).error
-        raise HTTPException(502, f"Search refused: {error}") from None
+    found = await request_reply(
+        nc, s.RETRIEVAL_SEARCH, req, SearchResult, "Searching the documents"
+    )
     if found.error:
-        raise HTTPException(502, f"Search failed: {found.error}")
+        raise UpstreamError("Searching the documents", "search_failed", found.error)
     return found
 
 

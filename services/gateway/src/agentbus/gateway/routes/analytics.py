@@ -11,18 +11,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 
-from agentbus.contracts import AnalyticsQuery, AnalyticsQueryName, AnalyticsResult, ErrorReply
+from agentbus.contracts import AnalyticsQuery, AnalyticsQueryName, AnalyticsResult
 from agentbus.contracts import subjects as s
-from agentbus.runtime.traces import nats_span
 
 from ..auth.deps import CurrentPrincipal
 from ..ratelimit import per_tenant
-from ..upstream import UpstreamError
+from ..upstream import UpstreamError, request_reply
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
 
@@ -78,21 +75,7 @@ async def run_query(
         params[key] = value
     req = AnalyticsQuery(tenant_id=principal.tenant_id, name=query, params=dict(params))
     nc = request.app.state.runs.nc
-    try:
-        with nats_span(s.ANALYTICS_QUERY, "request") as headers:
-            msg = await nc.request(
-                s.ANALYTICS_QUERY, req.model_dump_json().encode(), timeout=30, headers=headers
-            )
-    except (NoRespondersError, NatsTimeoutError):
-        raise HTTPException(503, "The analytics service is not available; try again") from None
-    try:
-        result = AnalyticsResult.model_validate_json(msg.data)
-    except ValueError:
-        try:
-            error = ErrorReply.model_validate_json(msg.data)
-        except ValueError:
-            raise UpstreamError("Analytics query", "unreadable_reply") from None
-        raise UpstreamError("Analytics query", error.reason, error.error) from None
+    result = await request_reply(nc, s.ANALYTICS_QUERY, req, AnalyticsResult, "Analytics query")
     if result.error is not None:
         if _INVALID.match(result.error):
             return _invalid(_errors(result.error))

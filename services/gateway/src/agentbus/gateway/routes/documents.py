@@ -20,22 +20,19 @@ from fastapi import (
     UploadFile,
 )
 from fastapi.responses import Response, StreamingResponse
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
-from agentbus.contracts import DeleteDocument, DocumentDeleted, ErrorReply
+from agentbus.contracts import DeleteDocument, DocumentDeleted
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import INGEST_EVENTS
 from agentbus.runtime.clients.ingest import submit
 from agentbus.runtime.stores import documents
-from agentbus.runtime.traces import nats_span
 
 from ..auth.deps import AuthService, CurrentPrincipal
 from ..ratelimit import per_tenant
 from ..sse import HEARTBEAT, frame, sse_response
-from ..upstream import UpstreamError
+from ..upstream import request_reply
 from . import versions
 from .responses import Document, DocumentPage, UploadAccepted
 
@@ -187,18 +184,7 @@ async def delete_document(document_id: str, request: Request, principal: Auth) -
         # Not a valid id, so no document of this tenant has it.
         raise HTTPException(404, "Document not found") from None
     nc = request.app.state.runs.nc
-    try:
-        with nats_span(s.INGEST_DELETE, "request") as headers:
-            msg = await nc.request(
-                s.INGEST_DELETE, req.model_dump_json().encode(), timeout=30, headers=headers
-            )
-    except (NoRespondersError, NatsTimeoutError):
-        raise HTTPException(503, "The ingest service is not available; try again") from None
-    try:
-        reply = DocumentDeleted.model_validate_json(msg.data)
-    except ValueError:
-        error = ErrorReply.model_validate_json(msg.data)
-        raise UpstreamError("Delete", error.reason, error.error) from None
+    reply = await request_reply(nc, s.INGEST_DELETE, req, DocumentDeleted, "Delete")
     await request.app.state.store.forget_upload(principal.tenant_id, document_id)
     await versions.forget(request, principal.tenant_id, document_id)
     if not reply.found:
