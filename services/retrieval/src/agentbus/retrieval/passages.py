@@ -9,10 +9,10 @@ answer says so, so a long manual never exceeds the bus's message size.
 from __future__ import annotations
 
 import asyncpg
-from opentelemetry.trace import SpanKind
 
 from agentbus.contracts import Passage, Passages, PassagesRequest
-from agentbus.runtime.traces import tracer
+
+from .chunk_reads import select_chunks
 
 _SQL = (
     "SELECT chunk_index, page, title, text FROM chunks WHERE tenant_id = $1 AND document_id = $2"
@@ -22,18 +22,9 @@ _EXISTS = "SELECT EXISTS (SELECT 1 FROM chunks WHERE tenant_id = $1 AND document
 
 
 async def passages(pool: asyncpg.Pool, req: PassagesRequest) -> Passages:
-    with tracer().start_as_current_span(
-        "SELECT chunks",
-        kind=SpanKind.CLIENT,
-        attributes={
-            "db.system.name": "postgresql",
-            "db.operation.name": "SELECT",
-            "db.collection.name": "chunks",
-            "db.query.summary": "SELECT chunks (a document's passages)",
-        },
-    ) as span:
-        rows = await pool.fetch(_SQL, req.tenant_id, req.document_id, req.page)
-        span.set_attribute("db.response.returned_rows", len(rows))
+    rows = await select_chunks(
+        pool, "a document's passages", _SQL, req.tenant_id, req.document_id, req.page
+    )
     found = bool(rows) or (
         req.page is not None and bool(await pool.fetchval(_EXISTS, req.tenant_id, req.document_id))
     )

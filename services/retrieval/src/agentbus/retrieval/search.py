@@ -21,6 +21,8 @@ from agentbus.runtime.models.embeddings import embed
 from agentbus.runtime.stores import pipeline_settings
 from agentbus.runtime.traces import tracer
 
+from .chunk_reads import select_chunks
+
 RRF_K = 60
 # Each ranking contributes this many candidates to the fusion.
 CANDIDATES = 50
@@ -170,21 +172,7 @@ class Searcher:
         )
 
     async def _fetch(self, mode: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-        # A client span per database round trip (OTel database conventions; no query text,
-        # which holds the caller's words).
-        with tracer().start_as_current_span(
-            "SELECT chunks",
-            kind=SpanKind.CLIENT,
-            attributes={
-                "db.system.name": "postgresql",
-                "db.operation.name": "SELECT",
-                "db.collection.name": "chunks",
-                "db.query.summary": f"SELECT chunks ({mode} search)",
-            },
-        ) as span:
-            rows: list[asyncpg.Record] = await self.pool.fetch(sql, *args)
-            span.set_attribute("db.response.returned_rows", len(rows))
-            return rows
+        return await select_chunks(self.pool, f"{mode} search", sql, *args)
 
 
 def _hit(row: asyncpg.Record) -> SearchHit:
