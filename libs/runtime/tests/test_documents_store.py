@@ -24,7 +24,7 @@ async def test_reads_are_tenant_scoped_and_survive_a_missing_table(
     try:
         # No `documents` table at all: ingest has not started on this database.
         assert await documents.page(empty, "t1", 10, 0) == []
-        assert await documents.indexed(empty, "t1", 10, 0) == []
+        assert await documents.page(empty, "t1", 10, 0, indexed_only=True) == []
         assert await documents.one(empty, "t1", "d1") is None
         assert not await documents.exists(empty, "t1", "d1")
         assert await documents.stored_file(empty, "t1", "d1") is None
@@ -54,7 +54,9 @@ async def test_reads_are_tenant_scoped_and_survive_a_missing_table(
                 status,
             )
         assert {d["document_id"] for d in await documents.page(pool, a, 10, 0)} == {"d1", "d2"}
-        assert [d["document_id"] for d in await documents.indexed(pool, a, 10, 0)] == ["d1"]
+        assert [
+            d["document_id"] for d in await documents.page(pool, a, 10, 0, indexed_only=True)
+        ] == ["d1"]
         assert await documents.exists(pool, a, "d1") and not await documents.exists(pool, a, "d3")
         assert await documents.one(pool, a, "d3") is None
         assert (await documents.one(pool, b, "d3") or {}).get("status") == "indexed"

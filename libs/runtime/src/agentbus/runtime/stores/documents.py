@@ -26,28 +26,15 @@ DETAIL = (
 )
 
 
-async def page(pool: asyncpg.Pool, tenant_id: str, limit: int, offset: int) -> list[dict[str, Any]]:
-    """The tenant's documents, most recently changed first."""
-    with contextlib.suppress(asyncpg.UndefinedTableError):
-        rows = await pool.fetch(
-            f"SELECT {SUMMARY} FROM documents WHERE tenant_id = $1"
-            " ORDER BY updated_at DESC, document_id LIMIT $2 OFFSET $3",
-            tenant_id,
-            limit,
-            offset,
-        )
-        return [dict(r) for r in rows]
-    return []
-
-
-async def indexed(
-    pool: asyncpg.Pool, tenant_id: str, limit: int, offset: int
+async def page(
+    pool: asyncpg.Pool, tenant_id: str, limit: int, offset: int, *, indexed_only: bool = False
 ) -> list[dict[str, Any]]:
-    """The tenant's documents that are searchable now, most recently changed first."""
+    """The tenant's documents, most recently changed first; only the searchable ones (status
+    `indexed`) with `indexed_only`."""
+    where = " AND status = 'indexed'" if indexed_only else ""
     with contextlib.suppress(asyncpg.UndefinedTableError):
         rows = await pool.fetch(
-            "SELECT document_id, title, filename, page_count, chunk_count FROM documents"
-            " WHERE tenant_id = $1 AND status = 'indexed'"
+            f"SELECT {SUMMARY} FROM documents WHERE tenant_id = $1{where}"
             " ORDER BY updated_at DESC, document_id LIMIT $2 OFFSET $3",
             tenant_id,
             limit,

@@ -94,7 +94,9 @@ async def list_resources(
     """The tenant's indexed documents, newest first, PAGE_SIZE at a time (the cursor is the
     offset)."""
     offset = int(cursor) if cursor and cursor.isdigit() else 0
-    rows = await documents.indexed(request.app.state.store.pool, tenant_id, PAGE_SIZE + 1, offset)
+    rows = await documents.page(
+        request.app.state.store.pool, tenant_id, PAGE_SIZE + 1, offset, indexed_only=True
+    )
     resources = [
         types.Resource(
             uri=document_uri(r["document_id"]),
