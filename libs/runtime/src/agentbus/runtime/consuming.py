@@ -30,6 +30,7 @@ from agentbus.contracts.streams import ConsumerSpec
 from . import pull_fetch
 from .broker import pull_inbox
 from .provisioning import consumer_config
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("agentbus.consumer")
 
@@ -145,9 +146,7 @@ async def heartbeat(msg: NatsMessage, spec: ConsumerSpec) -> AsyncIterator[None]
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
 
 @dataclass(frozen=True)

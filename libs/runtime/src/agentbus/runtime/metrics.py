@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from agentbus.contracts.streams import ConsumerSpec
 
+from .tasks import cancel_and_wait
+
 log = logging.getLogger("agentbus.metrics")
 
 T = TypeVar("T")
@@ -195,7 +197,5 @@ class QueueLag:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None

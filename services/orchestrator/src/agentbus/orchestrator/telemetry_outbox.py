@@ -13,13 +13,13 @@ and a metric; so are records past the bound on waiting ones (memory, during a lo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter
 
 from agentbus.contracts import new_id
+from agentbus.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("agentbus.orchestrator.telemetry")
 
@@ -104,9 +104,7 @@ class TelemetryOutbox:
             return
         _, left = await asyncio.wait(set(self.waiting), timeout=timeout_s)
         for task in left:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if left:
             log.error("telemetry dropped at shutdown", extra={"records": len(left)})
             for _ in left:

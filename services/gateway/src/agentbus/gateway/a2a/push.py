@@ -26,7 +26,6 @@ The body is what the spec names: for a config set over v1.0 a StreamResponse hol
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -35,6 +34,7 @@ import asyncpg
 from fastapi import HTTPException, Request
 
 from agentbus.runtime.stores.schema import LockKey, create_under_lock
+from agentbus.runtime.tasks import cancel_and_wait
 
 from ..langgraph.followups import WEBHOOK_ATTEMPTS, WebhookPolicy, post_webhook
 from ..runs import RunGateway
@@ -331,6 +331,4 @@ async def start_push(pushes: PushConfigs) -> asyncio.Task[None]:
 
 
 async def stop_push(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)

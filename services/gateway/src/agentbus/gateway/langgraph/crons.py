@@ -15,7 +15,6 @@ schedule from now. Schedules are cron expressions in UTC (5 fields; a 6th field 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
@@ -28,6 +27,7 @@ from fastapi import HTTPException
 from pydantic import Field, ValidationError, field_validator
 
 from agentbus.runtime.stores.schema import LockKey
+from agentbus.runtime.tasks import cancel_and_wait
 
 from ..auth.deps import Principal
 from ..store import _row
@@ -441,6 +441,4 @@ async def start_scheduler(crons: Crons) -> asyncio.Task[None]:
 
 
 async def stop_scheduler(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)

@@ -18,7 +18,6 @@ followed (a redirect could leave the list).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from fastapi import HTTPException
 from agentbus.contracts import RunRequested
 from agentbus.contracts.runs import MultitaskStrategy
 from agentbus.runtime.stores.schema import LockKey
+from agentbus.runtime.tasks import cancel_and_wait
 
 from .lazy_schema import LazySchema
 
@@ -301,6 +301,4 @@ async def start_followups(followups: Followups) -> asyncio.Task[None]:
 
 
 async def stop_followups(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
