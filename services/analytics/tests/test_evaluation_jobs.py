@@ -6,6 +6,7 @@ failures carry a fixed sentence. Real NATS and chDB (the session's NATS, a fresh
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -115,6 +116,16 @@ async def outcome(nc: NatsClient, evaluation_id: str) -> EvaluationFinished:
     return found[0]
 
 
+async def events_to_outcome(nc: NatsClient, evaluation_id: str) -> list[dict[str, Any]]:
+    """The evaluation's events in stream order, up to and with its outcome."""
+    sub = await nc.jetstream().subscribe(s.evaluation_events(evaluation_id), ordered_consumer=True)
+    bodies = [json.loads((await sub.next_msg(timeout=10)).data)]
+    while "status" not in bodies[-1]:
+        bodies.append(json.loads((await sub.next_msg(timeout=10)).data))
+    await sub.unsubscribe()
+    return bodies
+
+
 async def settled(nc: NatsClient) -> None:
     """Nothing of the evaluations' durable is waiting or unacked."""
 
@@ -176,11 +187,7 @@ async def test_an_evaluation_runs_on_the_tenants_recorded_runs_and_publishes_its
         await settled(nc)
 
         # Progress went out before the outcome: the stream holds both, the outcome last.
-        sub = await js.subscribe(s.evaluation_events(job.evaluation_id), ordered_consumer=True)
-        bodies = [json.loads((await sub.next_msg(timeout=10)).data)]
-        while "status" not in bodies[-1]:
-            bodies.append(json.loads((await sub.next_msg(timeout=10)).data))
-        await sub.unsubscribe()
+        bodies = await events_to_outcome(nc, job.evaluation_id)
         progress = [EvaluationProgress.model_validate(b) for b in bodies[:-1]]
         assert progress and progress[0].total == 2 and progress[0].attempt == 1
 
@@ -394,3 +401,40 @@ async def test_the_handlers_under_faststreams_test_broker(
     finally:
         for hook in service.on_shutdown:
             await hook()
+
+
+async def test_an_outcome_the_bus_refuses_is_stored_once_it_accepts_without_redoing_the_work(
+    analytics_env: dict[str, str], nc: NatsClient, tenant: str
+) -> None:
+    """EVALUATION_EVENTS refusing every publish (its maximum message size lowered, as a full
+    stream refuses): the scores are stored, the outcome waits in the worker, which keeps the item
+    and asks again, and once the stream accepts the outcome is there, from the first attempt."""
+    js = nc.jetstream()
+    await js.publish(s.TELEMETRY_RUN_FINISHED, recorded(tenant, "r1"))
+    config = (await js.stream_info(EVALUATION_EVENTS.name)).config
+    service = build(AnalyticsSettings())
+    async with running(service):
+        await runs_stored(nc, tenant, 1)
+        await js.update_stream(dataclasses.replace(config, max_msg_size=16))
+        try:
+            job = request(tenant, metrics=["conciseness"])
+            await submit(nc, job)
+
+            async def scored() -> bool:
+                rows = as_dicts(
+                    await ask(nc, tenant, "evaluations", evaluation_id=job.evaluation_id)
+                )
+                return [(r["metric"], r["runs"]) for r in rows] == [("conciseness", 1)]
+
+            await eventually(scored, timeout=150, what="the stored score")
+            await asyncio.sleep(2)  # the outcome refused at least once meanwhile
+            assert await last_event(nc, job.evaluation_id) is None
+        finally:
+            await js.update_stream(config)
+        done = await outcome(nc, job.evaluation_id)
+        assert done.status == "done" and done.report is not None
+        assert [r["run_id"] for r in done.report["runs"]] == ["r1"]
+        await settled(nc)
+    # Nothing was redone: no progress of a second attempt follows the refusal.
+    bodies = await events_to_outcome(nc, job.evaluation_id)
+    assert all(b["attempt"] == 1 for b in bodies[:-1]), bodies

@@ -30,7 +30,8 @@ but the scores (ClickHouse `evaluations`).
 Failures are one of `agentbus.contracts.evaluations.FAILURES`' fixed sentences; exception text
 goes to this service's log only. Bad metrics or judge configuration fail at once (a retry cannot
 help); anything else (ClickHouse, the bus) is retried with the consumer's NAK delays and fails on
-the last delivery. An unreadable work item is rejected (terminated) and counted.
+the last delivery. An outcome the bus refuses is asked again in place until the deadline (the
+evaluation is not redone). An unreadable work item is rejected (terminated) and counted.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime
 
 import nats.errors
 from faststream.nats.message import NatsMessage
@@ -76,6 +78,8 @@ log = logging.getLogger("agentbus.analytics.evaluations")
 
 PROGRESS_EVERY_S = 2.0
 PUBLISH_TIMEOUT_S = 10.0
+# Between asks of a bus that refused an outcome; the last repeats until the job's deadline.
+FINISH_RETRY_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 # Room left under the bus's message limit for headers and the event's own fields.
 HEADROOM = 4096
 
@@ -142,12 +146,14 @@ class EvaluationJobs:
             left = (job.deadline - utcnow()).total_seconds()
             if left <= 0:
                 log.warning("evaluation expired", extra={"evaluation_id": job.evaluation_id})
-                await self._finish(msg, failed(job.tenant_id, job.evaluation_id, "expired"))
+                await self._finish(
+                    msg, failed(job.tenant_id, job.evaluation_id, "expired"), job.deadline
+                )
                 return
             async with heartbeat(msg, ANALYTICS_EVALUATIONS):
                 outcome = await self._attempt(msg, job, left)
                 if outcome is not None:
-                    await self._finish(msg, outcome)
+                    await self._finish(msg, outcome, job.deadline)
 
     async def _attempt(
         self, msg: NatsMessage, job: EvaluationRequested, left: float
@@ -184,18 +190,43 @@ class EvaluationJobs:
     def _ids(job: EvaluationRequested) -> dict[str, str]:
         return {"evaluation_id": job.evaluation_id, "tenant_id": job.tenant_id}
 
-    async def _finish(self, msg: NatsMessage, outcome: EvaluationFinished) -> None:
-        """Store the outcome, then ack; if it cannot be stored the item comes back."""
-        try:
-            await self._publish(
-                s.evaluation_events(outcome.evaluation_id),
-                outcome.model_dump_json().encode(),
-                f"{outcome.evaluation_id}:finished",
-            )
-        except (nats.errors.Error, JetStreamError, TimeoutError):
-            log.exception("could not publish the evaluation's outcome; redelivery will retry")
-            await msg.nack(delay=nak_delay(msg, ANALYTICS_EVALUATIONS))
-            return
+    async def _finish(
+        self, msg: NatsMessage, outcome: EvaluationFinished, deadline: datetime
+    ) -> None:
+        """Store the outcome, then ack.
+
+        The report is paid for (minutes of judging), so a bus that refuses it (EVALUATION_EVENTS
+        full, a leader election) is asked again in place, heartbeating, until the job's deadline,
+        instead of NAKing and redoing the evaluation. Past the deadline the item goes back, or on
+        its last delivery ends: the gateway then reports `worker_lost`, as for a dead worker.
+        """
+        delays = iter(FINISH_RETRY_S)
+        while True:
+            try:
+                await self._publish(
+                    s.evaluation_events(outcome.evaluation_id),
+                    outcome.model_dump_json().encode(),
+                    f"{outcome.evaluation_id}:finished",
+                )
+                break
+            except (nats.errors.Error, JetStreamError, TimeoutError) as exc:
+                wait = next(delays, FINISH_RETRY_S[-1])
+                if (deadline - utcnow()).total_seconds() <= wait:
+                    log.exception("could not publish the evaluation's outcome by its deadline")
+                    if is_last_delivery(msg, ANALYTICS_EVALUATIONS):
+                        await msg.reject()
+                    else:
+                        await msg.nack(delay=nak_delay(msg, ANALYTICS_EVALUATIONS))
+                    return
+                log.warning(
+                    "the bus did not take the evaluation's outcome; asking again",
+                    extra={
+                        "evaluation_id": outcome.evaluation_id,
+                        "error": repr(exc),
+                        "in_s": wait,
+                    },
+                )
+                await asyncio.sleep(wait)
         await msg.ack()
 
     async def _publish(self, subject: str, body: bytes, msg_id: str) -> None:

@@ -59,11 +59,15 @@ def build(settings: IngestSettings) -> Service:
         await graph.ensure_indexes()
         await warm_up(config.embedding.model)
         worker.set(
-            IngestWorker(service.broker, ChunkStore(pool), graph, config, service.rejects, stages)
-        )
+            IngestWorker(
+                service.broker, ChunkStore(pool), graph, config, service.rejects, stages,
+                service.registry,
+            )
+        )  # fmt: skip
 
     async def stop() -> None:
         if (made := worker.get()) is not None:
+            await made.outbox.close(min(5.0, settings.shutdown_timeout_s))
             await made.store.pool.close()
         await graph.close()
 

@@ -26,6 +26,7 @@ from faststream.nats import NatsBroker
 from faststream.nats.message import NatsMessage
 from nats.js.errors import NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
+from prometheus_client import CollectorRegistry
 
 from agentbus.contracts import (
     DocumentIndexed,
@@ -36,7 +37,7 @@ from agentbus.contracts import (
 )
 from agentbus.contracts import subjects as s
 from agentbus.contracts.ingest import IngestStage
-from agentbus.contracts.streams import DOCUMENTS, INGEST_JOBS
+from agentbus.contracts.streams import DOCUMENTS, INGEST_EVENTS, INGEST_JOBS, TELEMETRY
 from agentbus.runtime.consuming import (
     Rejects,
     decode_or_reject,
@@ -47,6 +48,7 @@ from agentbus.runtime.consuming import (
 from agentbus.runtime.logs import log_context
 from agentbus.runtime.metrics import StageMetrics
 from agentbus.runtime.models.embeddings import embed
+from agentbus.runtime.outbox import Outbox
 from agentbus.runtime.stores import pipeline_settings
 from agentbus.runtime.traces import tracer
 
@@ -94,8 +96,12 @@ class IngestWorker:
         config: PipelineConfig,
         rejects: Rejects,
         stages: StageMetrics | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.broker = broker
+        # Progress, outcomes and usage the bus refuses (INGEST_EVENTS or TELEMETRY full, a
+        # leader election) are sent later; they never fail a document that was indexed fine.
+        self.outbox = Outbox(self._publish_now, registry)
         self.store = store
         self.graph = graph
         self.config = config
@@ -380,12 +386,17 @@ class IngestWorker:
         # The id ties the event to this submission of this version of the document (see
         # _JOB_KEY): a redelivered job re-sends the same ids and JetStream drops the duplicates.
         key = _JOB_KEY.get() or f"{job.tenant_id}:{job.document_id}:{job.sha256[:16]}"
-        await self.broker.publish(
-            event,
+        await self.outbox.send(
             s.ingest_progress(job.document_id),
-            headers={"Nats-Msg-Id": f"{key}:{tag}"},
-            stream="INGEST_EVENTS",
+            event,
+            stream=INGEST_EVENTS.name,
+            msg_id=f"{key}:{tag}",
         )
+
+    async def _publish_now(
+        self, subject: str, event: object, headers: dict[str, str], stream: str
+    ) -> None:
+        await self.broker.publish(event, subject, headers=headers, stream=stream)
 
     async def _usage(
         self, job: IngestRequested, model: str, tokens: int, cost: float, latency_ms: float
@@ -399,4 +410,4 @@ class IngestWorker:
             cost_usd=cost,
             latency_ms=latency_ms,
         )
-        await self.broker.publish(usage, s.TELEMETRY_LLM_USAGE, stream="TELEMETRY")
+        await self.outbox.send(s.TELEMETRY_LLM_USAGE, usage, stream=TELEMETRY.name)

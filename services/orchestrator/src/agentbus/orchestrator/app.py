@@ -130,7 +130,7 @@ def build(settings: OrchestratorSettings) -> Service:
         # Runs in flight finish (and ack) before their checkpointer's pool closes.
         await slots.drain(settings.shutdown_timeout_s)
         if (made := engines.get()) is not None:
-            await made.runner.telemetry.close(min(5.0, settings.shutdown_timeout_s))
+            await made.runner.outbox.close(min(5.0, settings.shutdown_timeout_s))
             if made.store._task is not None:
                 made.store._task.cancel()  # its batching loop; no run uses it any more
             await made.pool.close()

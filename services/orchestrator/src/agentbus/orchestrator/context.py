@@ -79,7 +79,7 @@ class RunContext:
     started: float = field(default_factory=time.perf_counter)
     trace_id: str | None = None
     metrics: RunMetrics | None = None
-    # The replica's telemetry outbox (telemetry_outbox.py): a record the bus does not take is
+    # The replica's outbox for telemetry (runtime/outbox.py): a record the bus does not take is
     # sent later, never the run's failure. Without one (tests of a bare context), published.
     telemetry: Callable[[str, bytes], Awaitable[None]] | None = None
     # LangGraph node spans started and not yet ended (node_start .. node_end).

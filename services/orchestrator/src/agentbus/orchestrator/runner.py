@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry
 from agentbus.contracts import RunControl, RunEvent, RunFinished, RunRequested
 from agentbus.contracts import subjects as s
 from agentbus.contracts.runs import RunStatus
-from agentbus.contracts.streams import ORCHESTRATOR_RUNS, RUN_EVENTS
+from agentbus.contracts.streams import ORCHESTRATOR_RUNS, RUN_EVENTS, TELEMETRY
 from agentbus.runtime.consuming import (
     Rejects,
     decode_or_reject,
@@ -40,6 +40,7 @@ from agentbus.runtime.consuming import (
 )
 from agentbus.runtime.logs import log_context
 from agentbus.runtime.metrics import RunMetrics
+from agentbus.runtime.outbox import Outbox
 from agentbus.runtime.slots import WorkSlots
 from agentbus.runtime.traces import nats_span, tracer
 
@@ -57,7 +58,6 @@ from .hosted_run import (
 from .models import ModelScope, model_scope
 from .multitask import Multitask
 from .run_errors import run_failure
-from .telemetry_outbox import TelemetryOutbox
 from .tools import ToolBox
 
 log = logging.getLogger("agentbus.orchestrator.runner")
@@ -117,7 +117,10 @@ class Runner:
         self.active: dict[str, tuple[asyncio.Task[Any], RunContext]] = {}
         # One run at a time per thread (thread_runs KV); the graphs share one checkpointer.
         self.multitask = Multitask(self.js, graphs.checkpointer)
-        self.telemetry = TelemetryOutbox(self.publish, registry)
+        # Telemetry and alerts the bus does not take are sent later, never the run's failure.
+        self.outbox = Outbox(
+            lambda subject, data, headers, _stream: self.publish(subject, data, headers), registry
+        )
 
     async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
         # Every event and telemetry message carries the trace context (analytics joins the trace),
@@ -129,6 +132,9 @@ class Runner:
             return
         with nats_span(subject, headers=headers) as traced:
             await self.js.publish(subject, data, headers=traced)
+
+    async def _telemetry(self, subject: str, data: bytes) -> None:
+        await self.outbox.send(subject, data, stream=TELEMETRY.name)
 
     async def last_event(self, run_id: str) -> RunEvent | None:
         try:
@@ -282,11 +288,11 @@ class Runner:
             run=run,
             publish=self.publish,
             router=self.router,
-            tools=ToolBox(self.nc),
+            tools=ToolBox(self.nc, outbox=self.outbox),
             next_seq=(last.seq + 1) if last else 0,
             resume_pending=run.command is not None and "resume" in run.command,
             metrics=self.metrics,
-            telemetry=self.telemetry.send,
+            telemetry=self._telemetry,
         )
         span = trace.get_current_span().get_span_context()
         if span.is_valid:
@@ -521,7 +527,7 @@ class Runner:
             answer=answer,
             contexts=contexts,
         )
-        await self.telemetry.send(s.TELEMETRY_RUN_FINISHED, finished.model_dump_json().encode())
+        await self._telemetry(s.TELEMETRY_RUN_FINISHED, finished.model_dump_json().encode())
 
     # -- one run per thread ----------------------------------------------------------------------
 

@@ -16,9 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import nats.errors
+
 from agentbus.contracts import AnalyticsQuery, GraphQuery
 from agentbus.contracts import subjects as s
 from agentbus.contracts.insights import ANALYTICS_SQL, AnalyticsSql, AnomalyDetected, anomaly_alert
+from agentbus.contracts.streams import ALERTS
 
 from . import text_to_query
 from .tools import BY_NAME as BASE_TOOLS
@@ -146,7 +149,7 @@ async def detect_anomalies(box: ToolBox, tenant: str, arguments: dict[str, Any])
     if found.get("error"):
         return {"error": str(found["error"])}
     rows = _rows(found)
-    published = 0
+    published = deferred = 0
     js = box.nc.jetstream()
     for row in rows:
         alert = AnomalyDetected(
@@ -158,15 +161,22 @@ async def detect_anomalies(box: ToolBox, tenant: str, arguments: dict[str, Any])
             z=row.get("z_score"),
             direction="high" if row.get("direction") == "high" else "low",
         )
-        ack = await js.publish(
-            anomaly_alert(tenant),
-            alert.model_dump_json().encode(),
-            headers={"Nats-Msg-Id": f"anomaly:{tenant}:{alert.series}:{alert.day}"},
-        )
+        subject, body = anomaly_alert(tenant), alert.model_dump_json().encode()
+        headers = {"Nats-Msg-Id": f"anomaly:{tenant}:{alert.series}:{alert.day}"}
+        try:
+            ack = await js.publish(subject, body, headers=headers)
+        except (nats.errors.Error, TimeoutError) as exc:
+            # ALERTS full or away: the findings are still the answer; the alert goes later.
+            if box.outbox is None:
+                return {"error": f"the alerts could not be published: {type(exc).__name__}"}
+            box.outbox.defer(subject, body, stream=ALERTS.name, headers=headers)
+            deferred += 1
+            continue
         published += 0 if ack.duplicate else 1
     return {
         "rows": rows,
         "alerts_published": published,
+        **({"alerts_deferred": deferred} if deferred else {}),
         "subject": anomaly_alert(tenant),
         "source": "analytics anomalies (robust z-score against the 14 days before)",
     }

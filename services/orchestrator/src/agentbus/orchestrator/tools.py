@@ -27,6 +27,7 @@ from opentelemetry.trace import StatusCode
 
 from agentbus.contracts import AnalyticsQuery, GraphQuery, SearchRequest
 from agentbus.contracts import subjects as s
+from agentbus.runtime.outbox import Outbox
 from agentbus.runtime.traces import nats_span, tracer
 
 
@@ -139,9 +140,15 @@ Request = Callable[[str, bytes, float], Awaitable[bytes]]
 
 class ToolBox:
     def __init__(
-        self, nc: NatsClient, timeout: float = 30.0, min_relevance: float = MIN_RELEVANCE
+        self,
+        nc: NatsClient,
+        timeout: float = 30.0,
+        min_relevance: float = MIN_RELEVANCE,
+        outbox: Outbox | None = None,
     ) -> None:
         self.nc = nc
+        # Where alerts the bus refuses wait to be sent again (the replica's, see runner.py).
+        self.outbox = outbox
         self.timeout = timeout
         self.min_relevance = min_relevance
 
