@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import httpx
+from langgraph_sdk.client import LangGraphClient
 
 from agentbus.runtime.platform import Platform
 
@@ -24,3 +25,17 @@ async def register(anon: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Respo
             return response
         await asyncio.sleep(int(response.headers.get("Retry-After", "5")) + 0.5)
     return response
+
+
+async def steps_run(client: LangGraphClient, n: int, delay: float) -> list[Any]:
+    """A `steps` run streamed through the SDK: its parts (custom events carry each step)."""
+    thread = await client.threads.create()
+    return [
+        part
+        async for part in client.runs.stream(
+            thread["thread_id"],
+            "steps",
+            input={"steps": n, "delay": delay},
+            stream_mode=["custom", "values"],
+        )
+    ]

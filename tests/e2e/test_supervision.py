@@ -22,6 +22,7 @@ from agentbus.runtime.engines import ProcessEngine
 from agentbus.runtime.platform import Platform, read_state
 
 from .knowledge import pdf_bytes
+from .support import steps_run
 
 pytestmark = pytest.mark.e2e
 
@@ -42,19 +43,6 @@ async def until_ready(platform: Platform, timeout: float = 120) -> float:
 
 def supervisor_lines(platform: Platform) -> str:
     return (platform.data_dir / "logs" / "supervisor.log").read_text()
-
-
-async def steps_run(client: LangGraphClient, n: int, delay: float) -> list[Any]:
-    thread = await client.threads.create()
-    return [
-        part
-        async for part in client.runs.stream(
-            thread["thread_id"],
-            "steps",
-            input={"steps": n, "delay": delay},
-            stream_mode=["custom", "values"],
-        )
-    ]
 
 
 async def test_killed_orchestrator_is_restarted_and_the_stream_finishes(
