@@ -5,7 +5,14 @@ and names any that point at a service package."""
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
+from importlib.metadata import requires
 from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
 
 from agentbus.contracts import SERVICES
 from agentbus.runtime.service_entry import service_entry
@@ -54,3 +61,45 @@ def test_every_service_is_found_by_its_entry_point() -> None:
     for name in SERVICES:
         entry = service_entry(name)
         assert entry.name == name and entry.settings.__name__ == f"{name.capitalize()}Settings"
+
+
+# The engines' drivers each service may leave out (the runtime's `postgres`, `vectors` and
+# `graph` extras): analytics needs none, the orchestrator no graph or pgvector.
+LEFT_OUT = {
+    "analytics": ("asyncpg", "neo4j", "pgvector"),
+    "orchestrator": ("neo4j", "pgvector"),
+}
+
+
+@pytest.mark.parametrize("service", sorted(LEFT_OUT))
+def test_a_service_builds_without_the_drivers_of_engines_it_does_not_use(service: str) -> None:
+    """In a fresh interpreter where importing those drivers fails, the service's app module
+    imports and its Service is built: the chassis imports a driver only where it is used."""
+    blocked = LEFT_OUT[service]
+    script = (
+        "import sys\n"
+        f"for name in {blocked!r}:\n"
+        "    sys.modules[name] = None  # `import name` now raises ImportError\n"
+        "from agentbus.runtime.service_entry import service_entry\n"
+        f"entry = service_entry({service!r})\n"
+        "entry.build(entry.settings())\n"
+        f"loaded = sorted(m for m in {blocked!r} if sys.modules.get(m) is not None)\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_the_runtime_asks_for_no_driver_unless_an_extra_is_chosen() -> None:
+    base = [
+        Requirement(r).name.lower()
+        for r in requires("agentbus-runtime") or []
+        if "extra ==" not in r
+    ]
+    assert not {"asyncpg", "neo4j", "pgvector"} & set(base), base
+    analytics = [Requirement(r) for r in requires("agentbus-analytics") or []]
+    runtime = next(r for r in analytics if r.name == "agentbus-runtime" and r.marker is None)
+    assert not runtime.extras & {"postgres", "vectors", "graph"}, runtime

@@ -11,19 +11,23 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-import asyncpg
 import nats.errors
 from nats.aio.client import Client as NatsClient
-from neo4j import AsyncDriver
-from neo4j.exceptions import DriverError, Neo4jError
 from pydantic import BaseModel, Field
 
 from agentbus.contracts import SERVICES, ComponentHealth, ServiceHealth
 from agentbus.contracts import subjects as s
 
 from .settings import Settings
-from .stores.graph import async_driver
+
+if TYPE_CHECKING:
+    from neo4j import AsyncDriver
+
+# The database drivers are imported by the probes that use them: every service carries the
+# probes (the chassis), but only the services of an engine install its driver (the runtime's
+# `postgres` and `graph` extras), so analytics' image has neither.
 
 HealthCheck = Callable[[], Awaitable[ComponentHealth]]
 
@@ -51,6 +55,8 @@ async def probe_nats(nc: NatsClient) -> str:
 
 
 async def probe_postgres(dsn: str) -> str:
+    import asyncpg
+
     conn = await asyncpg.connect(dsn, timeout=5)
     try:
         version = await conn.fetchval("SHOW server_version")
@@ -78,6 +84,8 @@ class GraphProbe:
         self._driver: AsyncDriver | None = None
 
     def _new_driver(self) -> AsyncDriver:
+        from .stores.graph import async_driver
+
         return async_driver(
             self.url,
             *(self.auth or ("", "")),
@@ -87,6 +95,8 @@ class GraphProbe:
         )
 
     async def __call__(self) -> str:
+        from neo4j.exceptions import DriverError, Neo4jError
+
         attempt_timeout = self.timeout / 2
         for attempt in (1, 2):
             if self._driver is None:
