@@ -250,13 +250,15 @@ async def assistant_subgraph(
 async def create_thread(body: ThreadCreate, principal: Auth, svc: Svc) -> dict[str, Any]:
     tenant = principal.tenant_id
     thread_id = body.thread_id or new_uuid()
+    created = await svc.store.new_thread(tenant, thread_id, body.metadata)
+    if created is not None:
+        return await svc.thread(tenant, created, with_values=False, new=True)
     existing = await svc.store.thread(tenant, thread_id)
-    if existing is not None:
-        if body.if_exists == "raise":
-            raise HTTPException(409, f"Thread {thread_id!r} already exists")
-        return await svc.thread(tenant, existing, with_values=False)
-    row = await svc.store.create_thread(tenant, thread_id, None, body.metadata)
-    return await svc.thread(tenant, row, with_values=False)
+    if existing is None:  # deleted again since: nothing to return but what was asked
+        raise HTTPException(409, f"Thread {thread_id!r} was deleted while being created")
+    if body.if_exists == "raise":
+        raise HTTPException(409, f"Thread {thread_id!r} already exists")
+    return await svc.thread(tenant, existing, with_values=False)
 
 
 @router.post("/threads/search", dependencies=ListLimit, summary="Search threads")

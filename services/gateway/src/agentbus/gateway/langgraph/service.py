@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -120,15 +121,18 @@ class LangGraphRuns:
         return {"interrupted": "interrupted", "error": "error"}.get(status, "idle")
 
     async def thread(
-        self, tenant_id: str, row: dict[str, Any], *, with_values: bool
+        self, tenant_id: str, row: dict[str, Any], *, with_values: bool, new: bool = False
     ) -> dict[str, Any]:
+        """The thread as the API shows it. `new`: this request just inserted it, so no run has
+        been on it and it is idle without asking the thread's run slot (a NATS round trip on
+        the path to every first token: SDK clients create a thread before each run)."""
         metadata = dict(row.get("metadata") or {})
         out: dict[str, Any] = {
             "thread_id": row["thread_id"],
             "created_at": row["created_at"],
             "updated_at": row["updated_at"],
             "metadata": metadata,
-            "status": await self.thread_status(tenant_id, row),
+            "status": "idle" if new else await self.thread_status(tenant_id, row),
             "values": {},
             "interrupts": {},
         }
@@ -224,17 +228,24 @@ class LangGraphRuns:
         history (a cron's tick is not asked by anyone)."""
         tenant = principal.tenant_id
         webhook = self.followups.policy.check(body.webhook) if body.webhook else None
-        assistant = await self.assistants.resolve(tenant, body.assistant_id)
+        # Independent reads and writes go together: each PostgreSQL round trip here is on the
+        # path to the run's first token (bench/langgraph_api_hops.py).
+        assistant, thread = await asyncio.gather(
+            self.assistants.resolve(tenant, body.assistant_id),
+            self.store.thread(tenant, thread_id),
+        )
         # Agent Chat UI lists a graph's threads by these (LangGraph sets them on the first run).
         marks = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
-        thread = await self.store.thread(tenant, thread_id)
+        writes: list[Awaitable[Any]] = []
         if thread is None:
             if body.if_not_exists != "create":
                 raise HTTPException(404, f"Thread {thread_id!r} not found")
-            await self.store.create_thread(tenant, thread_id, None, marks)
+            await self.store.create_thread(tenant, thread_id, None, marks)  # before its run
         elif any(k not in (thread.get("metadata") or {}) for k in marks):
-            await self.store.update_thread(
-                tenant, thread_id, None, {**marks, **(thread.get("metadata") or {})}
+            writes.append(
+                self.store.update_thread(
+                    tenant, thread_id, None, {**marks, **(thread.get("metadata") or {})}
+                )
             )
         modes = body.modes
         context = {**(assistant["context"] or {}), **(body.context or {})}
@@ -258,8 +269,16 @@ class LangGraphRuns:
             multitask_strategy=body.multitask_strategy,
             user_id=principal.user_id,
         )
-        await self.store.create_run(tenant, run.run_id, thread_id, run.assistant_id, run.metadata)
-        await self.records.add_run(tenant, run.run_id, thread_id, body.multitask_strategy, modes)
+        done = await asyncio.gather(
+            *writes,
+            self.store.create_run(tenant, run.run_id, thread_id, run.assistant_id, run.metadata),
+            self.records.add_run(tenant, run.run_id, thread_id, body.multitask_strategy, modes),
+            return_exceptions=True,  # all settled before any clean-up below
+        )
+        if failed := next((r for r in done if isinstance(r, BaseException)), None):
+            with contextlib.suppress(Exception):
+                await self.records.drop_run(tenant, run.run_id)
+            raise failed
         if webhook or delete_thread:
             await self.followups.follow(
                 tenant, run.run_id, thread_id, webhook=webhook, delete_thread=delete_thread
