@@ -88,7 +88,8 @@ async def test_a_refused_progress_event_fails_no_document_and_arrives_later(
         )
         assert up.status_code == 202, up.text
         doc = up.json()["document_id"]
-        deadline = time.monotonic() + 90
+        uploaded_at = time.monotonic()
+        deadline = uploaded_at + 90
         status = ""
         while time.monotonic() < deadline and status != "indexed":
             status = (await http.get(f"/api/v1/documents/{doc}")).json().get("status", "")
@@ -100,8 +101,10 @@ async def test_a_refused_progress_event_fails_no_document_and_arrives_later(
         assert 'agentbus_deferred_publishes_total{outcome="deferred",stream="INGEST_EVENTS"}' in (
             metrics
         )
+        indexed_s = time.monotonic() - uploaded_at
         await js.update_stream(config)
         restored = True
+        restored_at = time.monotonic()
         # The progress stream a browser reads ends with `indexed` once the events come through.
         kinds: list[str] = []
         async with http.stream("GET", f"/api/v1/documents/{doc}/events", timeout=120) as events:
@@ -111,6 +114,10 @@ async def test_a_refused_progress_event_fails_no_document_and_arrives_later(
                     if kinds[-1] in ("indexed", "failed"):
                         break
         assert kinds[-1] == "indexed", kinds
+        print(
+            f"\nINGEST_EVENTS refusing: indexed {indexed_s:.1f}s after upload; its events through"
+            f" {time.monotonic() - restored_at:.1f}s after the stream accepted again"
+        )
         sub = await js.subscribe(
             s.ingest_progress(doc), stream=INGEST_EVENTS.name, ordered_consumer=True
         )

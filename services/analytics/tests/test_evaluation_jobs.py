@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -431,7 +432,9 @@ async def test_an_outcome_the_bus_refuses_is_stored_once_it_accepts_without_redo
             assert await last_event(nc, job.evaluation_id) is None
         finally:
             await js.update_stream(config)
+        restored_at = time.monotonic()
         done = await outcome(nc, job.evaluation_id)
+        print(f"\noutcome stored {time.monotonic() - restored_at:.1f}s after the stream accepted")
         assert done.status == "done" and done.report is not None
         assert [r["run_id"] for r in done.report["runs"]] == ["r1"]
         await settled(nc)
