@@ -12,13 +12,13 @@ SYSTEM_TOOLS := $(VENV)/.system-tools-stamp
 PYTEST_PARALLEL ?= -n 2 --dist loadfile
 
 SERVICES := gateway orchestrator retrieval ingest analytics
-PACKAGES := -e libs/contracts -e "libs/runtime[embedded,llm,local-models]" \
+PACKAGES := -e libs/contracts -e "libs/local-models[cpu]" -e "libs/runtime[embedded,llm,local-models]" \
             -e services/gateway -e "services/orchestrator[local]" \
             -e "services/retrieval[local]" -e "services/ingest[local]" \
             -e "services/analytics[embedded]"
-PYPROJECTS := libs/contracts/pyproject.toml libs/runtime/pyproject.toml \
+PYPROJECTS := libs/contracts/pyproject.toml libs/local-models/pyproject.toml libs/runtime/pyproject.toml \
               $(foreach s,$(SERVICES),services/$(s)/pyproject.toml)
-MYPY_PACKAGES := -p agentbus.contracts -p agentbus.runtime $(foreach s,$(SERVICES),-p agentbus.$(s))
+MYPY_PACKAGES := -p agentbus.contracts -p agentbus.local_models -p agentbus.runtime $(foreach s,$(SERVICES),-p agentbus.$(s))
 
 .PHONY: setup run test lint format contracts nats-config clean node-tests web browser
 

@@ -210,7 +210,7 @@ class Vocabulary:
 
     @classmethod
     def load(cls) -> Vocabulary:
-        from agentbus.runtime.models.local_embedder import get_embedder
+        from agentbus.local_models.embedder import get_embedder
 
         vocab: dict[str, int] = get_embedder().tokenizer.get_vocab()
         ordered = sorted(vocab, key=vocab.__getitem__)

@@ -138,11 +138,15 @@ def test_only_this_services_packages_are_copied_and_installed(service: str) -> N
     inst = dockerfile(service)
     build = stages(inst)[0]
     sources = {rest.split()[0] for kw, rest in build if kw == "COPY"}
-    assert sources == {"constraints.txt", "libs/contracts", "libs/runtime", f"services/{service}"}
+    # The offline models' package goes only where LiteLLM or the text rules are used.
+    libs = {"libs/contracts", "libs/runtime"} | (
+        set() if service == "gateway" else {"libs/local-models"}
+    )
+    assert sources == {"constraints.txt", *libs, f"services/{service}"}
     install = " ".join(rest for kw, rest in build if kw == "RUN" and "pip install" in rest)
     assert "-c constraints.txt" in install
-    local = set(re.findall(r"\./(?:libs|services)/[a-z]+", install))
-    assert local == {"./libs/contracts", "./libs/runtime", f"./services/{service}"}, local
+    local = set(re.findall(r"\./(?:libs|services)/[a-z-]+", install))
+    assert local == {f"./{lib}" for lib in libs} | {f"./services/{service}"}, local
     assert "[embedded]" not in install
     assert "-e " not in install  # real installs, the source tree is not in the image
 

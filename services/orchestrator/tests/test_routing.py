@@ -12,8 +12,8 @@ import yaml
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from agentbus.local_models.provider import get_chat
 from agentbus.orchestrator.supervisor import SPECIALISTS
-from agentbus.runtime.models.local_provider import get_chat
 
 QUALITY = Path(__file__).resolve().parents[3] / "bench/answer_quality/questions.yaml"
 

@@ -49,6 +49,6 @@ async def warm_up(*models: str) -> None:
     if any(m.startswith("local/") for m in models):
         import asyncio
 
-        from .local_embedder import get_embedder
+        from agentbus.local_models.embedder import get_embedder
 
         await asyncio.to_thread(get_embedder)

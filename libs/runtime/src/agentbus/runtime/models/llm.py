@@ -9,7 +9,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm
 
-from .local_provider import LocalProvider
+from agentbus.local_models.provider import LocalProvider
 
 LOCAL = "local"
 

@@ -44,7 +44,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agentbus.runtime.models.local_chat import STOP_WORDS, split_sentences
+from agentbus.local_models.text import STOP_WORDS, split_sentences
 
 SUPPORT_THRESHOLD = 0.6
 WORD_BUDGET = 150

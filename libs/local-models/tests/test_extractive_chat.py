@@ -9,16 +9,10 @@ from typing import Any
 
 import pytest
 
+from agentbus.local_models.extractive import stream_pieces
+from agentbus.local_models.provider import get_chat
+from agentbus.local_models.text import candidates, clauses, passage_sentences, render_row, topic
 from agentbus.runtime.models.llm import litellm
-from agentbus.runtime.models.local_chat import (
-    candidates,
-    clauses,
-    passage_sentences,
-    render_row,
-    stream_pieces,
-    topic,
-)
-from agentbus.runtime.models.local_provider import get_chat
 
 MODEL = "local/extractive"
 # From litellm as `llm` set it up (importing litellm first would try to fetch the cost map).

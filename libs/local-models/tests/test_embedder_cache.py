@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentbus.runtime.models.local_embedder import MODEL_NAME, _extract
+from agentbus.local_models.embedder import MODEL_NAME, _extract
 
 all_minilm_l6_v2 = pytest.importorskip("all_minilm_l6_v2")
 

@@ -3,7 +3,7 @@
 - `local/all-MiniLM-L6-v2` serves embeddings.
 - `local/extractive` serves chat completions, streamed or not, with tool calls: tool choice by
   embedding similarity and extractive answers with citations (the algorithm is documented in
-  `local_chat`).
+  `extractive`).
 
 Requests for any other local model name fail with a clear error (404) instead of silently
 answering from the wrong model.
@@ -32,9 +32,10 @@ from litellm.types.utils import (
     Usage,
 )
 
-from .local_chat import MODEL_NAME as CHAT_MODEL
-from .local_chat import ExtractiveChat, LocalChatError, Reply, stream_pieces
-from .local_embedder import MODEL_NAME, get_embedder
+from .embedder import MODEL_NAME, get_embedder
+from .extractive import MODEL_NAME as CHAT_MODEL
+from .extractive import ExtractiveChat, Reply, stream_pieces
+from .messages import LocalChatError
 
 
 def _texts(value: Any) -> list[str]:
