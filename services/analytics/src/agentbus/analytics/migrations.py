@@ -1,7 +1,8 @@
 """Versioned ClickHouse schema, applied at start-up.
 
-Each migration is a numbered list of statements. Applied versions are recorded in
-`schema_migrations`; start-up applies the missing ones in order. Every statement is idempotent
+Each migration is a numbered list of statements (`agentbus.runtime.migrations`, the same rules as
+the PostgreSQL stores). Applied versions are recorded in `schema_migrations`; start-up applies the
+missing ones in order. Every statement is idempotent
 (`IF NOT EXISTS`), so a migration interrupted half-way, or run twice by two replicas starting
 together against a server, converges to the same schema; the version row is written last.
 
@@ -14,20 +15,14 @@ before that merge has happened (see queries.py).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+
+from agentbus.runtime.migrations import Migration, pending
 
 from .store import ClickHouseStore
 
 log = logging.getLogger("agentbus.analytics.migrations")
 
 _DT = "DateTime64(3, 'UTC')"
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    statements: tuple[str, ...]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -170,29 +165,15 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-class MigrationError(RuntimeError):
-    pass
-
-
 def applied_versions(store: ClickHouseStore) -> set[int]:
     return {int(row[0]) for row in store.query_sync("SELECT version FROM schema_migrations FINAL")}
 
 
 def migrate(store: ClickHouseStore, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
     """Apply the migrations not yet recorded, in order; returns the versions applied now."""
-    versions = [m.version for m in migrations]
-    if versions != sorted(set(versions)):
-        raise MigrationError(f"migration versions must be unique and increasing: {versions}")
     store.command(_LEDGER)
-    done = applied_versions(store)
-    newer = sorted(v for v in done if v > versions[-1]) if versions else sorted(done)
-    if newer:
-        # A newer release already migrated this store: running old code over it would misread it.
-        raise MigrationError(f"ClickHouse schema is at version {newer[-1]}, newer than this code")
     applied = []
-    for migration in migrations:
-        if migration.version in done:
-            continue
+    for migration in pending(migrations, applied_versions(store), "ClickHouse"):
         for statement in migration.statements:
             store.command(statement)
         store.insert(

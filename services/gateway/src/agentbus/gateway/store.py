@@ -9,7 +9,8 @@ from typing import Any
 
 import asyncpg
 
-from agentbus.runtime.stores.schema import LockKey, create_under_lock
+from agentbus.runtime.migrations import Migration
+from agentbus.runtime.stores.schema import LockKey, migrate
 
 # LangGraph's PostgreSQL checkpointer tables (AsyncPostgresSaver), all keyed by thread_id.
 CHECKPOINT_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints")
@@ -47,6 +48,8 @@ CREATE TABLE IF NOT EXISTS document_uploads (
 ALTER TABLE document_uploads ADD COLUMN IF NOT EXISTS bytes bigint NOT NULL DEFAULT 0;
 """
 
+MIGRATIONS = (Migration(1, "threads, runs and uploads", (SCHEMA,)),)
+
 
 def _row(record: asyncpg.Record | None) -> dict[str, Any] | None:
     if record is None:
@@ -65,7 +68,7 @@ class GatewayStore:
         self.pool = pool
 
     async def ensure_schema(self) -> None:
-        await create_under_lock(self.pool, LockKey.GATEWAY_STORE, SCHEMA)
+        await migrate(self.pool, LockKey.GATEWAY_STORE, MIGRATIONS)
 
     async def record_upload(self, tenant_id: str, document_id: str, size: int = 0) -> None:
         """The tenant uploaded this document (before ingest has a row for it), `size` bytes."""

@@ -11,7 +11,8 @@ import contextlib
 
 import asyncpg
 
-from .schema import LockKey, create_under_lock
+from ..migrations import Migration
+from .schema import LockKey, migrate
 
 
 def schema_sql(dimensions: int) -> str:
@@ -75,9 +76,14 @@ CREATE TABLE IF NOT EXISTS chunk_staging (
 """
 
 
+def migrations(dimensions: int) -> tuple[Migration, ...]:
+    """The embedding size is fixed when the tables are made (migration 1)."""
+    return (Migration(1, "documents, chunks and staging", (schema_sql(dimensions),)),)
+
+
 async def ensure_schema(conn: asyncpg.Connection, dimensions: int) -> None:
     """Create the tables if missing. Serialised by an advisory lock: replicas start together."""
-    await create_under_lock(conn, LockKey.CHUNKS, schema_sql(dimensions))
+    await migrate(conn, LockKey.CHUNKS, migrations(dimensions))
     # A database default, not a per-connection SET: asyncpg's pool runs RESET ALL when a
     # connection is released, which would drop a session setting after its first query
     # (bench/retrieval_latency.py measured hybrid recall@10 0.87 without it, 0.998 with it).

@@ -21,7 +21,8 @@ from typing import Any, Literal, Self
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .schema import LockKey, create_under_lock
+from ..migrations import Migration
+from .schema import LockKey, migrate
 
 # Bump when the chunking code changes its output for the same config (splitter, tokenizer or
 # normalisation), so that every document is re-indexed rather than reported "unchanged".
@@ -115,6 +116,8 @@ CREATE TABLE IF NOT EXISTS tenant_reindex (
 );
 """
 
+MIGRATIONS = (Migration(1, "tenant pipeline settings and re-index jobs", (SCHEMA,)),)
+
 
 class StoredSettings(BaseModel):
     settings: PipelineSettings
@@ -124,7 +127,7 @@ class StoredSettings(BaseModel):
 
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
-    await create_under_lock(pool, LockKey.PIPELINE_SETTINGS, SCHEMA)
+    await migrate(pool, LockKey.PIPELINE_SETTINGS, MIGRATIONS)
 
 
 async def load(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: str) -> StoredSettings:

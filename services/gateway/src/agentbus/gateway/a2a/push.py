@@ -33,7 +33,8 @@ from typing import Any, Literal
 import asyncpg
 from fastapi import HTTPException, Request
 
-from agentbus.runtime.stores.schema import LockKey, create_under_lock
+from agentbus.runtime.migrations import Migration
+from agentbus.runtime.stores.schema import LockKey, migrate
 from agentbus.runtime.tasks import cancel_and_wait
 
 from ..langgraph.followups import WEBHOOK_ATTEMPTS, WebhookPolicy, post_webhook
@@ -76,6 +77,8 @@ CREATE INDEX IF NOT EXISTS a2a_push_configs_due ON a2a_push_configs (next_check)
     WHERE next_check IS NOT NULL;
 """
 
+MIGRATIONS = (Migration(1, "A2A push notification configs", (SCHEMA,)),)
+
 MAX_CONFIGS = 10
 TICK_S = 1.0
 LEASE_S = 30.0
@@ -114,7 +117,7 @@ class PushConfigs:
         self.policy = policy
 
     async def ensure_schema(self) -> None:
-        await create_under_lock(self.pool, LockKey.A2A_PUSH, SCHEMA)
+        await migrate(self.pool, LockKey.A2A_PUSH, MIGRATIONS)
 
     def check(self, url: str) -> None:
         """RpcError (invalid params) when the URL is not on the operator's allow-list."""

@@ -19,7 +19,8 @@ from pathlib import Path
 import asyncpg
 
 from agentbus.contracts import new_id
-from agentbus.runtime.stores.schema import LockKey, create_under_lock
+from agentbus.runtime.migrations import Migration
+from agentbus.runtime.stores.schema import LockKey, migrate
 
 from .tokens import display_prefix, hash_api_key, is_api_key, new_api_key, write_private
 
@@ -75,6 +76,8 @@ CREATE TABLE IF NOT EXISTS refresh_tokens (
 CREATE INDEX IF NOT EXISTS refresh_tokens_family ON refresh_tokens (family_id);
 CREATE INDEX IF NOT EXISTS refresh_tokens_expiry ON refresh_tokens (expires_at);
 """
+
+MIGRATIONS = (Migration(1, "tenants, users, API keys and refresh tokens", (SCHEMA,)),)
 
 # last_used_at is written at most this often per key, not on every request.
 LAST_USED_GRANULARITY = "1 minute"
@@ -171,7 +174,7 @@ class AuthStore:
 
     async def ensure_schema(self) -> None:
         """Create the tables if missing. Serialised by an advisory lock: replicas start together."""
-        await create_under_lock(self.pool, LockKey.AUTH, SCHEMA)
+        await migrate(self.pool, LockKey.AUTH, MIGRATIONS)
 
     @asynccontextmanager
     async def advisory_lock(self, key: int) -> AsyncIterator[None]:

@@ -27,6 +27,7 @@ from agentbus.contracts import (
     GraphDescription,
 )
 from agentbus.contracts.graphs import GraphAspect, GraphInfo
+from agentbus.runtime.migrations import Migration
 from agentbus.runtime.stores.schema import LockKey
 from agentbus.runtime.traces import nats_span
 
@@ -70,6 +71,8 @@ CREATE TABLE IF NOT EXISTS langgraph_assistant_versions (
     FOREIGN KEY (tenant_id, assistant_id) REFERENCES langgraph_assistants ON DELETE CASCADE
 );
 """
+
+MIGRATIONS = (Migration(1, "assistants and their versions", (SCHEMA,)),)
 
 FIELDS = (
     "assistant_id",
@@ -166,7 +169,7 @@ class Assistants:
     def __init__(self, pool: asyncpg.Pool, catalog: GraphCatalog) -> None:
         self.pool = pool
         self.catalog = catalog
-        self._schema = LazySchema(pool, SCHEMA, LockKey.LANGGRAPH_ASSISTANTS)
+        self._schema = LazySchema(pool, MIGRATIONS, LockKey.LANGGRAPH_ASSISTANTS)
         self._defaults: set[tuple[str, str]] = set()
 
     async def ready(self) -> None:

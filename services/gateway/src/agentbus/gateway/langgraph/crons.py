@@ -26,6 +26,7 @@ from croniter import croniter  # type: ignore[import-untyped]
 from fastapi import HTTPException
 from pydantic import Field, ValidationError, field_validator
 
+from agentbus.runtime.migrations import Migration
 from agentbus.runtime.stores.schema import LockKey
 from agentbus.runtime.tasks import cancel_and_wait
 
@@ -65,6 +66,8 @@ CREATE TABLE IF NOT EXISTS langgraph_cron_fires (
     PRIMARY KEY (tenant_id, cron_id, tick)
 );
 """
+
+MIGRATIONS = (Migration(1, "crons and their fires", (SCHEMA,)),)
 
 # Run fields a cron's payload may carry (the rest of a run body is the scheduler's).
 PAYLOAD_FIELDS = (
@@ -197,7 +200,7 @@ class Crons:
     def __init__(self, pool: asyncpg.Pool, svc: Any) -> None:
         self.pool = pool
         self.svc = svc  # LangGraphRuns: assistants and the run path
-        self._schema = LazySchema(pool, SCHEMA, LockKey.LANGGRAPH_CRONS)
+        self._schema = LazySchema(pool, MIGRATIONS, LockKey.LANGGRAPH_CRONS)
 
     async def ready(self) -> None:
         await self._schema.ensure()

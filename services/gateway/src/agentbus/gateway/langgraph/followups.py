@@ -31,6 +31,7 @@ from fastapi import HTTPException
 
 from agentbus.contracts import RunRequested
 from agentbus.contracts.runs import MultitaskStrategy
+from agentbus.runtime.migrations import Migration
 from agentbus.runtime.stores.schema import LockKey
 from agentbus.runtime.tasks import cancel_and_wait
 
@@ -65,6 +66,8 @@ CREATE TABLE IF NOT EXISTS langgraph_followups (
 );
 CREATE INDEX IF NOT EXISTS langgraph_followups_due ON langgraph_followups (next_check);
 """
+
+MIGRATIONS = (Migration(1, "delayed runs and follow-ups", (SCHEMA,)),)
 
 TICK_S = 1.0
 LEASE_S = 30.0
@@ -138,7 +141,7 @@ class Followups:
         self.pool = pool
         self.svc = svc
         self.policy = policy
-        self._schema = LazySchema(pool, SCHEMA, LockKey.LANGGRAPH_FOLLOWUPS)
+        self._schema = LazySchema(pool, MIGRATIONS, LockKey.LANGGRAPH_FOLLOWUPS)
 
     async def ready(self) -> None:
         await self._schema.ensure()

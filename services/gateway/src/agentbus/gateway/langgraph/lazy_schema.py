@@ -1,22 +1,24 @@
-"""The LangGraph API's tables are created on first use, not at the gateway's start-up: they
-belong to this API. Every replica may race to create them, so creation runs under an advisory
-lock (its key in `agentbus.runtime.stores.schema.LockKey`)."""
+"""The LangGraph API's tables are migrated on first use, not at the gateway's start-up: they
+belong to this API. Every replica may race to migrate them, so the migrations run under an
+advisory lock (its key in `agentbus.runtime.stores.schema.LockKey`) and are recorded once."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import asyncpg
 
-from agentbus.runtime.stores.schema import LockKey, create_under_lock
+from agentbus.runtime.migrations import Migration
+from agentbus.runtime.stores.schema import LockKey, migrate
 
 
 class LazySchema:
-    """`ensure()` runs `ddl` once per process, under `lock`, the first time it is called."""
+    """`ensure()` applies `migrations` once per process, under `lock`, when first called."""
 
-    def __init__(self, pool: asyncpg.Pool, ddl: str, lock: LockKey) -> None:
+    def __init__(self, pool: asyncpg.Pool, migrations: Sequence[Migration], lock: LockKey) -> None:
         self.pool = pool
-        self.ddl = ddl
+        self.migrations = migrations
         self.lock = lock
         self._ready = False
         self._guard = asyncio.Lock()
@@ -26,5 +28,5 @@ class LazySchema:
             return
         async with self._guard:
             if not self._ready:
-                await create_under_lock(self.pool, self.lock, self.ddl)
+                await migrate(self.pool, self.lock, self.migrations)
                 self._ready = True

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from agentbus.runtime.migrations import Migration
 from agentbus.runtime.stores.schema import LockKey
 
 from ..store import _row
@@ -25,13 +26,15 @@ CREATE TABLE IF NOT EXISTS langgraph_runs (
 );
 """
 
+MIGRATIONS = (Migration(1, "LangGraph run records", (SCHEMA,)),)
+
 _SORTABLE = {"thread_id", "status", "created_at", "updated_at"}
 
 
 class Records:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self._schema = LazySchema(pool, SCHEMA, LockKey.LANGGRAPH_RECORDS)
+        self._schema = LazySchema(pool, MIGRATIONS, LockKey.LANGGRAPH_RECORDS)
 
     async def ready(self) -> None:
         await self._schema.ensure()

@@ -50,7 +50,8 @@ from agentbus.contracts.evaluations import (
     EvaluationRequested,
 )
 from agentbus.contracts.streams import EVALUATION_EVENTS
-from agentbus.runtime.stores.schema import LockKey, create_under_lock
+from agentbus.runtime.migrations import Migration
+from agentbus.runtime.stores.schema import LockKey, migrate
 from agentbus.runtime.traces import nats_span
 
 from ..auth.deps import AdminPrincipal, CurrentPrincipal
@@ -83,6 +84,8 @@ CREATE TABLE IF NOT EXISTS evaluation_jobs (
 );
 ALTER TABLE evaluation_jobs ADD COLUMN IF NOT EXISTS deadline timestamptz;
 """
+
+MIGRATIONS = (Migration(1, "evaluation jobs", (SCHEMA,)),)
 # Rows from before the deadline column (evaluations the gateway ran itself) had an hour.
 DEADLINE = "coalesce(deadline, created_at + interval '1 hour')"
 
@@ -98,7 +101,7 @@ class EvaluationCreate(BaseModel):
 
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
-    await create_under_lock(pool, LockKey.EVALUATIONS, SCHEMA)
+    await migrate(pool, LockKey.EVALUATIONS, MIGRATIONS)
 
 
 def _pool(request: Request) -> asyncpg.Pool:

@@ -36,8 +36,9 @@ import asyncpg
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from agentbus.contracts import RunEvent
+from agentbus.runtime.migrations import Migration
 from agentbus.runtime.stores import pipeline_settings as ps
-from agentbus.runtime.stores.schema import LockKey, create_under_lock
+from agentbus.runtime.stores.schema import LockKey, migrate
 
 from ..auth.deps import CurrentPrincipal, Principal
 
@@ -66,6 +67,8 @@ CREATE TABLE IF NOT EXISTS query_history (
 CREATE INDEX IF NOT EXISTS query_history_owner
     ON query_history (tenant_id, owner, created_at DESC, run_id DESC);
 """
+
+MIGRATIONS = (Migration(1, "query history", (SCHEMA,)),)
 
 OPEN = ("pending", "running")
 COLUMNS = (
@@ -119,7 +122,7 @@ class HistoryStore:
         self.pool = pool
 
     async def ensure_schema(self) -> None:
-        await create_under_lock(self.pool, LockKey.QUERY_HISTORY, SCHEMA)
+        await migrate(self.pool, LockKey.QUERY_HISTORY, MIGRATIONS)
 
     async def record(
         self,

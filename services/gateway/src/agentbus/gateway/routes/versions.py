@@ -19,8 +19,9 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 from nats.js.errors import NotFoundError
 
 from agentbus.contracts.streams import DOCUMENTS
+from agentbus.runtime.migrations import Migration
 from agentbus.runtime.stores import documents
-from agentbus.runtime.stores.schema import LockKey, create_under_lock
+from agentbus.runtime.stores.schema import LockKey, migrate
 
 from ..auth.deps import CurrentPrincipal, Principal
 from ..ratelimit import per_tenant
@@ -44,9 +45,11 @@ CREATE TABLE IF NOT EXISTS document_versions (
 );
 """
 
+MIGRATIONS = (Migration(1, "document versions", (SCHEMA,)),)
+
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
-    await create_under_lock(pool, LockKey.DOCUMENT_VERSIONS, SCHEMA)
+    await migrate(pool, LockKey.DOCUMENT_VERSIONS, MIGRATIONS)
 
 
 def _pool(request: Request) -> asyncpg.Pool:
