@@ -61,7 +61,7 @@ from agentbus.orchestrator.tools import (
     relevant,
 )
 from agentbus.runtime.clients.ingest import follow, submit
-from agentbus.runtime.models.llm import litellm
+from agentbus.runtime.llm.client import litellm
 from bench.common import (
     add_common_arguments,
     bench_root,

@@ -6,7 +6,7 @@ through the bus exactly as an external system does it — `agentbus.runtime.clie
 `follow` until `DocumentIndexed` — over generated text and Markdown documents: fetch, parse, chunk,
 embed, stage, swap into `chunks` (HNSW + GIN), entity extraction and graph write.
 
-Baseline, in the same run on the same machine: `agentbus.runtime.models.embeddings.embed` over
+Baseline, in the same run on the same machine: `agentbus.runtime.llm.embeddings.embed` over
 exactly the chunk texts the worker produces (`parse` + `chunk_document` with the same pipeline
 config), in the same per-document batches of `embedding.batch_size`, one call after another as
 the worker does. The model is loaded and warmed before anything is timed, in both places.
@@ -49,9 +49,9 @@ from agentbus.ingest.config import PipelineConfig, load_pipeline_config
 from agentbus.ingest.extraction import extract
 from agentbus.ingest.parsing import parse
 from agentbus.runtime.clients.ingest import IngestEvent, content_type, follow, submit
-from agentbus.runtime.models.embeddings import embed
+from agentbus.runtime.llm.embeddings import embed
 from agentbus.runtime.platform import Platform
-from agentbus.runtime.stores.graph import async_driver
+from agentbus.runtime.stores.knowledge_graph import async_driver
 from bench.common import (
     ForeignLoad,
     Vocabulary,

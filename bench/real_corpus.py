@@ -4,7 +4,8 @@ Corpus: HTML pages of the PostgreSQL 15 manual as Debian ships it (`apt-get inst
 postgresql-doc-15`, /usr/share/doc/postgresql-doc-15/html), the first `--pages` in name order
 with `app-pg-dumpall.html` first: that page's entity list, sent as one Bolt parameter, used to
 abort the embedded FalkorDB (`*** stack smashing detected ***`, see
-agentbus.runtime.stores.graph). Not generated text: real headings, code, option tables, quotes.
+agentbus.runtime.stores.knowledge_graph). Not generated text: real headings, code, option tables,
+quotes.
 
 The engines and the ingest service (its own process, as `agentbus up` runs it) start on free
 loopback ports with data in a temporary directory; pages go in through the bus exactly as an
@@ -39,7 +40,7 @@ from nats.aio.client import Client as NatsClient
 from agentbus.contracts import DocumentIndexed, IngestFailed
 from agentbus.runtime.clients.ingest import follow, submit
 from agentbus.runtime.platform import Platform
-from agentbus.runtime.stores.graph import async_driver, inline_parameters
+from agentbus.runtime.stores.knowledge_graph import async_driver, inline_parameters
 from bench.common import bench_root, engines, isolate_environment, machine_info, service
 
 MANUAL = Path("/usr/share/doc/postgresql-doc-15/html")

@@ -12,7 +12,7 @@ text) straight into the `chunks` table of a PostgreSQL it starts itself, then me
   through `agentbus.runtime.stores.chunks.create_pool` — the database's share;
 - level "e2e": the same over the bus, request/reply on `agentbus.v1.retrieval.search` to the real
   retrieval service, which embeds each query with local all-MiniLM-L6-v2. Baseline measured in
-  the same run: the raw query embedding (`agentbus.runtime.models.embeddings.embed` on one query),
+  the same run: the raw query embedding (`agentbus.runtime.llm.embeddings.embed` on one query),
   so "service adds" = e2e - embedding - SQL is what the bus and the service code cost.
 
 Run: `.venv/bin/python -m bench.retrieval_latency [--chunks 100000] [--json out.json]`.
@@ -43,7 +43,7 @@ from agentbus.contracts import SearchRequest, SearchResult
 from agentbus.contracts import subjects as s
 from agentbus.retrieval.search import hybrid_sql, keyword_sql, vector_sql
 from agentbus.retrieval.settings import RetrievalSettings
-from agentbus.runtime.models.embeddings import embed
+from agentbus.runtime.llm.embeddings import embed
 from agentbus.runtime.platform import Platform
 from agentbus.runtime.stores.chunks import create_pool
 from bench.common import (

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from agentbus.runtime.engines import GraphEngine, NatsEngine, PostgresEngine
-from agentbus.runtime.engines.graph import unjam_bolt
+from agentbus.runtime.engines.falkordb import unjam_bolt
 
 QEMU = shutil.which("qemu-x86_64")
 CPU = "EPYC-Rome"

@@ -12,7 +12,7 @@ import pytest
 from agentbus.local_models.extractive import stream_pieces
 from agentbus.local_models.provider import get_chat
 from agentbus.local_models.text import candidates, clauses, passage_sentences, render_row, topic
-from agentbus.runtime.models.llm import litellm
+from agentbus.runtime.llm.client import litellm
 
 MODEL = "local/extractive"
 # From litellm as `llm` set it up (importing litellm first would try to fetch the cost map).

@@ -1,4 +1,4 @@
-"""Only connections to FalkorDB close without Bolt GOODBYE (stores/graph.py says why).
+"""Only connections to FalkorDB close without Bolt GOODBYE (stores/knowledge_graph.py says why).
 
 A real Neo4j gets the driver's own close; FalkorDB jams the descriptor a GOODBYE leaves behind.
 """
@@ -13,7 +13,11 @@ from neo4j._sync.io._bolt._base import Bolt
 
 from agentbus.runtime.engines import GraphEngine
 from agentbus.runtime.settings import Settings
-from agentbus.runtime.stores.graph import closes_without_goodbye, mark_falkordb, sync_driver
+from agentbus.runtime.stores.knowledge_graph import (
+    closes_without_goodbye,
+    mark_falkordb,
+    sync_driver,
+)
 
 
 @dataclass

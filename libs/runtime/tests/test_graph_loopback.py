@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from agentbus.runtime.engines.errors import EngineError
-from agentbus.runtime.engines.graph import GraphEngine, ipaddress_is_loopback
+from agentbus.runtime.engines.falkordb import GraphEngine, ipaddress_is_loopback
 from agentbus.runtime.engines.loopback import loopback_shim, preload_env
 
 

@@ -1,7 +1,8 @@
 """Values sent to the graph as Cypher literals (`inline_parameters`), against the real server.
 
 FalkorDB's Bolt parameters overflow a 4 KB stack buffer and are not escaped (see
-agentbus.runtime.stores.graph), so every value we send goes through `cypher_literal`. These
+agentbus.runtime.stores.knowledge_graph), so every value we send goes through `cypher_literal`.
+These
 tests check that each kind of value reads back exactly from the embedded server, including the
 shapes that crash or rewrite a parameterised query, and that the server is still up after them.
 """
@@ -16,7 +17,7 @@ import pytest
 from neo4j import Driver
 
 from agentbus.runtime.engines import GraphEngine
-from agentbus.runtime.stores.graph import cypher_literal, inline_parameters, sync_driver
+from agentbus.runtime.stores.knowledge_graph import cypher_literal, inline_parameters, sync_driver
 
 TRICKY_STRINGS = [
     "",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from agentbus.runtime.service import _bind
+from agentbus.runtime.chassis import _bind
 
 
 async def test_accepted_connections_have_tcp_nodelay() -> None:

@@ -16,7 +16,7 @@ from agentbus.analytics.app import build
 from agentbus.analytics.settings import AnalyticsSettings
 from agentbus.contracts import CONSUMERS, LlmUsage, RunFinished
 from agentbus.contracts import subjects as s
-from agentbus.runtime.service import StartupError
+from agentbus.runtime.chassis import StartupError
 from agentbus.runtime.testing import ask_health, running
 
 from .support import as_dicts, ask, eventually

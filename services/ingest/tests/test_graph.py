@@ -14,9 +14,9 @@ from itertools import pairwise
 
 import pytest
 
-from agentbus.ingest.graph import BATCH_CHARS, Cooccurrence, GraphWriter, Mention, batches
+from agentbus.ingest.knowledge_graph import BATCH_CHARS, Cooccurrence, GraphWriter, Mention, batches
 from agentbus.runtime.engines import GraphEngine
-from agentbus.runtime.stores.graph import cypher_literal
+from agentbus.runtime.stores.knowledge_graph import cypher_literal
 
 TENANT = "graph-writer-tests"
 

@@ -23,8 +23,7 @@ from agentbus.contracts import LlmUsage, RunEvent, RunRequested, new_id
 from agentbus.contracts import subjects as s
 from agentbus.orchestrator.app import build
 from agentbus.orchestrator.model_cache import CacheConfig, open_cache
-from agentbus.orchestrator.model_spans import capture_content
-from agentbus.orchestrator.models import (
+from agentbus.orchestrator.model_calls import (
     DEFAULT_CONFIG,
     ModelConfigError,
     ModelScope,
@@ -33,6 +32,7 @@ from agentbus.orchestrator.models import (
     load_router,
     model_scope,
 )
+from agentbus.orchestrator.model_spans import capture_content
 from agentbus.orchestrator.settings import OrchestratorSettings
 from agentbus.runtime.provisioning import provision
 from agentbus.runtime.testing import memory_spans, running

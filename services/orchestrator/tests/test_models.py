@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from agentbus.orchestrator.models import ModelConfigError, complete, load_router
+from agentbus.orchestrator.model_calls import ModelConfigError, complete, load_router
 from agentbus.orchestrator.tools import TOOLS
 
 

@@ -16,7 +16,7 @@ from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import ORCHESTRATOR_RUNS
 from agentbus.orchestrator.app import build
 from agentbus.orchestrator.settings import OrchestratorSettings
-from agentbus.runtime.service import Service
+from agentbus.runtime.chassis import Service
 from agentbus.runtime.testing import running
 
 from .test_runs import collect, submit

@@ -26,7 +26,7 @@ from agentbus.contracts import (
 from agentbus.contracts import subjects as s
 from agentbus.orchestrator.app import build
 from agentbus.orchestrator.settings import OrchestratorSettings
-from agentbus.runtime.service import Service
+from agentbus.runtime.chassis import Service
 from agentbus.runtime.testing import running
 
 SERVICES: list[Service] = []

@@ -24,7 +24,7 @@ from agentbus.contracts import (
 from agentbus.contracts import subjects as s
 from agentbus.orchestrator.app import build
 from agentbus.orchestrator.settings import OrchestratorSettings
-from agentbus.runtime.service import StartupError
+from agentbus.runtime.chassis import StartupError
 from agentbus.runtime.testing import running
 
 from .test_runs import collect, submit

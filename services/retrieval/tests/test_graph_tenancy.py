@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from agentbus.contracts import GraphQuery
-from agentbus.ingest.graph import GraphWriter, Mention
-from agentbus.retrieval.graph_queries import GraphQueries
+from agentbus.ingest.knowledge_graph import GraphWriter, Mention
+from agentbus.retrieval.knowledge_graph_queries import GraphQueries
 from agentbus.runtime.engines import GraphEngine
-from agentbus.runtime.stores.graph import async_driver
+from agentbus.runtime.stores.knowledge_graph import async_driver
 
 
 @pytest.fixture

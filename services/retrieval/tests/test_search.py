@@ -22,9 +22,9 @@ from agentbus.contracts import (
 from agentbus.contracts import subjects as s
 from agentbus.retrieval.app import build
 from agentbus.retrieval.settings import RetrievalSettings
-from agentbus.runtime.models.embeddings import embed
+from agentbus.runtime.llm.embeddings import embed
 from agentbus.runtime.stores.chunks import create_pool
-from agentbus.runtime.stores.graph import async_driver
+from agentbus.runtime.stores.knowledge_graph import async_driver
 from agentbus.runtime.testing import running
 
 TEXTS = {

@@ -10,7 +10,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from agentbus.orchestrator.context import RunContext
-from agentbus.orchestrator.models import complete
+from agentbus.orchestrator.model_calls import complete
 
 
 class AskState(TypedDict, total=False):

@@ -56,7 +56,7 @@ PARTY_USERS: dict[str, tuple[str, ...]] = {
 
 
 def micro_name(service: str) -> str:
-    """The name `agentbus.runtime.service` registers its NATS micro service under."""
+    """The name `agentbus.runtime.chassis` registers its NATS micro service under."""
     return f"agentbus-{service}"
 
 

@@ -7,5 +7,5 @@
   sentences, stop words; shared with the evaluation heuristics);
 - `provider`: the LiteLLM custom handler that serves both.
 
-`agentbus.runtime.models.llm` registers the provider with LiteLLM.
+`agentbus.runtime.llm.client` registers the provider with LiteLLM.
 """

@@ -47,9 +47,9 @@ from agentbus.contracts.streams import (
     INGEST_DOMAIN_EVENTS,
 )
 
+from .chassis import StartupError, connect_once
 from .clients.ingest import derive_document_id, follow, submit
 from .sample_events import ID_PREFIX, Organisation, SampleEvents, generate
-from .service import StartupError, connect_once
 from .settings import Settings
 
 SOURCE_PREFIX = "agentbus-sample:acme/"  # the documents' source names (their ids derive from it)
@@ -310,8 +310,8 @@ def _key(value: str) -> str:
 
 
 async def _remove_graph(settings: Settings, tenant: str, org: Organisation) -> None:
-    # The shared driver and literal values: FalkorDB's Bolt listener needs both (stores/graph.py).
-    from .stores.graph import async_driver, inline_parameters
+    # The shared driver and literal values: FalkorDB's Bolt listener needs both (stores/knowledge_graph.py).
+    from .stores.knowledge_graph import async_driver, inline_parameters
 
     driver = async_driver(
         settings.graph_url,

@@ -84,7 +84,7 @@ class GraphProbe:
         self._driver: AsyncDriver | None = None
 
     def _new_driver(self) -> AsyncDriver:
-        from .stores.graph import async_driver
+        from .stores.knowledge_graph import async_driver
 
         return async_driver(
             self.url,

@@ -21,7 +21,7 @@ from agentbus.contracts import ServiceName
 from .settings import Settings, load
 
 if TYPE_CHECKING:
-    from .service import Service
+    from .chassis import Service
 
 # A service's settings class (what `service.main` takes); the chassis itself is imported only
 # when a service runs, so the CLI starts without it.
@@ -44,7 +44,7 @@ class ServiceEntry(Generic[S]):
 
     def run(self) -> None:
         """`python -m agentbus.<name>`."""
-        from .service import main
+        from .chassis import main
 
         main(self.name, self.version, self.settings, self.build)
 

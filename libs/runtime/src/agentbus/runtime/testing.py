@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from agentbus.contracts import ServiceHealth
 from agentbus.contracts import subjects as s
 
-from .service import Service
+from .chassis import Service
 
 # The gateway's production rate limits (chat 30/minute, register 10/hour, ...) are far below what
 # a test session does from one address and one tenant, and their windows live in the session's

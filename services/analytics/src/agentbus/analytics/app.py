@@ -41,9 +41,9 @@ from agentbus.contracts.streams import (
     ANALYTICS_TELEMETRY,
     ConsumerSpec,
 )
+from agentbus.runtime.chassis import Service, StartupError, new_service
 from agentbus.runtime.consuming import Fetch, Subscribe, event_or_error, parse_or_error
 from agentbus.runtime.health import timed
-from agentbus.runtime.service import Service, StartupError, new_service
 from agentbus.runtime.settings import ConfigError, load
 
 from . import __version__

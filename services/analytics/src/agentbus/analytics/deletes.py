@@ -16,8 +16,8 @@ from opentelemetry import trace
 
 from agentbus.contracts import DeleteEvents, ErrorReply, EventsDeleted
 from agentbus.contracts import subjects as s
+from agentbus.runtime.chassis import Service
 from agentbus.runtime.consuming import parse_or_error
-from agentbus.runtime.service import Service
 
 from .store import ClickHouseStore
 

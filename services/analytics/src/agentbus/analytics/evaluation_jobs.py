@@ -58,6 +58,7 @@ from agentbus.contracts.evaluations import (
     failed,
 )
 from agentbus.contracts.streams import ANALYTICS_EVALUATIONS
+from agentbus.runtime.chassis import Service
 from agentbus.runtime.consuming import (
     decode_or_reject,
     delivery_count,
@@ -66,7 +67,6 @@ from agentbus.runtime.consuming import (
     nak_delay,
 )
 from agentbus.runtime.logs import log_context
-from agentbus.runtime.service import Service
 
 from .evals.judges import JudgeError, choose_judge, orchestrator_models_config
 from .evals.loader import MetricFileError, load_metrics, select

@@ -14,8 +14,8 @@ from prometheus_client import make_asgi_app
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
+from agentbus.runtime.chassis import Service
 from agentbus.runtime.health import Readiness, readiness
-from agentbus.runtime.service import Service
 
 from . import __version__
 from .a2a import router as a2a_router

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
+from agentbus.runtime.chassis import HttpServer, Service, StartupError, new_service
 from agentbus.runtime.metrics import StreamMetrics
-from agentbus.runtime.service import HttpServer, Service, StartupError, new_service
 
 from . import __version__
 from .a2a.push import PushConfigs, start_push, stop_push
@@ -14,7 +14,7 @@ from .api import create_api
 from .auth import start_auth
 from .langgraph.crons import start_scheduler, stop_scheduler
 from .langgraph.followups import WebhookPolicy, start_followups, stop_followups
-from .langgraph.service import LangGraphRuns
+from .langgraph.runs import LangGraphRuns
 from .limits import OpenStreams
 from .ratelimit import open_limiter
 from .routes.documents import StorageQuota

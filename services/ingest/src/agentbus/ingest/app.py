@@ -10,18 +10,18 @@ from faststream.nats.message import NatsMessage as NatsMessageType
 from agentbus.contracts import DeleteDocument, DocumentDeleted, ErrorReply
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import DOCUMENTS, INGEST_DOMAIN_EVENTS, INGEST_JOBS
+from agentbus.runtime.chassis import Service, StartupError, new_service
 from agentbus.runtime.consuming import Fetch, event_or_error, is_last_delivery, nak_delay
 from agentbus.runtime.late import Late
+from agentbus.runtime.llm.embeddings import warm_up
 from agentbus.runtime.metrics import StageMetrics
-from agentbus.runtime.models.embeddings import warm_up
 from agentbus.runtime.replies import error_reply
-from agentbus.runtime.service import Service, StartupError, new_service
 from agentbus.runtime.stores.chunks import create_pool
 
 from . import __version__
 from .config import PipelineConfigError, load_pipeline_config
 from .deletion import delete_document
-from .graph import GraphWriter
+from .knowledge_graph import GraphWriter
 from .projection import project
 from .settings import IngestSettings
 from .store import ChunkStore

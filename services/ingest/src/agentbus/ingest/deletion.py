@@ -9,7 +9,7 @@ from nats.js.object_store import ObjectStore
 
 from agentbus.contracts import DeleteDocument, DocumentDeleted
 
-from .graph import GraphWriter
+from .knowledge_graph import GraphWriter
 from .store import ChunkStore
 
 log = logging.getLogger("agentbus.ingest.deletion")

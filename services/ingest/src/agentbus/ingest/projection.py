@@ -19,7 +19,7 @@ from typing import Any
 
 from agentbus.contracts import DomainEvent
 
-from .graph import GraphWriter
+from .knowledge_graph import GraphWriter
 
 LANGUAGES = {
     ".rs": "Rust", ".py": "Python", ".go": "Go", ".ts": "TypeScript", ".tsx": "TypeScript",

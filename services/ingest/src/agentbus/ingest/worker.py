@@ -45,9 +45,9 @@ from agentbus.runtime.consuming import (
     is_last_delivery,
     nak_delay,
 )
+from agentbus.runtime.llm.embeddings import embed
 from agentbus.runtime.logs import log_context
 from agentbus.runtime.metrics import StageMetrics
-from agentbus.runtime.models.embeddings import embed
 from agentbus.runtime.outbox import Outbox
 from agentbus.runtime.stores import pipeline_settings
 from agentbus.runtime.traces import tracer
@@ -55,7 +55,7 @@ from agentbus.runtime.traces import tracer
 from .chunking import Chunk, chunk_document
 from .config import PipelineConfig, PipelineConfigError, fingerprint, for_tenant, with_overrides
 from .extraction import extract
-from .graph import Cooccurrence, GraphWriter, Mention
+from .knowledge_graph import Cooccurrence, GraphWriter, Mention
 from .parsing import ParseError, parse
 from .store import ChunkStore, StagedChunk
 

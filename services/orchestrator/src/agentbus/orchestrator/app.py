@@ -28,19 +28,19 @@ from agentbus.contracts import (
 )
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import ORCHESTRATOR_RUNS
+from agentbus.runtime.chassis import Service, StartupError, new_service
 from agentbus.runtime.late import Late
+from agentbus.runtime.llm.embeddings import warm_up
 from agentbus.runtime.metrics import RunMetrics
-from agentbus.runtime.models.embeddings import warm_up
 from agentbus.runtime.replies import error_reply
-from agentbus.runtime.service import Service, StartupError, new_service
 from agentbus.runtime.slots import WorkSlots
 
 from . import __version__, graph_config, graphs
 from .describe import describe
 from .diagnostics import drop_diagnostics
 from .model_cache import open_cache
+from .model_calls import ModelConfigError, attach_cache, cache_config, load_router
 from .model_spans import capture_content
-from .models import ModelConfigError, attach_cache, cache_config, load_router
 from .runner import RunLimits, Runner
 from .settings import OrchestratorSettings
 from .store_ops import store_failure, store_index, store_op

@@ -26,7 +26,7 @@ from agentbus.contracts.runs import RunEventType, RunStatus
 from agentbus.runtime.metrics import RunMetrics
 from agentbus.runtime.traces import tracer, with_trace_context
 
-from .models import ModelCall
+from .model_calls import ModelCall
 from .tools import ToolBox
 
 Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]

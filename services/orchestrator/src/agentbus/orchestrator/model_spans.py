@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.trace import Span
 
 if TYPE_CHECKING:
-    from .models import ModelCall, ModelScope
+    from .model_calls import ModelCall, ModelScope
 
 MAX_CHARS = 4000
 _capture = {"content": True}

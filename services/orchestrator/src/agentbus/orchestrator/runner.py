@@ -55,7 +55,7 @@ from .hosted_run import (
     user_context,
     user_input,
 )
-from .models import ModelScope, model_scope
+from .model_calls import ModelScope, model_scope
 from .multitask import Multitask
 from .run_errors import run_failure
 from .tools import ToolBox

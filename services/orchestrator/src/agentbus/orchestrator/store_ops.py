@@ -8,7 +8,7 @@ from typing import Any
 from langgraph.store.base import BaseStore, Item
 
 from agentbus.contracts import ErrorReply, StoreReply, StoreRequest
-from agentbus.runtime.models.embeddings import embed
+from agentbus.runtime.llm.embeddings import embed
 
 from .hosted_run import to_json
 from .settings import OrchestratorSettings

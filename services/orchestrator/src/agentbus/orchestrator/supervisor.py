@@ -34,7 +34,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from .context import RunContext
-from .models import complete
+from .model_calls import complete
 from .specialist_tools import ALL_TOOLS
 from .task_kind import Task, classify
 from .tools import cited, number_passages, passages, preview

@@ -15,14 +15,14 @@ from agentbus.contracts import (
     SearchResult,
 )
 from agentbus.contracts import subjects as s
+from agentbus.runtime.chassis import Service, StartupError, new_service
 from agentbus.runtime.late import Late
-from agentbus.runtime.models.embeddings import warm_up
-from agentbus.runtime.service import Service, StartupError, new_service
+from agentbus.runtime.llm.embeddings import warm_up
 from agentbus.runtime.stores.chunks import create_pool
-from agentbus.runtime.stores.graph import async_driver
+from agentbus.runtime.stores.knowledge_graph import async_driver
 
 from . import __version__
-from .graph_queries import BadGraphQuery, GraphQueries
+from .knowledge_graph_queries import BadGraphQuery, GraphQueries
 from .passages import passages
 from .search import Searcher
 from .settings import RetrievalSettings

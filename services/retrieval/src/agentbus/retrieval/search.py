@@ -17,7 +17,7 @@ import asyncpg
 from opentelemetry.trace import SpanKind
 
 from agentbus.contracts import SearchHit, SearchRequest, SearchResult
-from agentbus.runtime.models.embeddings import embed
+from agentbus.runtime.llm.embeddings import embed
 from agentbus.runtime.stores import pipeline_settings
 from agentbus.runtime.traces import tracer
 

@@ -62,7 +62,7 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     if not files:
         print("agentbus: no supported files (.txt .md .html .pdf) found", file=sys.stderr)
         return 2
-    from ..service import connect_once
+    from ..chassis import connect_once
 
     nc = await connect_once(settings)
     failures = 0
@@ -100,7 +100,7 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from ..service import StartupError  # the chassis only when the command runs
+    from ..chassis import StartupError  # the chassis only when the command runs
 
     settings = with_platform_urls(settings_of(args))
     try:
@@ -115,7 +115,7 @@ async def _search(settings: Settings, args: argparse.Namespace) -> tuple[int, st
     from agentbus.contracts import subjects as s
 
     request = SearchRequest(tenant_id=args.tenant, query=args.query, mode=args.mode, top_k=args.k)
-    from ..service import connect_once
+    from ..chassis import connect_once
 
     nc = await connect_once(settings)
     try:
@@ -146,7 +146,7 @@ async def _search(settings: Settings, args: argparse.Namespace) -> tuple[int, st
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from ..service import StartupError  # the chassis only when the command runs
+    from ..chassis import StartupError  # the chassis only when the command runs
 
     settings = with_platform_urls(settings_of(args))
     try:

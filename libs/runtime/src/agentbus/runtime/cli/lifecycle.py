@@ -216,8 +216,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 async def _status(settings: Settings) -> tuple[Readiness | None, str]:
     # Imported here: the chassis and the engine probes cost a second at every CLI start.
+    from ..chassis import StartupError, connect_once
     from ..health import EngineProbes, readiness
-    from ..service import StartupError, connect_once
 
     try:
         nc = await connect_once(settings, timeout=settings.health_timeout_s)

@@ -7,7 +7,7 @@ one root directory, so the platform runs on one machine without Docker.
 from .base import Engine, ProcessEngine, describe_exit
 from .clickhouse import ClickHouseEngine
 from .errors import EngineError
-from .graph import GraphEngine, unjam_bolt
+from .falkordb import GraphEngine, unjam_bolt
 from .nats import ClusterSeat, NatsEngine
 from .nats_cluster import NatsCluster
 from .ports import ensure_writable_dir, free_port, port_in_use

@@ -10,7 +10,7 @@ from typing import Self
 from .base import Engine, ProcessEngine
 from .clickhouse import ClickHouseEngine
 from .errors import EngineError
-from .graph import GraphEngine
+from .falkordb import GraphEngine
 from .nats import NatsEngine
 from .nats_cluster import NatsCluster
 from .postgres import PostgresEngine

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import cast
 
 from agentbus.contracts import new_id, utcnow
-from agentbus.runtime.service import StartupError, connect_once
+from agentbus.runtime.chassis import StartupError, connect_once
 from agentbus.runtime.settings import Settings, load
 
 from .judges import Judge, JudgeError, choose_judge, orchestrator_models_config

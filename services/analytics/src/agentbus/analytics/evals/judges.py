@@ -164,7 +164,7 @@ class LlmJudge:
                 model=self.target, messages=messages, temperature=0
             )
         else:
-            from agentbus.runtime.models.llm import litellm
+            from agentbus.runtime.llm.client import litellm
 
             response = await litellm.acompletion(
                 model=self.target, messages=messages, temperature=0
@@ -243,7 +243,7 @@ def choose_judge(model: str, models_config: Path | None) -> Judge:
     if not remote:
         return HeuristicJudge(group[0])
     # Through runtime.models.llm: LiteLLM set up offline-safe before its first import.
-    from agentbus.runtime.models.llm import litellm
+    from agentbus.runtime.llm.client import litellm
 
     # Local deployments cannot grade; keep the Router from picking one of them.
     usable = [e for e in entries if _deployment(e) and not _deployment(e).startswith(LOCAL_PREFIX)]

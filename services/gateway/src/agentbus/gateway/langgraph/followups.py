@@ -38,7 +38,7 @@ from agentbus.runtime.tasks import cancel_and_wait
 from .lazy_schema import LazySchema
 
 if TYPE_CHECKING:
-    from .service import LangGraphRuns
+    from .runs import LangGraphRuns
 
 log = logging.getLogger("agentbus.gateway.langgraph.followups")
 

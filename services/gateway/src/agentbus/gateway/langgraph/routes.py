@@ -45,7 +45,7 @@ from .models import (
 )
 from .records import count_threads as records_count_threads
 from .records import unfinished_runs
-from .service import TERMINAL, Created, LangGraphRuns, checkpoint_ref, lg_state, new_uuid
+from .runs import TERMINAL, Created, LangGraphRuns, checkpoint_ref, lg_state, new_uuid
 from .thread_stream import parse_thread_event_id, thread_frames, thread_modes
 
 router = APIRouter(tags=["langgraph"])

@@ -16,7 +16,7 @@ from ..auth.deps import Principal
 from ..upstream import UpstreamError
 from .models import Body
 from .routes import Auth, Svc, router
-from .service import LangGraphRuns
+from .runs import LangGraphRuns
 
 Labels = list[str]
 StoreOp = Literal["put", "get", "delete", "search", "namespaces"]

@@ -20,7 +20,7 @@ from .encode import Encoder, frame, parse_event_id
 from .models import modes_of
 
 if TYPE_CHECKING:
-    from .service import LangGraphRuns
+    from .runs import LangGraphRuns
 
 POLL_S = 0.5
 # Heartbeats while idle: one every this many polls.

@@ -27,7 +27,7 @@ from ..auth.deps import Principal
 from ..langgraph.encode import Encoder
 from ..langgraph.models import RunCreate
 from ..langgraph.routes import service_of
-from ..langgraph.service import new_uuid
+from ..langgraph.runs import new_uuid
 from ..ratelimit import per_tenant
 from ..turns import follow, runs_of, start_turn
 from ..upstream import UpstreamError, request_reply

@@ -19,7 +19,7 @@ the command line and the probe (see also MAX_BOLT_PORT and GraphEngine._ready):
   aborts (``*** stack smashing detected ***``), and a ``'`` in a string breaks or rewrites the
   query. Every release with Bolt has it (the fix landed upstream only after Bolt was removed,
   in 4.20). So we never send parameters: values go in as literals, see
-  `agentbus.runtime.stores.graph.inline_parameters`.
+  `agentbus.runtime.stores.knowledge_graph.inline_parameters`.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class GraphEngine(ProcessEngine):
         return f"bolt://{HOST}:{self.bolt_port}"
 
     def env(self) -> dict[str, str]:
-        # Services close their connections to it without Bolt GOODBYE (see stores/graph.py).
+        # Services close their connections to it without Bolt GOODBYE (see stores/knowledge_graph.py).
         return {self.env_var: self.url, "AGENTBUS_GRAPH_SERVER": "falkordb"}
 
     def _choose_ports(self) -> None:
@@ -203,7 +203,7 @@ class GraphEngine(ProcessEngine):
     def _bolt_query_works(self) -> bool:
         from neo4j.exceptions import DriverError, Neo4jError
 
-        from ..stores.graph import sync_driver
+        from ..stores.knowledge_graph import sync_driver
 
         try:
             with (

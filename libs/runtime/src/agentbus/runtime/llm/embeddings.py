@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .llm import litellm
+from .client import litellm
 
 
 @dataclass(frozen=True)

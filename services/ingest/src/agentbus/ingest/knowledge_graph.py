@@ -7,8 +7,8 @@ the event id, so redelivery never double-counts.
 
 Values travel as escaped literals in the statement, not as Bolt parameters (FalkorDB's Bolt
 parameter handling overflows a stack buffer past ~4 KB and does not escape strings: see
-`agentbus.runtime.stores.graph`). A document's rows go in batches of bounded text, so that no
-statement grows with the document (parse time on the server is linear in the text).
+`agentbus.runtime.stores.knowledge_graph`). A document's rows go in batches of bounded text, so
+that no statement grows with the document (parse time on the server is linear in the text).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 from neo4j import AsyncDriver
 from neo4j.exceptions import Neo4jError
 
-from agentbus.runtime.stores.graph import async_driver, cypher_literal, inline_parameters
+from agentbus.runtime.stores.knowledge_graph import async_driver, cypher_literal, inline_parameters
 
-log = logging.getLogger("agentbus.ingest.graph")
+log = logging.getLogger("agentbus.ingest.knowledge_graph")
 
 INDEXES = (
     ("Document", ("tenant_id", "document_id")),

@@ -17,7 +17,7 @@ from opentelemetry.trace import SpanKind
 
 from agentbus.contracts import GraphQuery, GraphResult
 from agentbus.contracts.retrieval import GraphQueryName
-from agentbus.runtime.stores.graph import inline_parameters
+from agentbus.runtime.stores.knowledge_graph import inline_parameters
 from agentbus.runtime.traces import tracer
 
 DECAY_S = 30 * 24 * 3600.0

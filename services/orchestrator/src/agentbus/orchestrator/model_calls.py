@@ -21,7 +21,7 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 from opentelemetry.trace import SpanKind
 
-from agentbus.runtime.models.llm import litellm
+from agentbus.runtime.llm.client import litellm
 from agentbus.runtime.traces import tracer
 
 from .model_cache import CacheConfig, CacheConfigError, CachedAnswer, ResponseCache
