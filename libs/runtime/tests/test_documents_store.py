@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
-
 from agentbus.runtime.stores import documents
 from agentbus.runtime.stores.chunks import create_pool
+from agentbus.runtime.testing import scratch_database
 
 
 async def test_reads_are_tenant_scoped_and_survive_a_missing_table(
     service_env: dict[str, str],
 ) -> None:
     dsn = service_env["AGENTBUS_POSTGRES_DSN"]
-    scratch = f"docs_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(dsn)
-    await admin.execute(f"CREATE DATABASE {scratch}")
-    await admin.close()
-    empty = await asyncpg.create_pool(dsn.rsplit("/", 1)[0] + f"/{scratch}", min_size=1, max_size=2)
-    assert empty is not None
-    try:
+    async with scratch_database(dsn, "docs") as empty:
         # No `documents` table at all: ingest has not started on this database.
         assert await documents.page(empty, "t1", 10, 0) == []
         assert await documents.page(empty, "t1", 10, 0, indexed_only=True) == []
@@ -30,11 +23,6 @@ async def test_reads_are_tenant_scoped_and_survive_a_missing_table(
         assert await documents.stored_file(empty, "t1", "d1") is None
         assert await documents.latest_titled(empty, "t1", "Guide") is None
         assert await documents.with_bytes(empty, "t1") == []
-    finally:
-        await empty.close()
-        admin = await asyncpg.connect(dsn)
-        await admin.execute(f"DROP DATABASE {scratch}")
-        await admin.close()
 
     pool = await create_pool(dsn, 384)
     a, b = f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"

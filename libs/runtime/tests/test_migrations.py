@@ -6,7 +6,6 @@ database newer than the code is refused."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -14,23 +13,14 @@ import pytest
 
 from agentbus.runtime.migrations import Migration, MigrationError, pending
 from agentbus.runtime.stores.schema import LockKey, migrate
+from agentbus.runtime.testing import scratch_database
 
 
 @pytest.fixture
 async def pool(service_env: dict[str, str]) -> AsyncIterator[asyncpg.Pool]:
     """A database of its own: `schema_migrations` starts empty."""
-    dsn = service_env["AGENTBUS_POSTGRES_DSN"]
-    name = f"mig_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(dsn)
-    await admin.execute(f"CREATE DATABASE {name}")
-    await admin.close()
-    made = await asyncpg.create_pool(dsn.rsplit("/", 1)[0] + f"/{name}", min_size=1, max_size=6)
-    assert made is not None
-    yield made
-    await made.close()
-    admin = await asyncpg.connect(dsn)
-    await admin.execute(f"DROP DATABASE {name}")
-    await admin.close()
+    async with scratch_database(service_env["AGENTBUS_POSTGRES_DSN"], "mig") as made:
+        yield made
 
 
 ONE = Migration(1, "notes", ("CREATE TABLE notes (id int PRIMARY KEY)",))

@@ -310,7 +310,8 @@ def _key(value: str) -> str:
 
 
 async def _remove_graph(settings: Settings, tenant: str, org: Organisation) -> None:
-    # The shared driver and literal values: FalkorDB's Bolt listener needs both (stores/knowledge_graph.py).
+    # The shared driver and literal values: FalkorDB's Bolt listener needs both
+    # (stores/knowledge_graph.py).
     from .stores.knowledge_graph import async_driver, inline_parameters
 
     driver = async_driver(

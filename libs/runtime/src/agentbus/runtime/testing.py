@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from nats.aio.client import Client as NatsClient
 from opentelemetry import trace
@@ -77,3 +79,27 @@ def memory_spans() -> InMemorySpanExporter:
         provider.add_span_processor(SimpleSpanProcessor(_MEMORY_SPANS))
     _MEMORY_SPANS.clear()
     return _MEMORY_SPANS
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(dsn: str, prefix: str = "scratch") -> AsyncIterator[Any]:
+    """A pool on a new, empty database beside `dsn`'s, dropped afterwards: for tests that need
+    tables absent or a ledger of their own."""
+    import asyncpg  # only the tests of a PostgreSQL store need it
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    pool = await asyncpg.create_pool(dsn.rsplit("/", 1)[0] + f"/{name}", min_size=1, max_size=6)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+        admin = await asyncpg.connect(dsn)
+        try:
+            await admin.execute(f"DROP DATABASE {name}")
+        finally:
+            await admin.close()

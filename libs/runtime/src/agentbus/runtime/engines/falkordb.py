@@ -156,7 +156,8 @@ class GraphEngine(ProcessEngine):
         return f"bolt://{HOST}:{self.bolt_port}"
 
     def env(self) -> dict[str, str]:
-        # Services close their connections to it without Bolt GOODBYE (see stores/knowledge_graph.py).
+        # Services close their connections to it without Bolt GOODBYE
+        # (see stores/knowledge_graph.py).
         return {self.env_var: self.url, "AGENTBUS_GRAPH_SERVER": "falkordb"}
 
     def _choose_ports(self) -> None:
