@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CHECK = """
 import sys
 from agentbus.ingest import config
-from agentbus.orchestrator import models
-assert sys.argv[1] in str(models.DEFAULT_CONFIG), models.DEFAULT_CONFIG
+from agentbus.orchestrator import model_calls
+assert sys.argv[1] in str(model_calls.DEFAULT_CONFIG), model_calls.DEFAULT_CONFIG
 assert sys.argv[1] in str(config.DEFAULT_CONFIG_PATH), config.DEFAULT_CONFIG_PATH
-router = models.load_router()
+router = model_calls.load_router()
 groups = sorted({m["model_name"] for m in router.model_list})
 cfg = config.load_pipeline_config()
 print(",".join(groups), cfg.embedding.model)

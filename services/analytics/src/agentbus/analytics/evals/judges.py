@@ -242,7 +242,7 @@ def choose_judge(model: str, models_config: Path | None) -> Judge:
     remote = [d for d in group if not d.startswith(LOCAL_PREFIX)]
     if not remote:
         return HeuristicJudge(group[0])
-    # Through runtime.models.llm: LiteLLM set up offline-safe before its first import.
+    # Through runtime.llm.client: LiteLLM set up offline-safe before its first import.
     from agentbus.runtime.llm.client import litellm
 
     # Local deployments cannot grade; keep the Router from picking one of them.
