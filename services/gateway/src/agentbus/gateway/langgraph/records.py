@@ -41,16 +41,19 @@ class Records:
 
     async def add_run(
         self, tenant_id: str, run_id: str, thread_id: str, strategy: str, modes: list[str]
-    ) -> None:
+    ) -> bool:
+        """Record the run; False when it was recorded before (a retried create)."""
         await self.ready()
-        await self.pool.execute(
-            "INSERT INTO langgraph_runs VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        inserted = await self.pool.fetchval(
+            "INSERT INTO langgraph_runs VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
+            " RETURNING true",
             tenant_id,
             run_id,
             thread_id,
             strategy,
             json.dumps(modes),
         )
+        return bool(inserted)
 
     async def drop_run(self, tenant_id: str, run_id: str) -> None:
         """A run refused at admission leaves no trace."""

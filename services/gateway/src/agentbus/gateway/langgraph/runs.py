@@ -276,8 +276,11 @@ class LangGraphRuns:
             return_exceptions=True,  # all settled before any clean-up below
         )
         if failed := next((r for r in done if isinstance(r, BaseException)), None):
-            with contextlib.suppress(Exception):
-                await self.records.drop_run(tenant, run.run_id)
+            # Only a record this call made: a retried create (a cron tick whose replica died
+            # after creating it) fails on the run row, and the first attempt's record stays.
+            if done[-1] is True:
+                with contextlib.suppress(Exception):
+                    await self.records.drop_run(tenant, run.run_id)
             raise failed
         if webhook or delete_thread:
             await self.followups.follow(
