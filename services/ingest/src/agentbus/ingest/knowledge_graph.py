@@ -13,6 +13,7 @@ that no statement grows with the document (parse time on the server is linear in
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
@@ -75,17 +76,48 @@ class Cooccurrence:
     weight: float
 
 
+# One statement's bound. The neo4j driver has no read timeout: a Bolt server that stops answering
+# on an open connection (FalkorDB's listener has been seen to leave one unanswered) would hold the
+# statement, and with it the document job or the domain-events consumer, forever. Statements are
+# bounded in size (batches above), so this is far above what a healthy one takes.
+STATEMENT_TIMEOUT_S = 30.0
+
+
 class GraphWriter:
     def __init__(
-        self, url: str, user: str = "", password: str = "", *, falkordb: bool = False
+        self,
+        url: str,
+        user: str = "",
+        password: str = "",
+        *,
+        falkordb: bool = False,
+        timeout_s: float = STATEMENT_TIMEOUT_S,
     ) -> None:
-        self.driver: AsyncDriver = async_driver(url, user, password, falkordb=falkordb)
+        self._target = (url, user, password, falkordb)
+        self.driver: AsyncDriver = self._connect()
+        self.timeout_s = timeout_s
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _connect(self) -> AsyncDriver:
+        url, user, password, falkordb = self._target
+        return async_driver(url, user, password, falkordb=falkordb)
 
     async def close(self) -> None:
         await self.driver.close()
 
     async def run(self, query: str, **params: Any) -> list[dict[str, Any]]:
-        records, _, _ = await self.driver.execute_query(inline_parameters(query, params))
+        try:
+            records, _, _ = await asyncio.wait_for(
+                self.driver.execute_query(inline_parameters(query, params)), self.timeout_s
+            )
+        except TimeoutError:
+            # The stalled connection stays in the old driver's pool: start on a new one, and
+            # close the old in the background (closing may wait on the stalled socket too).
+            stalled, self.driver = self.driver, self._connect()
+            task = asyncio.get_running_loop().create_task(stalled.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+            raise
         return [r.data() for r in records]
 
     async def ensure_indexes(self) -> None:
