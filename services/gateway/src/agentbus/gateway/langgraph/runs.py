@@ -269,7 +269,7 @@ class LangGraphRuns:
             multitask_strategy=body.multitask_strategy,
             user_id=principal.user_id,
         )
-        done = await asyncio.gather(
+        *_, recorded = done = await asyncio.gather(
             *writes,
             self.store.create_run(tenant, run.run_id, thread_id, run.assistant_id, run.metadata),
             self.records.add_run(tenant, run.run_id, thread_id, body.multitask_strategy, modes),
@@ -278,7 +278,7 @@ class LangGraphRuns:
         if failed := next((r for r in done if isinstance(r, BaseException)), None):
             # Only a record this call made: a retried create (a cron tick whose replica died
             # after creating it) fails on the run row, and the first attempt's record stays.
-            if done[-1] is True:
+            if recorded is True:
                 with contextlib.suppress(Exception):
                     await self.records.drop_run(tenant, run.run_id)
             raise failed
