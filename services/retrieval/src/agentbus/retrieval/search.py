@@ -43,7 +43,7 @@ _QUERY = (
 )
 
 
-def _keyword_terms(budget: int) -> str:
+def keyword_terms_sql(budget: int) -> str:
     """CTEs: the query's lexemes with the rows each is estimated to match (0 when it is not among
     the table's most common lexemes), those kept for matching (rarest first, within `budget`),
     and `q`: the query to match (`match_q`) and the one to rank with (`rank_q`)."""
@@ -98,7 +98,7 @@ def _filters(req: SearchRequest, first_param: int) -> tuple[str, list[Any]]:
 
 def hybrid_sql(where: str, keyword_budget: int = KEYWORD_BUDGET) -> str:
     return f"""
-WITH {_keyword_terms(keyword_budget)},
+WITH {keyword_terms_sql(keyword_budget)},
 v AS (
     SELECT document_id, chunk_index, 1 - (embedding <=> $2) AS vscore,
            row_number() OVER (ORDER BY embedding <=> $2) AS vrank
