@@ -13,12 +13,14 @@ from agentbus.contracts.insights import ALERTS_ANOMALY_ALL
 from agentbus.runtime.cli import asyncapi_document
 
 # Consumed without a standing broker subscriber, so absent from the document: the gateway follows
-# one run's events (one document's progress) per HTTP stream, and the orchestrator's insights
-# specialist reads a tenant's recent alerts, each with an ordered consumer opened for that read.
+# one run's events (its republished copies; one document's progress) per HTTP stream, and the
+# orchestrator's insights specialist reads a tenant's recent alerts, each with an ordered
+# consumer opened for that read.
 # The gateway reads an evaluation's last event when asked about it. Health is answered by the
 # NATS micro endpoint of every service.
 NOT_SUBSCRIBED = {
     ("gateway", s.RUN_EVENTS_ALL),
+    ("gateway", s.RUN_EVENTS_STORED_ALL),
     ("gateway", s.INGEST_PROGRESS_ALL),
     ("gateway", s.EVALUATION_EVENTS_ALL),
     ("orchestrator", ALERTS_ANOMALY_ALL),

@@ -7,9 +7,9 @@ import pytest
 
 import agentbus.contracts as c
 from agentbus.contracts import subjects as s
-from agentbus.contracts.catalog import EXTERNAL, OPERATOR
+from agentbus.contracts.catalog import EXTERNAL, JETSTREAM, OPERATOR
 
-PARTIES = {*c.SERVICES, EXTERNAL, OPERATOR}
+PARTIES = {*c.SERVICES, EXTERNAL, OPERATOR, JETSTREAM}
 STREAM_NAMES = {x.name for x in c.STREAMS}
 # Models only ever nested inside another message.
 NESTED = {
@@ -29,6 +29,21 @@ def test_every_subject_has_a_declared_producer_and_consumer() -> None:
         assert spec.consumers, spec.subject
         assert set(spec.producers) <= PARTIES, spec.subject
         assert set(spec.consumers) <= PARTIES, spec.subject
+
+
+def test_what_jetstream_publishes_is_a_streams_republish_destination() -> None:
+    destinations = {x.republish[1] for x in c.STREAMS if x.republish}
+    republished = {spec.subject for spec in c.SUBJECTS if JETSTREAM in spec.producers}
+    assert republished == destinations
+    for stream in c.STREAMS:
+        if stream.republish:
+            # The source is the stream's own subjects; the copy must not be stored again.
+            assert stream.republish[0] in stream.subjects
+            assert not any(
+                s.matches(subject, stream.republish[1].replace(">", "x"))
+                for x in c.STREAMS
+                for subject in x.subjects
+            )
 
 
 def test_subjects_are_versioned_and_unique() -> None:

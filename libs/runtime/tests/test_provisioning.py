@@ -84,7 +84,21 @@ async def test_changed_stream_is_updated_and_retention_change_is_refused(nats_ur
         await ensure_stream(js, roomier)
         info = await js.stream_info("PROVISION_TEST")
         assert info.config.max_consumers == 20_000
-        queue = StreamSpec(**{**vars(wider), "retention": "workqueue", "max_age_s": 30})
+        # A stream made before the gateway followed runs without consumers gets direct gets
+        # and its republish.
+        assert not info.config.allow_direct and info.config.republish is None
+        followed = StreamSpec(
+            **{**vars(roomier), "allow_direct": True, "republish": ("provision.test.a", "copy.a")}
+        )
+        await ensure_stream(js, followed)
+        info = await js.stream_info("PROVISION_TEST")
+        assert info.config.allow_direct
+        assert info.config.republish is not None
+        assert (info.config.republish.src, info.config.republish.dest) == (
+            "provision.test.a",
+            "copy.a",
+        )
+        queue = StreamSpec(**{**vars(followed), "retention": "workqueue", "max_age_s": 30})
         with pytest.raises(ProvisioningError, match="retention"):
             await ensure_stream(js, queue)
     finally:

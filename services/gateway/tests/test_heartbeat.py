@@ -66,15 +66,15 @@ async def test_a_stream_nats_refuses_is_a_503_not_a_cut_off_200(
         key = (Path(service_env["AGENTBUS_DATA_DIR"]) / "dev-api-key").read_text().strip()
         headers = {"x-api-key": key}
         info = await js.stream_info("RUN_EVENTS")
-        config, wanted = info.config, info.config.max_consumers
-        # Room for one more consumer: the first stream takes it, the second cannot subscribe.
-        config.max_consumers = info.state.consumer_count + 1
-        await js.update_stream(config)
+        config = info.config
         try:
             async with http.stream(
                 "POST", "/api/v1/chat/stream", json={"message": "first"}, headers=headers
             ) as first:
                 assert first.status_code == 200
+                # The stream stops answering direct gets: a new stream cannot read the run.
+                config.allow_direct = False
+                await js.update_stream(config)
                 second = await http.post(
                     "/api/v1/chat/stream", json={"message": "second"}, headers=headers
                 )
@@ -82,7 +82,7 @@ async def test_a_stream_nats_refuses_is_a_503_not_a_cut_off_200(
                 assert second.headers["retry-after"] == "1"
                 assert "/api/v1/runs/" in second.json()["detail"]
         finally:
-            config.max_consumers = wanted
+            config.allow_direct = True
             await js.update_stream(config)
             await js.purge_stream("RUNS")
             await nc.close()

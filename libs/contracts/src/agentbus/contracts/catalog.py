@@ -56,6 +56,8 @@ Kind = Literal["stream", "core", "request"]
 # Parties that are not our services: other systems feeding the bus, and operators' tools.
 EXTERNAL = "external"
 OPERATOR = "operator"
+# A stream republishing what it stored (StreamSpec.republish): nats-server itself, no user.
+JETSTREAM = "jetstream"
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,15 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
         payloads=(RunEvent,),
         stream="RUN_EVENTS",
         description="Events of run <run_id>, replayable by seq",
+    ),
+    SubjectSpec(
+        s.RUN_EVENTS_STORED_ALL,
+        "core",
+        producers=(JETSTREAM,),
+        consumers=("gateway",),
+        payloads=(RunEvent,),
+        description="Events of run <run_id> once RUN_EVENTS stored them, republished by the "
+        "stream in its order (headers Nats-Sequence, Nats-Last-Sequence)",
     ),
     SubjectSpec(
         s.RUN_CONTROL_ALL,

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import subjects as s
-from .catalog import EXTERNAL, OPERATOR, SUBJECTS, SubjectSpec, provisioned_by
+from .catalog import EXTERNAL, JETSTREAM, OPERATOR, SUBJECTS, SubjectSpec, provisioned_by
 from .health import SERVICES
 from .streams import BUCKETS, BucketSpec, ConsumerSpec, consumers_of
 
@@ -52,6 +52,8 @@ PUBLISHER_PREFIX = "publisher-"
 PARTY_USERS: dict[str, tuple[str, ...]] = {
     EXTERNAL: (OPERATOR_USER,),
     OPERATOR: (OPERATOR_USER,),
+    # The server republishes inside the account: no user publishes there.
+    JETSTREAM: (),
 }
 
 

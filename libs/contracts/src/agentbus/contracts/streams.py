@@ -31,6 +31,10 @@ class StreamSpec:
     storage: Literal["file", "memory"] = "file"
     # nats-server caps consumers per stream at 1,000 unless told otherwise (-1 included).
     max_consumers: int = 1000
+    # Direct gets (`$JS.API.DIRECT.GET.<name>`): reads answered without a consumer.
+    allow_direct: bool = False
+    # (source pattern, destination pattern): the stream republishes each message it stored.
+    republish: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,10 @@ RUN_EVENTS = StreamSpec(
     max_age_s=HOUR,
     duplicate_window_s=10 * 60,
     description="Every event of every run, replayable by sequence; dedupe by run_id:seq",
-    # Every open SSE stream of a run is one ordered consumer, across all gateway replicas.
+    # SSE streams follow a run without a consumer of their own: what was stored before they
+    # came by direct get, what is stored after on the republished subject.
+    allow_direct=True,
+    republish=(s.RUN_EVENTS_ALL, s.RUN_EVENTS_STORED_ALL),
     max_consumers=SSE_STREAMS_PER_CLUSTER,
 )
 INGEST = StreamSpec(

@@ -9,6 +9,9 @@ PREFIX: Final = "agentbus.v1"
 
 RUNS_SUBMIT: Final = f"{PREFIX}.runs.submit"
 RUN_EVENTS_ALL: Final = f"{PREFIX}.runs.events.>"
+# What RUN_EVENTS stored, republished by the stream itself (in stream order, with the stream's
+# sequence headers): the gateway follows a run here with a core subscription.
+RUN_EVENTS_STORED_ALL: Final = f"{PREFIX}.runs.stored.>"
 RUN_CONTROL_ALL: Final = f"{PREFIX}.runs.control.*"
 THREADS_STATE: Final = f"{PREFIX}.threads.state"
 RETRIEVAL_SEARCH: Final = f"{PREFIX}.retrieval.search"
@@ -57,6 +60,10 @@ def token(value: str, what: str = "token") -> str:
 
 def run_events(run_id: str) -> str:
     return f"{PREFIX}.runs.events.{token(run_id, 'run id')}"
+
+
+def run_events_stored(run_id: str) -> str:
+    return f"{PREFIX}.runs.stored.{token(run_id, 'run id')}"
 
 
 def run_control(run_id: str) -> str:

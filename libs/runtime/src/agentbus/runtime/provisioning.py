@@ -36,6 +36,12 @@ def stream_config(spec: StreamSpec, replicas: int = 1) -> js_api.StreamConfig:
         storage=js_api.StorageType(spec.storage),
         discard=js_api.DiscardPolicy.OLD,
         max_consumers=spec.max_consumers,
+        allow_direct=spec.allow_direct,
+        republish=(
+            js_api.RePublish(src=spec.republish[0], dest=spec.republish[1])
+            if spec.republish
+            else None
+        ),
     )
 
 
@@ -50,6 +56,10 @@ def consumer_config(spec: ConsumerSpec) -> js_api.ConsumerConfig:
         max_ack_pending=spec.max_ack_pending,
         deliver_policy=js_api.DeliverPolicy.ALL,
     )
+
+
+def _republish(config: js_api.StreamConfig) -> tuple[str | None, str | None] | None:
+    return (config.republish.src, config.republish.dest) if config.republish else None
 
 
 async def ensure_stream(js: JetStreamContext, spec: StreamSpec, replicas: int = 1) -> None:
@@ -70,6 +80,8 @@ async def ensure_stream(js: JetStreamContext, spec: StreamSpec, replicas: int = 
         or have.duplicate_window != wanted.duplicate_window
         or have.description != wanted.description
         or have.max_consumers != wanted.max_consumers
+        or bool(have.allow_direct) != wanted.allow_direct
+        or _republish(have) != _republish(wanted)
     ):
         if have.retention != wanted.retention:
             raise ProvisioningError(

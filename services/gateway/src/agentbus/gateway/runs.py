@@ -10,20 +10,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
-from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from agentbus.contracts import RunControl, RunEvent, RunRequested, new_id
 from agentbus.contracts import subjects as s
 from agentbus.contracts.runs import MultitaskStrategy, StreamMode
-from agentbus.contracts.streams import RUN_EVENTS
 from agentbus.runtime.metrics import StreamMetrics
 from agentbus.runtime.thread_runs import PUBLISH_REFUSED, RunNotAccepted
 from agentbus.runtime.traces import nats_span
 
 from .limits import OpenStreams
+from .run_events import RunEventFeed
 from .store import GatewayStore
 from .upstream import runs_unavailable
 
@@ -44,7 +42,7 @@ class RunGateway:
         open_streams: OpenStreams | None = None,
     ) -> None:
         self.nc = nc
-        # Followed runs per tenant (each is a JetStream consumer): TooManyStreams past the cap.
+        # Followed runs per tenant (each a NATS subscription): TooManyStreams past the cap.
         self.open_streams = open_streams or OpenStreams(per_tenant=1000)
         # Proxies close idle connections; a comment this often keeps an SSE stream open.
         self.heartbeat_s = heartbeat_s
@@ -111,7 +109,7 @@ class RunGateway:
         self, tenant_id: str, run_id: str, *, after: int = -1
     ) -> AsyncIterator[RunEvent | None]:
         """`events`, subscribed before it returns: an SSE response must not start (200 and
-        headers sent) for a stream that cannot be read, e.g. at the stream's consumer limit.
+        headers sent) for a stream that cannot be read (RUN_EVENTS not answering).
 
         Raises TooManyStreams (429) or StreamUnavailable.
         """
@@ -123,13 +121,10 @@ class RunGateway:
             raise StreamUnavailable(f"cannot follow run {run_id}: {exc}") from None
         return self._events(sub, tenant_id, run_id, after, None)
 
-    async def _subscribe(self, run_id: str) -> JetStreamContext.PushSubscription:
-        return await self.js.subscribe(
-            s.run_events(run_id),
-            stream=RUN_EVENTS.name,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-        )
+    async def _subscribe(self, run_id: str) -> RunEventFeed:
+        feed = RunEventFeed(self.nc, run_id)
+        await feed.open()
+        return feed
 
     async def events(
         self, tenant_id: str, run_id: str, *, after: int = -1, heartbeat: float | None = None
@@ -146,7 +141,7 @@ class RunGateway:
 
     async def _events(
         self,
-        sub: JetStreamContext.PushSubscription,
+        feed: RunEventFeed,
         tenant_id: str,
         run_id: str,
         after: int,
@@ -154,12 +149,11 @@ class RunGateway:
     ) -> AsyncIterator[RunEvent | None]:
         try:
             while True:
-                try:
-                    msg = await sub.next_msg(timeout=heartbeat or self.heartbeat_s)
-                except TimeoutError:
+                stored = await feed.next(heartbeat or self.heartbeat_s)
+                if stored is None:
                     yield None
                     continue
-                event = RunEvent.model_validate_json(msg.data)
+                event = RunEvent.model_validate_json(stored.data)
                 if event.tenant_id != tenant_id:
                     return  # never another tenant's events, whatever the id
                 if event.seq > after:
@@ -172,4 +166,4 @@ class RunGateway:
                     return
         finally:
             self.open_streams.release(tenant_id)
-            await sub.unsubscribe()
+            await feed.close()
