@@ -501,9 +501,33 @@ async def set_max_consumers(nc: NatsClient, limit: int) -> int:
     return int(info.config.max_consumers or -1)
 
 
+# nats-server's monitoring endpoint, set once the engines are up (see followers()).
+MONITOR_URL: list[str] = []
+
+
 async def consumer_count(nc: NatsClient) -> int:
+    """Runs followed, as the server counts them: ordered consumers on RUN_EVENTS (how the
+    gateway followed a run before commit 0aee425) plus subscriptions on the republished
+    `agentbus.v1.runs.stored.<run_id>` subjects (how it follows one since)."""
     info = await nc.jetstream().stream_info(RUN_EVENTS.name)
-    return int(info.state.consumer_count or 0)
+    consumers = int(info.state.consumer_count or 0)
+    if not MONITOR_URL:
+        return consumers
+    prefix = s.RUN_EVENTS_STORED_ALL.removesuffix(">")
+    subscriptions, offset = 0, 0
+    async with aiohttp.ClientSession() as http:
+        while True:
+            url = f"{MONITOR_URL[0]}/connz?subs=1&limit=1024&offset={offset}"
+            async with http.get(url) as response:
+                page = await response.json()
+            conns = page.get("connections") or []
+            for conn in conns:
+                subscriptions += sum(
+                    1 for x in conn.get("subscriptions_list") or [] if x.startswith(prefix)
+                )
+            offset += len(conns)
+            if not conns or offset >= page.get("total", 0):
+                return consumers + subscriptions
 
 
 async def wait_consumers(
@@ -755,6 +779,7 @@ async def measure_streams(
         res["active_alone"] = await active_phase(
             session, base, key, tap, args, gateway_pid, meter, "alone"
         )
+    MONITOR_URL[:] = [plat.engines.nats.monitor_url]
     consumers_before = await steady_consumer_count(nc)
     ports = {
         urlsplit(plat.engines.nats.url).port or 0: "nats",
@@ -1325,7 +1350,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     info = machine_info()
     print(f"machine: {info}; open files limit {limit}")
     started = time.perf_counter()
-    env = {"AGENTBUS_RATE_LIMITS": json.dumps(RATE_LIMITS)}
+    env = {
+        "AGENTBUS_RATE_LIMITS": json.dumps(RATE_LIMITS),
+        # One tenant holds every stream here; the default allows 1,000 per gateway.
+        "AGENTBUS_MAX_STREAMS_PER_TENANT": str(args.idle + args.active + 100),
+    }
     with bench_root(args.keep) as root, engines(root, extra_env=env) as plat:
         plat.gateway_port = free_port()
         results = asyncio.run(measure(plat, args))

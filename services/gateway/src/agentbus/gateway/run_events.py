@@ -115,10 +115,15 @@ class RunEventFeed:
             try:
                 msg = await self._sub.next_msg(timeout=timeout)
             except TimeoutError:
-                # Silence: also the moment to notice a lost last message.
-                self._ready = await self.replay()
-                if self._ready:
-                    continue
+                # Silence: also the moment to notice a lost last message (one cheap request;
+                # the replay only when the stream holds more than was handed out).
+                if await self._last_stored() > self.last:
+                    # Unreadable now (a NATS restart): the next silent interval asks again. A
+                    # gap's replay that fails ends the stream instead; the client resumes it.
+                    with contextlib.suppress(ReplayFailed):
+                        self._ready = await self.replay()
+                    if self._ready:
+                        continue
                 return None
             seq = _sequence(msg, "Nats-Sequence")
             if seq <= self.last:
@@ -145,6 +150,18 @@ class RunEventFeed:
                 return got  # the gap's messages are gone (max_age): go on without them
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
+
+    async def _last_stored(self) -> int:
+        """The stream sequence of the run's last stored event (0: none), by direct get."""
+        try:
+            msg = await self.nc.request(
+                f"$JS.API.DIRECT.GET.{self.stream}.{self.subject}", b"", timeout=REQUEST_TIMEOUT_S
+            )
+        except Exception:  # unknown is "maybe": the replay will tell
+            return self.last + 1
+        if (msg.headers or {}).get("Status"):
+            return 0  # 404: nothing stored for the run
+        return _sequence(msg, "Nats-Sequence")
 
     async def _direct_get(self, start: int) -> list[Stored]:
         out: list[Stored] = []
