@@ -16,7 +16,8 @@ Raw and pipeline passes alternate (ABBA) so drift on the machine affects both al
 pipeline's time goes comes from the service's own `IngestProgress` events (stage timestamps)
 and its `LlmUsage` telemetry (the latency of every `embed()` call inside the service).
 
-Run: `.venv/bin/python -m bench.ingest_throughput [--docs 20] [--chunks-per-doc 100] [--json f]`.
+Run: `.venv/bin/python -m bench.ingest_throughput [--docs 20] [--chunks-per-doc 100] [--json f]`;
+`--pdf-pages 200` sends one generated PDF of that many pages instead of the text files.
 """
 
 from __future__ import annotations
@@ -154,6 +155,31 @@ def make_corpus(
         data = text.encode()
         out.append(Document(filename, data, chunk_texts(data, filename, cfg)))
     return out
+
+
+def make_pdf_manual(
+    vocab: Vocabulary,
+    pages: int,
+    words_per_page: int,
+    cfg: PipelineConfig,
+    seed: int,
+    entity_rate: float,
+) -> Document:
+    """One PDF of `pages` pages of about `words_per_page` words each (a dense manual page), built
+    with fpdf2: the ingest issue's "200-page PDF" case. PDFs are chunked page by page."""
+    from fpdf import FPDF  # a dev dependency: only this mode needs it
+
+    gen = TextGenerator(vocab, seed, entity_rate)
+    pdf = FPDF()
+    pdf.set_title("Generated operations manual")
+    pdf.set_font("Helvetica", size=9)
+    pdf.set_auto_page_break(False)
+    for _ in range(pages):
+        pdf.add_page()
+        text = gen.document(words_per_page, markdown=False)
+        pdf.multi_cell(0, 4, text.encode("latin-1", "replace").decode("latin-1"))
+    data = bytes(pdf.output())
+    return Document("manual.pdf", data, chunk_texts(data, "manual.pdf", cfg))
 
 
 def batches(doc: Document, size: int) -> list[list[str]]:
@@ -577,6 +603,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--batch-size", type=int, default=None, help="embedding batch size (default: pipeline.yaml)"
     )
+    parser.add_argument(
+        "--pdf-pages",
+        type=int,
+        default=0,
+        help="instead of --docs text files: one generated PDF of this many pages per pass",
+    )
+    parser.add_argument("--words-per-page", type=int, default=450, help="with --pdf-pages")
     parser.add_argument("--repeats", type=int, default=2, help="raw/pipeline pairs, in ABBA order")
     parser.add_argument("--timeout", type=float, default=900.0, help="per pass, seconds")
     add_common_arguments(parser)
@@ -598,7 +631,14 @@ def main(argv: list[str] | None = None) -> None:
         embedding = cfg.embedding.model_copy(update={"batch_size": args.batch_size})
         cfg = cfg.model_copy(update={"embedding": embedding})
     vocab = Vocabulary.load()  # loads the embedding model in this process, before any timing
-    docs = make_corpus(vocab, args.docs, args.chunks_per_doc, cfg, args.seed, args.entity_rate)
+    if args.pdf_pages:
+        docs = [
+            make_pdf_manual(
+                vocab, args.pdf_pages, args.words_per_page, cfg, args.seed, args.entity_rate
+            )
+        ]
+    else:
+        docs = make_corpus(vocab, args.docs, args.chunks_per_doc, cfg, args.seed, args.entity_rate)
     counts = [len(d.chunks) for d in docs]
     print(
         f"corpus: {len(docs)} documents ({sum(d.filename.endswith('.md') for d in docs)} md),"
