@@ -12,7 +12,9 @@ DORA / usage query latency over one million events.
    from the consumer info polled every 50 ms. The stored count is checked afterwards.
    ratio = bus events/s / direct events/s.
 3. Queries over one million events: with the service stopped, this process tops the service's
-   chDB directory up to `--million` domain events and as many LlmUsage rows (direct inserts), then
+   chDB directory up to `--million` domain events and as many LlmUsage rows (direct inserts),
+   waits until the background merges have settled (the DORA tables are merged once their parts
+   are 10 s old, see the analytics migrations; the wait is printed, `--no-settle` skips it), then
    times each named query `--repeats` times, sequentially: in this process on the same store
    (the query code alone) and through the bus (`agentbus.v1.analytics.query` request/reply to the
    restarted service), p50/p90/p99.
@@ -258,8 +260,34 @@ QUERIES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+def settle_merges(store: ClickHouseStore, limit_s: float = 90.0) -> float:
+    """Seconds until no merge runs and no DORA table partition has more than one part."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        running = store.query_sync("SELECT count() FROM system.merges")[0][0]
+        parts = store.query_sync(
+            """
+            SELECT count() FROM (
+                SELECT table, partition FROM system.parts
+                WHERE active AND database = currentDatabase() AND startsWith(table, 'dora_')
+                GROUP BY table, partition HAVING count() > 1
+            )
+            """
+        )[0][0]
+        if not running and not parts:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
 async def query_latency(
-    root: Path, nats_url: str, million: int, batch: int, repeats: int, seed: int
+    root: Path,
+    nats_url: str,
+    million: int,
+    batch: int,
+    repeats: int,
+    seed: int,
+    settle: bool = True,
 ) -> list[dict[str, Any]]:
     path = root / "var" / "clickhouse"
     store = open_store(path)
@@ -276,6 +304,8 @@ async def query_latency(
             "llm_usage", usage_rows(min(step, million - lo), seed + lo), COLUMNS["llm_usage"]
         )
     print(f"loaded in {time.perf_counter() - started:.0f}s")
+    if settle:
+        print(f"merges settled after {settle_merges(store):.0f}s")
     queries = Queries(store)
     results: dict[str, dict[str, Any]] = {}
     try:
@@ -320,6 +350,9 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--no-settle", action="store_true", help="time the queries right after the top-up"
+    )
     args = parser.parse_args()
     isolate_environment()
     info = machine_info()
@@ -332,7 +365,13 @@ async def main() -> None:
         bus = await through_the_bus(root, engine.url, events, args.batch)
         print(f"through the bus: {bus['events_per_s']:,.0f} events/s ({bus})")
         latency = await query_latency(
-            root, engine.url, args.million, args.batch, args.repeats, args.seed
+            root,
+            engine.url,
+            args.million,
+            args.batch,
+            args.repeats,
+            args.seed,
+            settle=not args.no_settle,
         )
     print()
     print(

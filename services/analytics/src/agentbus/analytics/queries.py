@@ -345,6 +345,11 @@ class Queries:
           (`deployment_id`), divided by deployments;
         - time to restore: incidents opened in the period and resolved, open -> resolve; mean
           and median, hours (open incidents are counted, not timed).
+
+        Reads the DORA tables that views fill from `events` (migrations.py, migration 2): one
+        row per commit sha with its commit time and each service's first deployment (no join at
+        read time), one per deployment event, one per incident. Their min/max columns make a
+        redelivered copy harmless; deployments are counted with FINAL over their event id.
         """
         since, until = p.bounds(datetime.now(UTC))
         days = (until - since).total_seconds() / 86400
@@ -353,62 +358,43 @@ class Queries:
         if p.service is not None:
             service_filter = " AND service = {service:String}"
             args["service"] = p.service
-        in_period = f"ts >= {{since:{_DT}}} AND ts < {{until:{_DT}}}"
         deployments_sql = f"""
             SELECT if(grouping(service) = 1, '*', service) AS svc, count(),
-                   countIf(status = 'failed' OR deployment_id IN (
-                       SELECT deployment_id FROM events FINAL
+                   countIf(failed OR deployment_id IN (
+                       SELECT deployment_id FROM events
                        WHERE tenant_id = {{t:String}} AND kind = 'incident'
                          AND deployment_id != ''))
-            FROM events FINAL
-            WHERE tenant_id = {{t:String}} AND kind = 'deployment' AND {in_period}{service_filter}
+            FROM dora_deployments FINAL
+            WHERE tenant_id = {{t:String}} AND ts >= {{since:{_DT}}} AND ts < {{until:{_DT}}}
+              {service_filter}
             GROUP BY ROLLUP(service)
         """
         lead_sql = f"""
             SELECT if(grouping(service) = 1, '*', service) AS svc,
                    avg(hours), quantileExactInclusive(0.5)(hours), count()
             FROM (
-                SELECT d.service AS service,
-                       dateDiff('millisecond', c.committed_at, d.deployed_at) / 3600000.0 AS hours
-                FROM (
-                    SELECT service, sha, min(ts) AS deployed_at
-                    FROM (
-                        SELECT service, ts, arrayJoin(commits) AS sha
-                        FROM events FINAL
-                        WHERE tenant_id = {{t:String}} AND kind = 'deployment'{service_filter}
-                    )
-                    GROUP BY service, sha
-                ) AS d
-                INNER JOIN (
-                    SELECT sha, min(assumeNotNull(committed_at)) AS committed_at
-                    FROM events FINAL
-                    WHERE tenant_id = {{t:String}} AND kind = 'commit' AND sha != ''
-                    GROUP BY sha
-                ) AS c ON d.sha = c.sha
-                WHERE d.deployed_at >= {{since:{_DT}}} AND d.deployed_at < {{until:{_DT}}}
-                  AND d.deployed_at >= c.committed_at
+                SELECT service,
+                       dateDiff('millisecond', committed_at, deployed_at) / 3600000.0 AS hours
+                FROM dora_lead FINAL
+                ARRAY JOIN mapKeys(deployed) AS service, mapValues(deployed) AS deployed_at
+                WHERE tenant_id = {{t:String}}
+                  AND deployed_at >= {{since:{_DT}}} AND deployed_at < {{until:{_DT}}}
+                  AND deployed_at >= committed_at{service_filter}
             )
             GROUP BY ROLLUP(service)
         """
         restore_sql = f"""
             SELECT if(grouping(service) = 1, '*', service) AS svc, count(),
-                   countIf(resolves > 0 AND resolved_at >= opened_at),
-                   avgIf(hours, resolves > 0 AND resolved_at >= opened_at),
-                   quantileExactInclusiveIf(0.5)(hours, resolves > 0 AND resolved_at >= opened_at)
+                   countIf(restored), avgIf(hours, restored),
+                   quantileExactInclusiveIf(0.5)(hours, restored)
             FROM (
-                SELECT incident_id,
-                       argMinIf(service, ts, status = 'open') AS service,
-                       minIf(ts, status = 'open') AS opened_at,
-                       maxIf(ts, status = 'resolved') AS resolved_at,
-                       countIf(status = 'open') AS opens,
-                       countIf(status = 'resolved') AS resolves,
+                SELECT first_open.2 AS service, first_open.1 AS opened_at,
+                       resolves = 1 AND resolved_at >= opened_at AS restored,
                        dateDiff('millisecond', opened_at, resolved_at) / 3600000.0 AS hours
-                FROM events FINAL
-                WHERE tenant_id = {{t:String}} AND kind = 'incident'
-                GROUP BY incident_id
+                FROM dora_incidents FINAL
+                WHERE tenant_id = {{t:String}} AND opens = 1
             )
-            WHERE opens > 0 AND opened_at >= {{since:{_DT}}} AND opened_at < {{until:{_DT}}}
-              {service_filter}
+            WHERE opened_at >= {{since:{_DT}}} AND opened_at < {{until:{_DT}}}{service_filter}
             GROUP BY ROLLUP(service)
         """
         deployments = {r[0]: r[1:] for r in await self._rows(deployments_sql, args)}
