@@ -1,9 +1,12 @@
 """Buffer decoded messages as rows; insert them in batches; ack only what was stored.
 
-The handlers hand over (table, row, message) and return without acking. The batch is
-inserted when it reaches `batch_size` rows (the handler that fills it waits for the insert, which
-holds back the next fetch) or when its oldest row is `flush_interval_s` old (a timer task). After
-an insert succeeds its messages are acked; after it fails they are NAKed with the consumer's
+The handlers hand over (table, row, message) and return without acking. The buffer goes to
+an insert when it reaches `batch_size` rows or when its oldest row is `flush_interval_s` old (a
+timer task). The insert runs in the background (chDB's work in a thread, without the GIL) while
+the handler returns and the next fetch is decoded; rows that fill up meanwhile go together into
+the next insert, up to `max_insert_rows`, and a buffer at that cap waits for the running insert
+(that wait holds back the next fetch). One insert runs at a time. After an insert succeeds its
+messages are acked (one write for all); after it fails they are NAKed with the consumer's
 delay and come back. A process that dies before the ack gets the messages redelivered, and the
 ReplacingMergeTree tables collapse the copies by event id (see migrations.py).
 
@@ -22,6 +25,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
@@ -81,7 +85,7 @@ class Metrics:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     table: str
     row: Row
@@ -97,6 +101,36 @@ def delivery_delay(msg: Msg, spec: ConsumerSpec) -> float:
         attempt = 1
     delays = spec.nak_delays_s or (1.0,)
     return float(delays[min(attempt - 1, len(delays) - 1)])
+
+
+async def ack_all(msgs: list[Msg]) -> None:
+    """Ack JetStream messages (AckExplicit: one ack each) with one write for all of them.
+
+    An ack is an empty publish to the message's reply subject, which is what `Msg.ack` sends;
+    nats-py builds, checks and queues it per message, which at tens of thousands a second
+    costs more than the rest of the ack path. Here the PUB lines are joined into one command
+    for the client's write buffer (nats-py 2.x `_send_command`; queued while reconnecting as a
+    publish is). Without that method, or while disconnected, each is acked with `Msg.ack`.
+    """
+    if not msgs:
+        return
+    nc = msgs[0]._client
+    send = getattr(nc, "_send_command", None)
+    flush = getattr(nc, "_flush_pending", None)
+    if send is not None and flush is not None and nc.is_connected:
+        lines = []
+        for msg in msgs:
+            if msg.reply and not msg._ackd:
+                lines.append(b"PUB " + msg.reply.encode() + b" 0\r\n\r\n")
+                msg._ackd = True
+        if lines:
+            with contextlib.suppress(Exception):
+                await send(b"".join(lines))
+                await flush()
+        return
+    for msg in msgs:
+        with contextlib.suppress(Exception):
+            await msg.ack()
 
 
 def trace_context(msg: Msg) -> Context | None:
@@ -116,50 +150,112 @@ class Batcher:
     metrics: Metrics
     batch_size: int
     flush_interval_s: float
+    # While an insert runs, the buffer may grow to this many rows for the next insert
+    # (batch_size if this is smaller).
+    max_insert_rows: int = 0
     _pending: list[Pending] = field(default_factory=list)
-    _inflight: list[Pending] = field(default_factory=list)
+    _inflight: list[list[Pending]] = field(default_factory=list)  # taken, being stored
     _oldest: float = 0.0
     _last_beat: float = 0.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _closed: bool = False
     _timer: asyncio.Task[None] | None = None
+    _background: asyncio.Task[None] | None = None  # inserting, one buffer after another
+    _progress: asyncio.Event = field(default_factory=asyncio.Event)  # set after each insert
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
     async def add(self, table: str, row: Row, msg: Msg) -> None:
-        if self._closed:
-            # Shutting down after the last flush: hand it back now rather than after ack_wait.
-            with contextlib.suppress(Exception):
-                await msg.nak()
-            return
-        if not self._pending:
-            self._oldest = self._last_beat = time.monotonic()
-        self._pending.append(Pending(table, row, msg, trace_context(msg)))
+        await self.add_all([(table, row, msg)])
+
+    async def add_all(self, items: Sequence[tuple[str, Row, Msg]]) -> None:
+        """Buffer decoded messages; a full buffer goes to its insert in the background."""
+        pending = self._pending
+        for n, (table, row, msg) in enumerate(items):
+            if self._closed:
+                # Shutting down after the last flush: hand them back now, not after ack_wait.
+                for _, _, late in items[n:]:
+                    with contextlib.suppress(Exception):
+                        await late.nak()
+                break
+            if not pending:
+                self._oldest = self._last_beat = time.monotonic()
+            headers = msg.headers
+            parent = trace_context(msg) if headers and "traceparent" in headers else None
+            pending.append(Pending(table, row, msg, parent))
+            if len(pending) >= self.batch_size:
+                await self._full()
+                pending = self._pending
         self._gauge()
-        if len(self._pending) >= self.batch_size:
-            await self.flush()
+
+    @property
+    def insert_cap(self) -> int:
+        """The most rows one insert takes (the buffer never holds more)."""
+        return max(self.max_insert_rows, self.batch_size)
+
+    async def _full(self) -> None:
+        """The buffer holds `batch_size` rows. With no insert running it goes to one now, in the
+        background, while the caller goes on (the next fetch, decoding it). With one running, it
+        keeps filling and goes to the next insert as soon as that one ends, all of it (up to
+        `insert_cap` rows): a backlog makes fewer, larger inserts, whose cost is mostly per
+        insert. A buffer at the cap waits for the running insert: that wait is what holds back
+        the next fetch."""
+        while self._background is not None and len(self._pending) >= self.insert_cap:
+            self._progress.clear()
+            await self._progress.wait()
+        if self._background is None and not self._closed and len(self._pending) >= self.batch_size:
+            self._background = asyncio.create_task(
+                self._insert_in_background(self._take()), name=f"insert-{self.spec.durable}"
+            )
+
+    def _take(self) -> list[Pending]:
+        batch, self._pending = self._pending, []
+        self._inflight.append(batch)
+        return batch
+
+    async def _insert_in_background(self, batch: list[Pending]) -> None:
+        """Store `batch`, then every buffer that filled up meanwhile, one insert at a time."""
+        try:
+            while True:
+                try:
+                    await self._store(batch)
+                except Exception:
+                    log.exception("batch insert failed unexpectedly; messages will be redelivered")
+                self._progress.set()
+                if self._closed or len(self._pending) < self.batch_size:
+                    return
+                batch = self._take()
+        finally:
+            if self._background is asyncio.current_task():
+                self._background = None
+            self._progress.set()
 
     async def flush(self) -> None:
-        async with self._lock:
-            batch, self._pending = self._pending, []
-            if not batch:
-                return
-            self._inflight = batch
-            try:
+        """Store everything buffered so far, after the inserts running in the background."""
+        while self._background is not None:
+            await asyncio.shield(self._background)
+        if self._pending:
+            await self._store(self._take())
+
+    async def _store(self, batch: list[Pending]) -> None:
+        """Insert one taken buffer (listed in `_inflight`), table by table, then ack or NAK."""
+        try:
+            async with self._lock:
+                self._gauge()
                 by_table: dict[str, list[Pending]] = defaultdict(list)
                 for item in batch:
                     by_table[item.table].append(item)
                 for table, items in by_table.items():
                     await self._insert(table, items)
-            finally:
-                self._inflight = []
-                self._gauge()
+        finally:
+            self._inflight = [b for b in self._inflight if b is not batch]
+            self._gauge()
 
     def _gauge(self) -> None:
         self.metrics.buffered.labels(self.spec.durable).set(
-            len(self._pending) + len(self._inflight)
+            len(self._pending) + sum(len(batch) for batch in self._inflight)
         )
 
     async def _insert(self, table: str, items: list[Pending]) -> None:
@@ -186,10 +282,8 @@ class Batcher:
         self.metrics.flush_seconds.labels(table).observe(time.perf_counter() - started)
         self.metrics.batch_rows.labels(table).observe(len(items))
         self.metrics.rows.labels(table).inc(len(items))
-        for item in items:
-            # A lost ack only means a redelivery, which the table deduplicates.
-            with contextlib.suppress(Exception):
-                await item.msg.ack()
+        # A lost ack only means a redelivery, which the table deduplicates.
+        await ack_all([item.msg for item in items])
 
     def _spans(
         self, table: str, items: list[Pending], start_ns: int, end_ns: int, error: Exception | None
@@ -216,7 +310,7 @@ class Batcher:
             span.end(end_time=end_ns)
 
     async def _beat(self) -> None:
-        for item in (*self._inflight, *self._pending):
+        for item in (*(i for batch in self._inflight for i in batch), *self._pending):
             with contextlib.suppress(Exception):
                 await item.msg.in_progress()
 
@@ -230,7 +324,13 @@ class Batcher:
             ) and now - self._last_beat >= self.spec.ack_wait_s / 3:
                 self._last_beat = now
                 await self._beat()
-            if self._pending and now - self._oldest >= self.flush_interval_s:
+            # While inserts run in the background, the next one takes a full buffer; what is
+            # left when they end is flushed on a later tick.
+            if (
+                self._pending
+                and self._background is None
+                and now - self._oldest >= self.flush_interval_s
+            ):
                 try:
                     await self.flush()
                 except Exception:

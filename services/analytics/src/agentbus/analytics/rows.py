@@ -132,6 +132,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# One encoder for every row: `json.dumps` with options builds a new encoder per call.
+_DATA_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+
 DEPLOYMENT_TYPES = frozenset({"deployment"})
 COMMIT_TYPES = frozenset({"commit", "change"})
 INCIDENT_TYPES = frozenset({"incident", "incident_opened", "incident_resolved"})
@@ -183,6 +186,7 @@ def _commits(data: dict[str, Any]) -> list[str]:
 
 def event_row(event: DomainEvent, stored_at: datetime) -> Row:
     data = event.data
+    ts = utc(event.ts)
     kind = status = sha = incident_id = deployment_id = ""
     commits: list[str] = []
     committed_at: datetime | None = None
@@ -197,7 +201,7 @@ def event_row(event: DomainEvent, stored_at: datetime) -> Row:
         kind = "commit"
         sha = _text(data, "sha", "commit_sha", "id")
         committed_at = _time(data.get("committed_at")) or _time(data.get("timestamp"))
-        committed_at = committed_at or utc(event.ts)
+        committed_at = committed_at or ts
     elif event.type in INCIDENT_TYPES:
         kind = "incident"
         raw_status = _text(data, "status").lower()
@@ -216,7 +220,7 @@ def event_row(event: DomainEvent, stored_at: datetime) -> Row:
     return (
         event.tenant_id,
         event.id,
-        utc(event.ts),
+        ts,
         event.source,
         event.type,
         event.subject,
@@ -228,7 +232,7 @@ def event_row(event: DomainEvent, stored_at: datetime) -> Row:
         incident_id,
         deployment_id,
         committed_at,
-        json.dumps(data, separators=(",", ":"), default=str),
+        _DATA_JSON.encode(data),
         stored_at,
     )
 
