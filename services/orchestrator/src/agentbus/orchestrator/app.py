@@ -38,6 +38,7 @@ from agentbus.runtime.slots import WorkSlots
 from . import __version__, graph_config, graphs
 from .describe import describe
 from .diagnostics import drop_diagnostics
+from .langgraph_tables import setup_under_lock
 from .model_cache import open_cache
 from .model_calls import ModelConfigError, attach_cache, cache_config, load_router
 from .model_spans import capture_content
@@ -102,9 +103,8 @@ def build(settings: OrchestratorSettings) -> Service:
         try:
             await pool.open(wait=True, timeout=10)
             saver = AsyncPostgresSaver(pool)
-            await saver.setup()
             store = AsyncPostgresStore(pool, index=store_index(settings, router))  # type: ignore[arg-type]
-            await store.setup()
+            await setup_under_lock(pool, saver, store)
         except Exception as exc:
             await pool.close()
             raise StartupError(f"cannot prepare the checkpointer in PostgreSQL: {exc}") from None

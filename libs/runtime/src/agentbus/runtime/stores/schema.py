@@ -40,6 +40,9 @@ class LockKey(IntEnum):
     EVALUATIONS = 727020
     A2A_PUSH = 727021  # gateway: A2A push notification configs
     MIGRATIONS = 727022  # creating `schema_migrations` itself
+    # orchestrator: langgraph-checkpoint-postgres' and the LangGraph store's own `setup()`, whose
+    # migration tables take one insert per version and fail the second replica starting with it.
+    LANGGRAPH_CHECKPOINTS = 727023
 
 
 async def migrate(
