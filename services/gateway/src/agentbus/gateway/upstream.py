@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import TypeVar
 
 from fastapi import HTTPException
 from nats.aio.client import Client as NatsClient
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
+from nats.errors import Error as NatsError
 from pydantic import BaseModel
 
 from agentbus.contracts import Contract, ErrorReply
@@ -44,16 +44,26 @@ Reply = TypeVar("Reply", bound=BaseModel)
 
 
 async def request_reply(
-    nc: NatsClient, subject: str, req: Contract, reply: type[Reply], what: str, timeout: float = 30
+    nc: NatsClient,
+    subject: str,
+    req: Contract,
+    reply: type[Reply],
+    what: str,
+    timeout: float = 30,
+    *,
+    refusals: Mapping[str, int] | None = None,
+    failure_status: int = 502,
 ) -> Reply:
     """One traced request to a service behind the gateway and its typed reply: 503 with
-    Retry-After when no one answers, a 502 with the service's reason code for an ErrorReply."""
+    Retry-After when no one answers (or the bus is away). An ErrorReply whose reason `refusals`
+    names is the caller's problem: that status with the service's message; any other is
+    `failure_status` with the service's reason code."""
     try:
         with nats_span(subject, "request") as headers:
             msg = await nc.request(
                 subject, req.model_dump_json().encode(), timeout=timeout, headers=headers
             )
-    except (NoRespondersError, NatsTimeoutError):
+    except (NatsError, TimeoutError):
         raise HTTPException(
             503, f"{what}: the service is not available; try again", headers={"Retry-After": "1"}
         ) from None
@@ -64,7 +74,10 @@ async def request_reply(
             error = ErrorReply.model_validate_json(msg.data)
         except ValueError:
             raise UpstreamError(what, "unreadable_reply") from None
-        raise UpstreamError(what, error.reason, error.error) from None
+        status = (refusals or {}).get(error.reason)
+        if status is not None:
+            raise HTTPException(status, error.error) from None
+        raise UpstreamError(what, error.reason, error.error, failure_status) from None
 
 
 def runs_unavailable(internal: str) -> UpstreamError:

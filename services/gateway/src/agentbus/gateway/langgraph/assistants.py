@@ -22,17 +22,15 @@ from nats.aio.client import Client as NatsClient
 
 from agentbus.contracts import (
     GRAPHS_DESCRIBE,
-    ErrorReply,
     GraphDescribeRequest,
     GraphDescription,
 )
 from agentbus.contracts.graphs import GraphAspect, GraphInfo
 from agentbus.runtime.migrations import Migration
 from agentbus.runtime.stores.schema import LockKey
-from agentbus.runtime.traces import nats_span
 
 from ..store import _row
-from ..upstream import UpstreamError
+from ..upstream import request_reply
 from .lazy_schema import LazySchema
 
 NAMESPACE_GRAPH = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
@@ -130,19 +128,20 @@ class GraphCatalog:
     ) -> GraphDescription:
         req = GraphDescribeRequest(tenant_id=tenant_id, aspect=aspect, graph_id=graph_id, **fields)
         try:
-            with nats_span(GRAPHS_DESCRIBE, "request") as headers:
-                reply = await self.nc.request(
-                    GRAPHS_DESCRIBE, req.model_dump_json().encode(), timeout=10, headers=headers
-                )
-        except Exception:
-            raise HTTPException(503, "The orchestrator did not answer") from None
-        try:
-            return GraphDescription.model_validate_json(reply.data)
-        except ValueError:
-            error = ErrorReply.model_validate_json(reply.data)
-            if error.reason == "not_found":
+            return await request_reply(
+                self.nc,
+                GRAPHS_DESCRIBE,
+                req,
+                GraphDescription,
+                f"Graph {graph_id!r}",
+                timeout=10,
+                refusals={"not_found": 404},
+                failure_status=424,
+            )
+        except HTTPException as exc:
+            if exc.status_code == 404:
                 raise HTTPException(404, f"Graph {graph_id!r} not found") from None
-            raise UpstreamError(f"Graph {graph_id!r}", error.reason, error.error, 424) from None
+            raise
 
     async def graphs(self, tenant_id: str, *, fresh: bool = False) -> dict[str, GraphInfo]:
         if not fresh and self._graphs and time.monotonic() - self._at < CATALOG_TTL_S:

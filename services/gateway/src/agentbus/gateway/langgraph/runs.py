@@ -16,7 +16,6 @@ from nats.js.errors import NotFoundError
 
 from agentbus.contracts import (
     THREADS_UPDATE,
-    ErrorReply,
     RunControl,
     RunEvent,
     RunRequested,
@@ -35,7 +34,7 @@ from ..auth.deps import Principal
 from ..routes.history import HistoryStore, question_in
 from ..runs import RunGateway
 from ..store import GatewayStore
-from ..upstream import UpstreamError, runs_unavailable
+from ..upstream import request_reply, runs_unavailable
 from .assistants import Assistants, GraphCatalog, merge_config
 from .crons import Crons
 from .encode import Encoder, with_message_roles, with_message_types
@@ -179,36 +178,20 @@ class LangGraphRuns:
             checkpoint_id=checkpoint_id,
             history_limit=history,
         )
-        try:
-            with nats_span(s.THREADS_STATE, "request") as headers:
-                reply = await self.gateway.nc.request(
-                    s.THREADS_STATE, req.model_dump_json().encode(), timeout=10, headers=headers
-                )
-        except Exception:
-            raise HTTPException(503, "The orchestrator did not answer") from None
-        try:
-            return ThreadState.model_validate_json(reply.data)
-        except ValueError:
-            error = ErrorReply.model_validate_json(reply.data)
-            raise UpstreamError("Thread state", error.reason, error.error) from None
+        return await request_reply(
+            self.gateway.nc, s.THREADS_STATE, req, ThreadState, "Thread state", timeout=10
+        )
 
     async def update(self, req: ThreadUpdateRequest) -> ThreadUpdated:
         """A change to the thread's checkpoints, made by the orchestrator."""
-        try:
-            with nats_span(THREADS_UPDATE, "request") as headers:
-                reply = await self.gateway.nc.request(
-                    THREADS_UPDATE, req.model_dump_json().encode(), timeout=30, headers=headers
-                )
-        except Exception:
-            raise HTTPException(503, "The orchestrator did not answer") from None
-        try:
-            return ThreadUpdated.model_validate_json(reply.data)
-        except ValueError:
-            error = ErrorReply.model_validate_json(reply.data)
-            status = {"not_found": 404, "no_graph": 409, "invalid_update": 400}.get(error.reason)
-            if status is None:
-                raise UpstreamError("Thread update", error.reason, error.error) from None
-            raise HTTPException(status, error.error) from None
+        return await request_reply(
+            self.gateway.nc,
+            THREADS_UPDATE,
+            req,
+            ThreadUpdated,
+            "Thread update",
+            refusals={"not_found": 404, "no_graph": 409, "invalid_update": 400},
+        )
 
     # -- runs --------------------------------------------------------------------------------
 

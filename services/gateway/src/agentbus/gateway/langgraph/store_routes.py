@@ -9,11 +9,10 @@ from typing import Annotated, Any, Literal
 from fastapi import HTTPException, Query, Response
 from pydantic import Field, field_validator
 
-from agentbus.contracts import STORE_OPS, ErrorReply, StoreReply, StoreRequest
-from agentbus.runtime.traces import nats_span
+from agentbus.contracts import STORE_OPS, StoreReply, StoreRequest
 
 from ..auth.deps import Principal
-from ..upstream import UpstreamError
+from ..upstream import request_reply
 from .models import Body
 from .routes import Auth, Svc, router
 from .runs import LangGraphRuns
@@ -79,20 +78,15 @@ class ListNamespaces(Body):
 async def _op(svc: LangGraphRuns, principal: Principal, op: StoreOp, **fields: Any) -> StoreReply:
     """One store operation for the caller's tenant; the body's fields are the request's."""
     req = StoreRequest(tenant_id=principal.tenant_id, op=op, **fields)
-    try:
-        with nats_span(STORE_OPS, "request") as headers:
-            reply = await svc.gateway.nc.request(
-                STORE_OPS, req.model_dump_json().encode(), timeout=10, headers=headers
-            )
-    except Exception:
-        raise HTTPException(503, "The orchestrator did not answer") from None
-    try:
-        return StoreReply.model_validate_json(reply.data)
-    except ValueError:
-        error = ErrorReply.model_validate_json(reply.data)
-        if error.reason not in ("unsupported", "schema", "store_error"):
-            raise UpstreamError("Store operation", error.reason, error.error) from None
-        raise HTTPException(422, error.error) from None
+    return await request_reply(
+        svc.gateway.nc,
+        STORE_OPS,
+        req,
+        StoreReply,
+        "Store operation",
+        timeout=10,
+        refusals={"unsupported": 422, "schema": 422, "store_error": 422},
+    )
 
 
 @router.put("/store/items", status_code=204, summary="Store or replace an item")

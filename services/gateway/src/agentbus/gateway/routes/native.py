@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentbus.contracts import RunEvent, ThreadState, ThreadStateRequest, new_id
 from agentbus.contracts import subjects as s
-from agentbus.runtime.traces import nats_span
 
 from ..auth.deps import CurrentPrincipal, Principal
 from ..ratelimit import per_tenant
@@ -20,6 +19,7 @@ from ..runs import RunGateway, StreamUnavailable
 from ..sse import HEARTBEAT, native_frames, sse_response
 from ..store import GatewayStore
 from ..turns import start_turn
+from ..upstream import request_reply
 from .responses import ChatAnswer, Thread, ThreadMessages, ThreadPage
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
@@ -245,13 +245,8 @@ async def thread_messages(
 ) -> dict[str, Any]:
     await _thread_or_404(store, principal.tenant_id, thread_id)
     req = ThreadStateRequest(tenant_id=principal.tenant_id, thread_id=thread_id)
-    try:
-        with nats_span(s.THREADS_STATE, "request") as headers:
-            reply = await runs.nc.request(
-                s.THREADS_STATE, req.model_dump_json().encode(), timeout=10, headers=headers
-            )
-    except Exception:
-        raise HTTPException(503, "The orchestrator did not answer") from None
-    state = ThreadState.model_validate_json(reply.data)
+    state = await request_reply(
+        runs.nc, s.THREADS_STATE, req, ThreadState, "Thread messages", timeout=10
+    )
     messages = state.current.values.get("messages", []) if state.found else []
     return {"thread_id": thread_id, "messages": messages}
