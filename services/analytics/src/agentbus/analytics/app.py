@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -134,6 +134,17 @@ def fits(result: AnalyticsResult, max_payload: int) -> AnalyticsResult:
     )
 
 
+def _on_batch(
+    store_batch: Callable[[list[Msg]], Awaitable[None]],
+) -> Callable[[BatchMessage], Awaitable[None]]:
+    """The FastStream handler of a batch consumer: the whole fetch to `store_batch`."""
+
+    async def on_batch(batch: BatchMessage) -> None:
+        await store_batch(batch.raw_message)
+
+    return on_batch
+
+
 def build(settings: AnalyticsSettings) -> Service:
     service = new_service(
         "analytics",
@@ -249,43 +260,31 @@ def build(settings: AnalyticsSettings) -> Service:
                 rows.append(("ingest_events", ingest_row(parsed.root), raw))
         await ingest.add_all(rows)
 
-    # The batch consumers: FastStream binds them (subscription, AsyncAPI); their fetch loop is
-    # `pull.fast_pull`'s, which hands each fetch to the store_* function directly.
-    events_sub = batches(
-        ANALYTICS_DOMAIN_EVENTS,
-        "analytics.events",
-        "Domain events (DomainEvent) stored in ClickHouse `events`, batched",
-    )
-
-    @events_sub
-    async def on_events(batch: BatchMessage) -> None:
-        await store_events(batch.raw_message)
-
-    telemetry_sub = batches(
-        ANALYTICS_TELEMETRY,
-        "analytics.telemetry",
-        "LlmUsage, RunFinished, ToolCalled and EvaluationScored, by subject, stored in ClickHouse",
-    )
-
-    @telemetry_sub
-    async def on_telemetry(batch: BatchMessage) -> None:
-        await store_telemetry(batch.raw_message)
-
-    ingest_sub = batches(
-        ANALYTICS_INGEST_EVENTS,
-        "analytics.ingest",
-        "Ingest progress and outcomes (IngestProgress, DocumentIndexed, IngestFailed)",
-    )
-
-    @ingest_sub
-    async def on_ingest(batch: BatchMessage) -> None:
-        await store_ingest(batch.raw_message)
-
-    for spec, subscriber, store_batch in (
-        (ANALYTICS_DOMAIN_EVENTS, events_sub, store_events),
-        (ANALYTICS_TELEMETRY, telemetry_sub, store_telemetry),
-        (ANALYTICS_INGEST_EVENTS, ingest_sub, store_ingest),
+    # The batch consumers: FastStream binds them (subscription, AsyncAPI, TestNatsBroker); their
+    # fetch loop is `pull.fast_pull`'s, which hands each fetch to the store function directly.
+    for spec, title, description, store_batch in (
+        (
+            ANALYTICS_DOMAIN_EVENTS,
+            "analytics.events",
+            "Domain events (DomainEvent) stored in ClickHouse `events`, batched",
+            store_events,
+        ),
+        (
+            ANALYTICS_TELEMETRY,
+            "analytics.telemetry",
+            "LlmUsage, RunFinished, ToolCalled and EvaluationScored, by subject, stored in"
+            " ClickHouse",
+            store_telemetry,
+        ),
+        (
+            ANALYTICS_INGEST_EVENTS,
+            "analytics.ingest",
+            "Ingest progress and outcomes (IngestProgress, DocumentIndexed, IngestFailed)",
+            store_ingest,
+        ),
     ):
+        subscriber = batches(spec, title, description)
+        subscriber(_on_batch(store_batch))
         fast_pull(subscriber, spec, fetch.size, fetch.timeout_s, store_batch)
 
     @service.replier(
