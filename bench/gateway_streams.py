@@ -91,7 +91,7 @@ from agentbus.contracts import RunRequested, new_id
 from agentbus.contracts import subjects as s
 from agentbus.contracts.streams import RUN_EVENTS
 from agentbus.gateway.store import GatewayStore
-from agentbus.runtime.engines import free_port
+from agentbus.runtime.engines import NatsEngine, free_port
 from agentbus.runtime.platform import Platform
 from bench.common import (
     bench_root,
@@ -501,58 +501,66 @@ async def set_max_consumers(nc: NatsClient, limit: int) -> int:
     return int(info.config.max_consumers or -1)
 
 
-# nats-server's monitoring endpoint, set once the engines are up (see followers()).
-MONITOR_URL: list[str] = []
-
-
-async def consumer_count(nc: NatsClient) -> int:
+@dataclass(frozen=True)
+class Followers:
     """Runs followed, as the server counts them: ordered consumers on RUN_EVENTS (how the
     gateway followed a run before commit 0aee425) plus subscriptions on the republished
-    `agentbus.v1.runs.stored.<run_id>` subjects (how it follows one since)."""
-    info = await nc.jetstream().stream_info(RUN_EVENTS.name)
-    consumers = int(info.state.consumer_count or 0)
-    if not MONITOR_URL:
-        return consumers
-    prefix = s.RUN_EVENTS_STORED_ALL.removesuffix(">")
-    subscriptions, offset = 0, 0
-    async with aiohttp.ClientSession() as http:
-        while True:
-            url = f"{MONITOR_URL[0]}/connz?subs=1&limit=1024&offset={offset}"
-            async with http.get(url) as response:
-                page = await response.json()
-            conns = page.get("connections") or []
-            for conn in conns:
-                subscriptions += sum(
-                    1 for x in conn.get("subscriptions_list") or [] if x.startswith(prefix)
-                )
-            offset += len(conns)
-            if not conns or offset >= page.get("total", 0):
-                return consumers + subscriptions
+    `agentbus.v1.runs.stored.<run_id>` subjects (how it follows one since, read from
+    nats-server's monitoring endpoint)."""
+
+    nc: NatsClient
+    monitor_url: str
+
+    async def count(self) -> int:
+        info = await self.nc.jetstream().stream_info(RUN_EVENTS.name)
+        consumers = int(info.state.consumer_count or 0)
+        prefix = s.RUN_EVENTS_STORED_ALL.removesuffix(">")
+        subscriptions, offset = 0, 0
+        async with aiohttp.ClientSession() as http:
+            while True:
+                url = f"{self.monitor_url}/connz?subs=1&limit=1024&offset={offset}"
+                async with http.get(url) as response:
+                    page = await response.json()
+                conns = page.get("connections") or []
+                for conn in conns:
+                    subscriptions += sum(
+                        1 for x in conn.get("subscriptions_list") or [] if x.startswith(prefix)
+                    )
+                offset += len(conns)
+                if not conns or offset >= page.get("total", 0):
+                    return consumers + subscriptions
+
+
+def followers_of(plat: Platform, nc: NatsClient) -> Followers:
+    engine = plat.engines.nats
+    if not isinstance(engine, NatsEngine):
+        raise RuntimeError("the benchmark runs one NATS server, not a cluster")
+    return Followers(nc, engine.monitor_url)
 
 
 async def wait_consumers(
-    nc: NatsClient, predicate: Callable[[int], bool], timeout: float
+    followers: Followers, predicate: Callable[[int], bool], timeout: float
 ) -> tuple[int, float]:
-    """Poll RUN_EVENTS' consumer count until `predicate` holds; (count, seconds waited)."""
+    """Poll the count of followed runs until `predicate` holds; (count, seconds waited)."""
     started = time.perf_counter()
-    count = await consumer_count(nc)
+    count = await followers.count()
     while not predicate(count) and time.perf_counter() - started < timeout:
         await asyncio.sleep(0.5)
-        count = await consumer_count(nc)
+        count = await followers.count()
     return count, time.perf_counter() - started
 
 
-async def steady_consumer_count(nc: NatsClient, timeout: float = 30.0) -> int:
+async def steady_consumer_count(followers: Followers, timeout: float = 30.0) -> int:
     """RUN_EVENTS' consumer count once the consumers of streams that just ended (the chats
     before) are gone: zero, as nothing else consumes RUN_EVENTS here, or else unchanged for
     6 s."""
     deadline = time.perf_counter() + timeout
-    counts = [await consumer_count(nc)]
+    counts = [await followers.count()]
     while counts[-1] and time.perf_counter() < deadline:
         if len(counts) >= 6 and len(set(counts[-6:])) == 1:
             break
         await asyncio.sleep(1.0)
-        counts.append(await consumer_count(nc))
+        counts.append(await followers.count())
     return counts[-1]
 
 
@@ -712,7 +720,10 @@ async def open_idle(
         await asyncio.wait_for(all_answered.wait(), args.timeout * 4)
     answered_s = time.perf_counter() - started
     ok_streams = sum(1 for st in streams if st.status == 200)
-    count, _ = await wait_consumers(nc, lambda c: c >= consumers_before + ok_streams, args.timeout)
+    followers = followers_of(plat, nc)
+    count, _ = await wait_consumers(
+        followers, lambda c: c >= consumers_before + ok_streams, args.timeout
+    )
     return (
         streams,
         tasks,
@@ -727,14 +738,14 @@ async def open_idle(
 
 
 async def close_idle(
-    nc: NatsClient, tasks: list[asyncio.Task[None]], consumers_before: int, settle: float
+    followers: Followers, tasks: list[asyncio.Task[None]], consumers_before: int, settle: float
 ) -> tuple[int, float | None]:
     """Close the streams; (RUN_EVENTS consumers left, seconds until they were all gone)."""
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     closed_at = time.perf_counter()
-    count, _ = await wait_consumers(nc, lambda c: c <= consumers_before, 60.0)
+    count, _ = await wait_consumers(followers, lambda c: c <= consumers_before, 60.0)
     released = time.perf_counter() - closed_at if count <= consumers_before else None
     await asyncio.sleep(settle)
     return count, released
@@ -779,8 +790,8 @@ async def measure_streams(
         res["active_alone"] = await active_phase(
             session, base, key, tap, args, gateway_pid, meter, "alone"
         )
-    MONITOR_URL[:] = [plat.engines.nats.monitor_url]
-    consumers_before = await steady_consumer_count(nc)
+    followers = followers_of(plat, nc)
+    consumers_before = await steady_consumer_count(followers)
     ports = {
         urlsplit(plat.engines.nats.url).port or 0: "nats",
         urlsplit(plat.engines.postgres.url).port or 0: "postgres",
@@ -866,7 +877,7 @@ async def measure_streams(
     print(f"  idle check: {res['idle_check']}")
 
     # Close them all: the gateway must let go of every consumer and file.
-    count, released = await close_idle(nc, tasks, consumers_before, args.settle)
+    count, released = await close_idle(followers, tasks, consumers_before, args.settle)
     res["after_close"] = {
         "gateway": proc_status(gateway_pid),
         "nats": proc_status(nats_pid),
@@ -883,7 +894,7 @@ async def measure_streams(
             plat, nc, session, base, key, args, consumers_before, meter
         )
         second_open = {"gateway": proc_status(gateway_pid), "nats": proc_status(nats_pid)}
-        count, released = await close_idle(nc, tasks, consumers_before, args.settle)
+        count, released = await close_idle(followers, tasks, consumers_before, args.settle)
         res["second_round"] = {
             "ok": opening["ok"],
             "open": second_open,

@@ -75,7 +75,6 @@ class RunEventFeed:
     ) -> None:
         self.nc = nc
         self.pending_msgs = pending_msgs
-        self.run_id = run_id
         self.subject = s.run_events(run_id)
         self.stored_subject = s.run_events_stored(run_id)
         self.stream = stream
